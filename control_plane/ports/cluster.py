@@ -1,0 +1,64 @@
+"""Cluster driver port: run N replicas of a deployment and report their state.
+
+Declarative: ``scale(spec, n)`` sets the desired count; the driver converges and keeps
+it (restarting replicas that die). The local adapter runs one process per replica on a
+free loopback port; the Kubernetes adapter renders a Deployment + Service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+
+class ReplicaPhase(str, Enum):
+    STARTING = "STARTING"  # process/pod started, model server not answering yet
+    LOADING = "LOADING"  # server answers, model load() still running
+    READY = "READY"  # load() done: takes traffic
+    FAILED = "FAILED"  # load() raised, or crash-looping past the restart budget
+    STOPPED = "STOPPED"
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    deployment_id: str
+    model_id: str
+    # Local driver: directory of the extracted package and the interpreter of its built venv.
+    # Kubernetes driver: image reference / archive URL carried in ``env``.
+    model_dir: str
+    python: str
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)  # materialised as files, never logged
+    cpu: str = "1"
+    memory: str = "2Gi"
+    accelerator: str | None = None
+    predict_concurrency: int = 1
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    replica_id: str
+    deployment_id: str
+    url: str  # base URL of the model server, e.g. http://127.0.0.1:41234
+    phase: ReplicaPhase
+    restarts: int = 0
+    message: str = ""
+
+
+class ClusterDriver(Protocol):
+    name: str  # cluster name, as the routing table shows it
+
+    def scale(self, spec: ReplicaSpec, replicas: int) -> None:
+        """Converge to ``replicas`` running copies of ``spec`` (0 stops them all)."""
+        ...
+
+    def replicas(self, deployment_id: str) -> list[ReplicaState]: ...
+
+    def logs(self, deployment_id: str, *, tail: int = 200) -> list[str]:
+        """Recent log lines of the deployment's replicas (stdout + stderr)."""
+        ...
+
+    def close(self) -> None:
+        """Stop every replica this driver started."""
+        ...

@@ -1,0 +1,59 @@
+"""Metadata store port: versioned documents in named tables.
+
+Shaped so DynamoDB fits it directly: ``table`` + ``key`` are the partition and
+sort key, ``version`` is the attribute a conditional write checks. Optimistic
+concurrency is how the domain serialises racing writers (e.g. two promotions of
+one environment): read an item, compute, ``put(..., expected_version=item.version)``;
+the loser gets :class:`VersionConflict` and nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class VersionConflict(Exception):
+    """A conditional write lost: the item changed (or exists / is gone) since it was read."""
+
+    def __init__(self, table: str, key: str) -> None:
+        super().__init__(f"{table}/{key} was changed by another writer")
+        self.table = table
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str
+    version: int
+    value: dict[str, Any]
+
+
+# ``expected_version`` sentinel meaning "the item must not exist yet".
+ABSENT = 0
+
+
+class MetadataStore(Protocol):
+    def get(self, table: str, key: str) -> Item | None:
+        """The item, or None when absent."""
+        ...
+
+    def put(
+        self, table: str, key: str, value: dict[str, Any], *, expected_version: int | None = None
+    ) -> int:
+        """Write ``value`` (JSON-serialisable) and return the new version (1 for a new item).
+
+        ``expected_version=None`` writes unconditionally; ``ABSENT`` (0) only creates;
+        any other number only replaces that exact version. Otherwise raises VersionConflict.
+        """
+        ...
+
+    def delete(self, table: str, key: str, *, expected_version: int | None = None) -> None:
+        """Remove the item (no error when already absent unless ``expected_version`` is set)."""
+        ...
+
+    def scan(self, table: str, *, prefix: str = "") -> list[Item]:
+        """Every item of ``table`` whose key starts with ``prefix``, ordered by key."""
+        ...
+
+    def close(self) -> None: ...
