@@ -1,0 +1,37 @@
+"""Errors raised by the adapters (beyond the port-level ones in ``control_plane.ports``)."""
+
+from __future__ import annotations
+
+
+class AdapterError(Exception):
+    """Base class of every adapter error."""
+
+
+class InvalidKey(AdapterError, ValueError):
+    """A store, queue or blob key that the adapter refuses (names the key and why)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"invalid key {key!r}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class NotSerializable(AdapterError, TypeError):
+    """A metadata value that cannot be stored as JSON."""
+
+    def __init__(self, table: str, key: str, detail: str) -> None:
+        super().__init__(f"{table}/{key}: value is not JSON-serialisable ({detail})")
+        self.table = table
+        self.key = key
+
+
+class BuildError(AdapterError):
+    """Installing a deployment's requirements failed; ``output_tail`` holds pip's last lines."""
+
+    def __init__(self, message: str, output_tail: list[str]) -> None:
+        super().__init__(message)
+        self.output_tail = output_tail
+
+
+class ClusterError(AdapterError):
+    """A cluster driver could not do what was asked."""

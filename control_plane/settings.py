@@ -1,0 +1,155 @@
+"""Control-plane settings, read once from ``PLINTH_*`` environment variables.
+
+Everything else receives a :class:`Settings` object; nothing below reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from control_plane.exceptions import SettingsError
+
+STORE_KINDS = ("sqlite", "dynamodb")
+BLOB_KINDS = ("directory", "s3", "gcs")
+QUEUE_KINDS = ("sqlite", "sqs")
+CLUSTER_KINDS = ("local", "kubernetes", "none")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where state lives, which adapters to build, and how the background loops behave."""
+
+    state_dir: Path = field(default_factory=lambda: Path(".plinth"))
+    store_kind: str = "sqlite"
+    blob_kind: str = "directory"
+    queue_kind: str = "sqlite"
+    cluster_kind: str = "local"
+    host: str = "127.0.0.1"
+    port: int = 8800
+    # Public URL of the gateway, printed to users next to model ids.
+    gateway_url: str = "http://127.0.0.1:8801"
+    # Shared secret gateways present to read the routing table and wake deployments.
+    internal_token: str | None = None
+    # A key stored at startup if absent (plinth up passes the one it shows the user).
+    bootstrap_api_key: str | None = None
+    reconcile_interval_s: float = 1.0
+    build_poll_interval_s: float = 0.5
+    # A deployment that has no READY replica this long after it started deploying is FAILED.
+    load_timeout_s: float = 900.0
+    # A promotion lock older than this is considered abandoned (its holder crashed).
+    promotion_timeout_s: float = 1800.0
+    run_background_workers: bool = True
+    max_archive_bytes: int = 2 << 30
+    # Cloud adapters (only read when the matching kind is chosen).
+    blob_bucket: str | None = None
+    aws_region: str | None = None
+    dynamodb_table: str | None = None
+    sqs_queue_prefix: str | None = None
+    k8s_namespace: str = "plinth"
+    k8s_image: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("PLINTH_STORE", self.store_kind, STORE_KINDS)
+        _check_choice("PLINTH_BLOB", self.blob_kind, BLOB_KINDS)
+        _check_choice("PLINTH_QUEUE", self.queue_kind, QUEUE_KINDS)
+        _check_choice("PLINTH_CLUSTER", self.cluster_kind, CLUSTER_KINDS)
+        if self.reconcile_interval_s <= 0:
+            raise SettingsError("PLINTH_RECONCILE_INTERVAL_S must be > 0")
+        if self.build_poll_interval_s <= 0:
+            raise SettingsError("PLINTH_BUILD_POLL_INTERVAL_S must be > 0")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``PLINTH_*`` variables (``environ`` defaults to ``os.environ``)."""
+        env = os.environ if environ is None else environ
+        reader = _EnvReader(env)
+        defaults = cls()
+        return cls(
+            state_dir=Path(reader.text("PLINTH_STATE_DIR", str(defaults.state_dir))),
+            store_kind=reader.text("PLINTH_STORE", defaults.store_kind),
+            blob_kind=reader.text("PLINTH_BLOB", defaults.blob_kind),
+            queue_kind=reader.text("PLINTH_QUEUE", defaults.queue_kind),
+            cluster_kind=reader.text("PLINTH_CLUSTER", defaults.cluster_kind),
+            host=reader.text("PLINTH_HOST", defaults.host),
+            port=reader.integer("PLINTH_PORT", defaults.port),
+            gateway_url=reader.text("PLINTH_GATEWAY_URL", defaults.gateway_url),
+            internal_token=reader.optional("PLINTH_INTERNAL_TOKEN"),
+            bootstrap_api_key=reader.optional("PLINTH_BOOTSTRAP_API_KEY"),
+            reconcile_interval_s=reader.number(
+                "PLINTH_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s
+            ),
+            build_poll_interval_s=reader.number(
+                "PLINTH_BUILD_POLL_INTERVAL_S", defaults.build_poll_interval_s
+            ),
+            load_timeout_s=reader.number("PLINTH_LOAD_TIMEOUT_S", defaults.load_timeout_s),
+            promotion_timeout_s=reader.number(
+                "PLINTH_PROMOTION_TIMEOUT_S", defaults.promotion_timeout_s
+            ),
+            run_background_workers=reader.boolean(
+                "PLINTH_RUN_BACKGROUND_WORKERS", defaults.run_background_workers
+            ),
+            max_archive_bytes=reader.integer("PLINTH_MAX_ARCHIVE_BYTES", defaults.max_archive_bytes),
+            blob_bucket=reader.optional("PLINTH_BLOB_BUCKET"),
+            aws_region=reader.optional("PLINTH_AWS_REGION"),
+            dynamodb_table=reader.optional("PLINTH_DYNAMODB_TABLE"),
+            sqs_queue_prefix=reader.optional("PLINTH_SQS_QUEUE_PREFIX"),
+            k8s_namespace=reader.text("PLINTH_K8S_NAMESPACE", defaults.k8s_namespace),
+            k8s_image=reader.optional("PLINTH_K8S_IMAGE"),
+        )
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "plinth.db"
+
+
+def _check_choice(variable: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise SettingsError(f"{variable}={value!r} is not one of {', '.join(choices)}")
+
+
+class _EnvReader:
+    """Typed reads of environment variables; errors name the variable and the bad value."""
+
+    _TRUE = frozenset({"1", "true", "yes", "on"})
+    _FALSE = frozenset({"0", "false", "no", "off"})
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def integer(self, name: str, default: int) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not an integer") from None
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number") from None
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        if raw.lower() in self._TRUE:
+            return True
+        if raw.lower() in self._FALSE:
+            return False
+        raise SettingsError(f"{name}={raw!r} is not a boolean (use true/false)")

@@ -1,0 +1,1 @@
+"""Plinth's built-in LLM engine: paged KV cache, continuous batching, prefix caching."""

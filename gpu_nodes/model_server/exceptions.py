@@ -1,0 +1,40 @@
+"""Errors of the model server.
+
+``InputError`` is the one users raise from their own Model code to say "bad request":
+the server answers with its ``status_code`` (400 by default) instead of a 500.
+"""
+
+from __future__ import annotations
+
+
+class ModelServerError(Exception):
+    """Base class of every model server error."""
+
+
+class PackageError(ModelServerError):
+    """The package directory is unusable (missing config.yaml, missing model file or class)."""
+
+
+class SecretNotFoundError(ModelServerError, KeyError):
+    """A secret the model asked for is not declared, or declared but not provided."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.message = message
+
+    def __str__(self) -> str:  # KeyError would quote the message otherwise
+        return self.message
+
+
+class InputError(ModelServerError):
+    """Raised by user code (or the server) when the request input is invalid: answered as 4xx."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class ResultNotSerializableError(ModelServerError):
+    """predict/postprocess returned something that cannot be encoded as JSON."""

@@ -1,0 +1,60 @@
+"""Errors raised by the user-facing `plinth` package (spec, archive, client, CLI)."""
+
+from __future__ import annotations
+
+
+class PlinthError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+
+class ConfigError(PlinthError, ValueError):
+    """A package's config.yaml is invalid.
+
+    `line` is the 1-based line in the YAML file (None when the config did not come from a file
+    or the place is unknown); `field` is the dotted field path (e.g. "runtime.predict_concurrency").
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        errors: list[ConfigError] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.field = field
+        # All problems found, when several were reported at once (this error is the first).
+        self.errors: list[ConfigError] = errors if errors is not None else [self]
+
+
+class ArchiveError(PlinthError):
+    """A package archive could not be created or is unsafe to extract.
+
+    `member` names the offending archive entry when there is one.
+    """
+
+    def __init__(self, message: str, *, member: str | None = None) -> None:
+        super().__init__(message)
+        self.member = member
+
+
+class ApiError(PlinthError):
+    """The control plane answered with an error (`{"error": {"code", "message"}}`)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class PlatformUnreachableError(PlinthError):
+    """The control plane or gateway could not be reached at all (connection refused, DNS, timeout)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach {url}: {reason}")
+        self.url = url
+        self.reason = reason

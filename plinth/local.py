@@ -1,0 +1,187 @@
+"""`plinth up`: the whole platform on one machine with embedded defaults.
+
+Three processes, as in a real install: the control plane (which also runs the local
+cluster driver, i.e. the replicas are its child processes), and the gateway, which only
+reads the routing table and talks to replicas directly. The gateway therefore keeps
+serving while the control plane is down. This module supervises both and stops them
+cleanly on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from plinth.exceptions import PlinthError
+
+STARTUP_TIMEOUT_S = 60.0
+STOP_GRACE_S = 15.0
+
+
+@dataclass(frozen=True)
+class LocalEndpoints:
+    control_plane_url: str
+    gateway_url: str
+    api_key: str
+    internal_token: str
+
+
+@dataclass
+class LocalPlatform:
+    """The running control plane and gateway processes of one state directory."""
+
+    state_dir: Path
+    endpoints: LocalEndpoints
+    control_plane: subprocess.Popen[bytes]
+    gateway: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        """Gateway first (no new traffic), then the control plane (which stops the replicas)."""
+        for proc in (self.gateway, self.control_plane):
+            _terminate(proc)
+
+    def pids(self) -> dict[str, int]:
+        return {"control_plane": self.control_plane.pid, "gateway": self.gateway.pid}
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def _load_or_create_secret(path: Path, prefix: str) -> str:
+    """A per-state-dir secret, created once (0600) and reused on every `plinth up`."""
+    if path.exists():
+        return path.read_text().strip()
+    value = prefix + secrets.token_urlsafe(24)
+    path.touch(mode=0o600)
+    path.write_text(value)
+    return value
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise PlinthError(f"{what} exited with code {proc.returncode} at startup:\n{tail}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise PlinthError(f"{what} did not answer at {url} within {STARTUP_TIMEOUT_S:.0f} s (log: {log})")
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def start_platform(
+    state_dir: Path, host: str = "127.0.0.1", control_plane_port: int = 8800, gateway_port: int = 8801
+) -> LocalPlatform:
+    """Start the control plane and the gateway; return once both answer."""
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    api_key = _load_or_create_secret(state_dir / "admin_api_key", "pl_")
+    internal_token = _load_or_create_secret(state_dir / "internal_token", "int_")
+    cp_url = f"http://{host}:{control_plane_port}"
+    gw_url = f"http://{host}:{gateway_port}"
+    env = dict(os.environ)
+    env.update(
+        PLINTH_STATE_DIR=str(state_dir),
+        PLINTH_HOST=host,
+        PLINTH_PORT=str(control_plane_port),
+        PLINTH_GATEWAY_URL=gw_url,
+        PLINTH_INTERNAL_TOKEN=internal_token,
+        PLINTH_BOOTSTRAP_API_KEY=api_key,
+        PYTHONUNBUFFERED="1",
+    )
+    logs = state_dir / "logs"
+    cp = _spawn([sys.executable, "-m", "control_plane"], env, logs / "control_plane.log")
+    try:
+        _wait_healthy(f"{cp_url}/healthz", cp, "control plane", logs / "control_plane.log")
+        gw_args = [
+            sys.executable, "-m", "gpu_nodes.gateway",
+            "--control-plane-url", cp_url, "--host", host, "--port", str(gateway_port),
+            "--internal-token", internal_token,
+            "--cache-file", str(state_dir / "gateway_routing.json"),
+        ]  # fmt: skip
+        gw = _spawn(gw_args, env, logs / "gateway.log")
+    except BaseException:
+        _terminate(cp)
+        raise
+    platform = LocalPlatform(state_dir, LocalEndpoints(cp_url, gw_url, api_key, internal_token), cp, gw)
+    try:
+        _wait_healthy(f"{gw_url}/healthz", gw, "gateway", logs / "gateway.log")
+    except BaseException:
+        platform.stop()
+        raise
+    _write_cli_config(platform)
+    return platform
+
+
+def _write_cli_config(platform: LocalPlatform) -> None:
+    """cli.json lets `plinth push` etc. find this platform without flags (0600: it holds a key)."""
+    path = platform.state_dir / "cli.json"
+    body = {
+        "control_plane_url": platform.endpoints.control_plane_url,
+        "gateway_url": platform.endpoints.gateway_url,
+        "api_key": platform.endpoints.api_key,
+        "pids": platform.pids(),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(json.dumps(body, indent=2))
+    os.replace(tmp, path)
+
+
+def run_platform(state_dir: Path, host: str, control_plane_port: int, gateway_port: int) -> None:
+    """Foreground `plinth up`: start, print where things are, supervise until a signal."""
+    from rich.console import Console
+
+    console = Console()
+    platform = start_platform(state_dir, host, control_plane_port, gateway_port)
+    stopping = False
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    ep = platform.endpoints
+    console.print(f"[bold green]Plinth is up[/] (state in {platform.state_dir})")
+    console.print(f"  control plane  {ep.control_plane_url}   (API docs: {ep.control_plane_url}/docs)")
+    console.print(f"  gateway        {ep.gateway_url}")
+    console.print(f"  API key        {ep.api_key}")
+    console.print("  next: plinth init my-model && plinth push my-model --promote    (Ctrl-C stops)")
+    reported_exit = False
+    while not stopping:
+        time.sleep(0.5)
+        if platform.control_plane.poll() is not None and not reported_exit:
+            # The gateway keeps serving from its last routing table; say so once.
+            console.print("[yellow]control plane exited; the gateway keeps serving. Ctrl-C to stop.[/]")
+            reported_exit = True
+    console.print("stopping...")
+    platform.stop()
+    console.print("stopped.")
