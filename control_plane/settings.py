@@ -91,7 +91,9 @@ class Settings:
             run_background_workers=reader.boolean(
                 "PLINTH_RUN_BACKGROUND_WORKERS", defaults.run_background_workers
             ),
-            max_archive_bytes=reader.integer("PLINTH_MAX_ARCHIVE_BYTES", defaults.max_archive_bytes),
+            max_archive_bytes=reader.integer(
+                "PLINTH_MAX_ARCHIVE_BYTES", defaults.max_archive_bytes
+            ),
             blob_bucket=reader.optional("PLINTH_BLOB_BUCKET"),
             aws_region=reader.optional("PLINTH_AWS_REGION"),
             dynamodb_table=reader.optional("PLINTH_DYNAMODB_TABLE"),

@@ -75,9 +75,8 @@ def demo_predict(platform: LocalPlatform, console: Console) -> None:
 
 
 def demo_chat(platform: LocalPlatform, console: Console) -> None:
-    from openai import OpenAI
-
     from gpu_nodes.engine.tiny_model import ensure_tiny_model
+    from openai import OpenAI
 
     package = EXAMPLES / "tiny-llm"
     ensure_tiny_model(package / "data" / "tiny-llama")

@@ -52,9 +52,23 @@ class ApiError(PlinthError):
 
 
 class PlatformUnreachableError(PlinthError):
-    """The control plane or gateway could not be reached at all (connection refused, DNS, timeout)."""
+    """The control plane or gateway could not be reached (connection refused, DNS, timeout)."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"cannot reach {url}: {reason}")
+    def __init__(self, url: str, reason: str, *, what: str = "control plane") -> None:
+        super().__init__(f"cannot reach {what} at {url}: {reason}")
         self.url = url
         self.reason = reason
+        self.what = what
+
+
+class ConfigWarning(UserWarning):
+    """A config.yaml problem that is tolerated on load (unknown key, duplicate key) but is an
+    error when loading strictly (`plinth push`)."""
+
+
+class WaitTimeoutError(PlinthError):
+    """A deployment did not reach a final status in time."""
+
+    def __init__(self, message: str, *, last_status: str | None = None) -> None:
+        super().__init__(message)
+        self.last_status = last_status

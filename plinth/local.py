@@ -87,7 +87,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], what: str, log: Path)
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise PlinthError(f"{what} did not answer at {url} within {STARTUP_TIMEOUT_S:.0f} s (log: {log})")
+    raise PlinthError(
+        f"{what} did not answer at {url} within {STARTUP_TIMEOUT_S:.0f} s (log: {log})"
+    )
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -97,7 +99,10 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 def start_platform(
-    state_dir: Path, host: str = "127.0.0.1", control_plane_port: int = 8800, gateway_port: int = 8801
+    state_dir: Path,
+    host: str = "127.0.0.1",
+    control_plane_port: int = 8800,
+    gateway_port: int = 8801,
 ) -> LocalPlatform:
     """Start the control plane and the gateway; return once both answer."""
     state_dir = state_dir.resolve()
@@ -130,7 +135,9 @@ def start_platform(
     except BaseException:
         _terminate(cp)
         raise
-    platform = LocalPlatform(state_dir, LocalEndpoints(cp_url, gw_url, api_key, internal_token), cp, gw)
+    platform = LocalPlatform(
+        state_dir, LocalEndpoints(cp_url, gw_url, api_key, internal_token), cp, gw
+    )
     try:
         _wait_healthy(f"{gw_url}/healthz", gw, "gateway", logs / "gateway.log")
     except BaseException:
@@ -171,16 +178,22 @@ def run_platform(state_dir: Path, host: str, control_plane_port: int, gateway_po
     signal.signal(signal.SIGTERM, _on_signal)
     ep = platform.endpoints
     console.print(f"[bold green]Plinth is up[/] (state in {platform.state_dir})")
-    console.print(f"  control plane  {ep.control_plane_url}   (API docs: {ep.control_plane_url}/docs)")
+    console.print(
+        f"  control plane  {ep.control_plane_url}   (API docs: {ep.control_plane_url}/docs)"
+    )
     console.print(f"  gateway        {ep.gateway_url}")
     console.print(f"  API key        {ep.api_key}")
-    console.print("  next: plinth init my-model && plinth push my-model --promote    (Ctrl-C stops)")
+    console.print(
+        "  next: plinth init my-model && plinth push my-model --promote    (Ctrl-C stops)"
+    )
     reported_exit = False
     while not stopping:
         time.sleep(0.5)
         if platform.control_plane.poll() is not None and not reported_exit:
             # The gateway keeps serving from its last routing table; say so once.
-            console.print("[yellow]control plane exited; the gateway keeps serving. Ctrl-C to stop.[/]")
+            console.print(
+                "[yellow]control plane exited; the gateway keeps serving. Ctrl-C to stop.[/]"
+            )
             reported_exit = True
     console.print("stopping...")
     platform.stop()

@@ -127,8 +127,11 @@ class DirectoryBlobStore:
     def list(self, prefix: str = "") -> list[BlobInfo]:
         # Walk only the deepest directory the prefix fully names.
         head, _, _ = prefix.rpartition("/")
-        start = self._root.joinpath(*head.split("/")) if head else self._root
-        if ".." in head.split("/") or not start.is_dir():
+        segments = head.split("/") if head else []
+        if any(s in ("", ".", "..") for s in segments) or segments[:1] == [_STAGING]:
+            return []  # no valid key can start with this prefix
+        start = self._root.joinpath(*segments)
+        if not start.is_dir():
             return []
         found: list[BlobInfo] = []
         for dirpath, dirnames, filenames in os.walk(start):
@@ -155,10 +158,11 @@ class DirectoryBlobStore:
         return Path(name)
 
     def _publish(self, tmp: Path, target: Path) -> None:
+        key = target.relative_to(self._root).as_posix()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
-            raise InvalidKey(target.relative_to(self._root).as_posix(), "a parent is a blob") from exc
+            raise InvalidKey(key, "a parent of it is already a blob") from exc
         if target.is_dir():
-            raise InvalidKey(target.relative_to(self._root).as_posix(), "it is a key prefix")
+            raise InvalidKey(key, "it is already a prefix of other blobs")
         os.replace(tmp, target)

@@ -79,21 +79,21 @@ class SqliteQueue:
         now = self._clock()
         redrive = not queue.endswith(DLQ_SUFFIX)
         delivered: list[Message] = []
+        # Rows handled in this call; with a zero visibility timeout they would match again.
+        touched: set[int] = set()
         while len(delivered) < max_messages:
             rows = conn.execute(
                 "SELECT seq, id, body, receive_count FROM queue_messages "
                 "WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?",
-                (queue, now, max_messages - len(delivered)),
+                (queue, now, max_messages - len(delivered) + len(touched)),
             ).fetchall()
-            if not rows:
+            fresh = [row for row in rows if row[0] not in touched]
+            if not fresh:
                 break
-            for seq, message_id, body, count in rows:
+            for seq, message_id, body, count in fresh:
+                touched.add(seq)
                 if redrive and count >= self._max_receives:
-                    conn.execute(
-                        "UPDATE queue_messages SET queue = ?, receive_count = 0, receipt = NULL, "
-                        "visible_at = ? WHERE seq = ?",
-                        (queue + DLQ_SUFFIX, now, seq),
-                    )
+                    self._move_to_dlq(queue, seq, now)
                     continue
                 receipt = f"{message_id}.{uuid.uuid4().hex}"
                 conn.execute(
@@ -102,8 +102,16 @@ class SqliteQueue:
                     (count + 1, receipt, now + visibility_timeout_s, seq),
                 )
                 delivered.append(Message(message_id, body, receipt, count + 1))
-            # Hidden rows no longer match the SELECT, so the loop always makes progress.
+                if len(delivered) == max_messages:
+                    break
         return delivered
+
+    def _move_to_dlq(self, queue: str, seq: int, now: float) -> None:
+        self._conns.get().execute(
+            "UPDATE queue_messages SET queue = ?, receive_count = 0, receipt = NULL, "
+            "visible_at = ? WHERE seq = ?",
+            (queue + DLQ_SUFFIX, now, seq),
+        )
 
     def ack(self, queue: str, receipt: str) -> None:
         self._conns.get().execute(

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from control_plane.adapters._documents import encode_document
 from control_plane.adapters._sqlite import ThreadLocalConnections
-from control_plane.adapters.exceptions import NotSerializable
 from control_plane.ports.store import ABSENT, Item, VersionConflict
 
 _SCHEMA = """
@@ -45,16 +45,17 @@ class SqliteMetadataStore:
     def put(
         self, table: str, key: str, value: dict[str, Any], *, expected_version: int | None = None
     ) -> int:
-        encoded = _encode(table, key, value)
+        encoded = encode_document(table, key, value)
         conn = self._conns.get()
         if expected_version is None:
             row = conn.execute(
                 "INSERT INTO items (tbl, key, version, value) VALUES (?, ?, 1, ?) "
-                "ON CONFLICT (tbl, key) DO UPDATE SET version = version + 1, value = excluded.value "
+                "ON CONFLICT (tbl, key) DO UPDATE "
+                "SET version = version + 1, value = excluded.value "
                 "RETURNING version",
                 (table, key, encoded),
-            ).fetchone()
-            return int(row[0])
+            ).fetchall()  # exhaust the cursor so the statement (and its write) completes
+            return int(row[0][0])
         if expected_version == ABSENT:
             cur = conn.execute(
                 "INSERT INTO items (tbl, key, version, value) VALUES (?, ?, 1, ?) "
@@ -104,12 +105,3 @@ class SqliteMetadataStore:
 
     def close(self) -> None:
         self._conns.close()
-
-
-def _encode(table: str, key: str, value: dict[str, Any]) -> str:
-    if not isinstance(value, dict):
-        raise NotSerializable(table, key, f"expected a dict, got {type(value).__name__}")
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise NotSerializable(table, key, str(exc)) from exc

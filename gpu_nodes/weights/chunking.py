@@ -1,4 +1,4 @@
-"""Split files into chunks that survive fine-tuning: tensor-aligned for safetensors, FastCDC otherwise.
+"""Cut files into chunks that survive fine-tuning: tensor-aligned safetensors, FastCDC otherwise.
 
 A fine-tune rewrites every shard but leaves most tensors' bytes unchanged. Cutting safetensors
 files on tensor boundaries (the header is its own chunk, big tensors are split into fixed
@@ -9,6 +9,7 @@ use content-defined chunking (FastCDC), which survives insertions as well.
 
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
 import struct
@@ -72,7 +73,7 @@ def _tensor_aligned_spans(size: int, data_start: int, bounds: list[tuple[int, in
     cuts = sorted({data_start, size, *(b for b, _ in bounds if b < size)})
     spans: list[Span] = [Span(0, data_start)]
     pack_start: int | None = None
-    for begin, finish in zip(cuts, cuts[1:], strict=False):
+    for begin, finish in itertools.pairwise(cuts):
         seg_len = finish - begin
         if seg_len == 0:
             continue
@@ -92,9 +93,7 @@ def _cdc_spans(path: Path, size: int) -> list[Span]:
     if size <= CDC_MIN:
         return [Span(0, size)] if size else []
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        chunks = fastcdc(
-            memoryview(view), min_size=CDC_MIN, avg_size=CDC_AVG, max_size=CDC_MAX
-        )
+        chunks = fastcdc(memoryview(view), min_size=CDC_MIN, avg_size=CDC_AVG, max_size=CDC_MAX)
         return [Span(int(c.offset), int(c.length)) for c in chunks]
 
 

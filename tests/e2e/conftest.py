@@ -6,8 +6,7 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,15 +75,3 @@ def gateway(platform: LocalPlatform) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Api-Key {ep.api_key}"}
     with httpx.Client(base_url=ep.gateway_url, headers=headers, timeout=60) as client:
         yield client
-
-
-def wait_until(
-    condition: Callable[[], bool], *, timeout_s: float = 60, interval_s: float = 0.25
-) -> None:
-    """Poll ``condition`` until true; fail the test after ``timeout_s`` (bounded)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s")

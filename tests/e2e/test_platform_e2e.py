@@ -13,21 +13,36 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tarfile
+import time
+from collections.abc import Callable
 from hashlib import sha256
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-from conftest import REPO_ROOT, Cli, wait_until
 
 from plinth.local import LocalPlatform
 
 pytestmark = pytest.mark.integration
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
 EXAMPLES = REPO_ROOT / "examples"
 STATE: dict[str, str] = {}
+
+
+def wait_until(condition: Callable[[], bool], *, timeout_s: float = 60) -> None:
+    """Poll ``condition`` until true; fail after ``timeout_s`` (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def model_id(api: httpx.Client, name: str) -> str:
@@ -80,11 +95,16 @@ def test_push_promote_and_predict(cli: Cli, api: httpx.Client, gateway: httpx.Cl
     assert resp.status_code == 200, resp.text
     assert resp.headers.get("x-request-id")
     # The same path under the model's own host name.
-    host = gateway.post("/production/predict", json={"x": 1}, headers={"Host": f"model-{mid}.plinth.localhost"})
+    host = gateway.post(
+        "/production/predict", json={"x": 1}, headers={"Host": f"model-{mid}.plinth.localhost"}
+    )
     assert host.status_code == 200 and host.json() == resp.json()
     # No key, wrong key: refused by the gateway.
-    bare = httpx.post(f"{gateway.base_url}models/{mid}/production/predict", json={"x": 1})
+    url = f"{str(gateway.base_url).rstrip('/')}/models/{mid}/production/predict"
+    bare = httpx.post(url, json={"x": 1})
     assert bare.status_code == 401
+    wrong = httpx.post(url, json={"x": 1}, headers={"Authorization": "Api-Key not-a-key"})
+    assert wrong.status_code == 401
     unknown = gateway.post("/models/nosuchmodel/production/predict", json={"x": 1})
     assert unknown.status_code == 404
 
@@ -107,38 +127,61 @@ def test_second_push_promote_and_rollback(
     v2 = versioned_hello(tmp_path, "v2")
     cli("push", str(v1), "--promote")
     mid = STATE["hello"]
-    assert predict_version(gateway, mid) == "v1"
+    # Gateways pick up the new routing table within their poll interval.
+    wait_until(lambda: predict_version(gateway, mid) == "v1")
     first = production_deployment(api, mid)
     cli("push", str(v2))  # development deployment; production unchanged
     assert predict_version(gateway, mid) == "v1"
-    second = next(d["id"] for d in deployments(api, mid) if d["id"] != first and d["status"] == "ACTIVE" and not d.get("is_production"))
+    second = next(
+        d["id"]
+        for d in deployments(api, mid)
+        if d["id"] != first and d["status"] == "ACTIVE" and not d.get("is_production")
+    )
     cli("promote", mid, second, "--environment", "production")
     wait_until(lambda: predict_version(gateway, mid) == "v2")
     assert production_deployment(api, mid) == second
-    wait_until(lambda: next(d for d in deployments(api, mid) if d["id"] == first)["status"] == "INACTIVE")
+    wait_until(
+        lambda: next(d for d in deployments(api, mid) if d["id"] == first)["status"] == "INACTIVE"
+    )
     cli("rollback", mid, "--environment", "production")
     wait_until(lambda: predict_version(gateway, mid) == "v1", timeout_s=120)
     STATE["v1"], STATE["v2"] = first, second
 
 
-def test_concurrent_promotions_one_conflict(api: httpx.Client) -> None:
+def test_concurrent_promotions_one_conflict(api: httpx.Client, gateway: httpx.Client) -> None:
     mid = STATE["hello"]
     target = STATE["v2"]
+    # Scaled to zero, the target takes seconds to come up: the promotion holds the
+    # environment all that time, so the two requests below really overlap.
+    api.post(f"/v1/models/{mid}/deployments/{target}/deactivate").raise_for_status()
+    wait_until(
+        lambda: api.get(f"/v1/models/{mid}/deployments/{target}").json()["status"] == "INACTIVE"
+    )
 
-    def promote() -> int:
-        resp = api.post(f"/v1/models/{mid}/environments/production/promote", json={"deployment_id": target})
+    def promote(_: int) -> int:
+        resp = api.post(
+            f"/v1/models/{mid}/environments/production/promote", json={"deployment_id": target}
+        )
         return resp.status_code
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        codes = sorted(pool.map(lambda _: promote(), range(2)))
+        codes = sorted(pool.map(promote, range(2)))
     assert codes[1] == 409 and codes[0] < 300, codes
+    # The winner completes once the target is ACTIVE; the loser changed nothing.
+    wait_until(lambda: predict_version(gateway, mid) == "v2", timeout_s=120)
+    assert production_deployment(api, mid) == target
 
 
 def test_build_failure_leaves_production_alone(
     cli: Cli, api: httpx.Client, gateway: httpx.Client, tmp_path: Path
 ) -> None:
     mid = STATE["hello"]
-    wait_until(lambda: api.get(f"/v1/models/{mid}/environments/production").json().get("promotion_in_progress") in (None, False))
+    wait_until(
+        lambda: (
+            api.get(f"/v1/models/{mid}/environments/production").json().get("promotion_in_progress")
+            in (None, False)
+        )
+    )
     before = production_deployment(api, mid)
     package = tmp_path / "broken"
     shutil.copytree(EXAMPLES / "hello", package)
@@ -186,7 +229,12 @@ def test_tar_slip_archive_refused(api: httpx.Client, platform: LocalPlatform) ->
         if resp.status_code < 300:
             dep = resp.json()["deployment"]
             mid = resp.json()["model_id"]
-            wait_until(lambda: api.get(f"/v1/models/{mid}/deployments/{dep['id']}").json()["status"] == "FAILED")
+            wait_until(
+                lambda: (
+                    api.get(f"/v1/models/{mid}/deployments/{dep['id']}").json()["status"]
+                    == "FAILED"
+                )
+            )
             logs = json.dumps(api.get(f"/v1/models/{mid}/deployments/{dep['id']}/logs").json())
             assert "escaped.txt" in logs
         else:

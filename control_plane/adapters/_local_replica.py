@@ -1,0 +1,204 @@
+"""One replica process of the local cluster driver: start, probe, stop, read its log.
+
+Kept apart from the driver's bookkeeping so each piece stays small and testable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from control_plane.adapters.exceptions import ClusterError
+from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec
+
+SECRETS_DIR_ENV = "PLINTH_SECRETS_DIR"
+
+# Variables a replica inherits from the control plane; everything else (cloud credentials,
+# admin keys) stays out of model code unless the spec passes it explicitly.
+INHERITED_ENV = (
+    "PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH",
+    "PLINTH_LOG_LEVEL", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+    "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+)  # fmt: skip
+
+
+@dataclass
+class ReplicaProcess:
+    """Mutable record of one replica; the driver mutates it under its lock."""
+
+    replica_id: str
+    deployment_id: str
+    directory: Path
+    host: str
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log_file: IO[bytes] | None = None
+    phase: ReplicaPhase = ReplicaPhase.STARTING
+    restarts: int = 0
+    crash_streak: int = 0  # deaths since the process last ran stably; drives the backoff
+    message: str = ""
+    started_at: float = 0.0  # monotonic time of the current process's start
+    restart_at: float | None = None  # monotonic time a dead process is due to restart
+    failed_probes: int = 0
+    generation: int = 0  # bumped on every (re)start so stale probe results are dropped
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "replica.log"
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def write_secrets(secrets_dir: Path, secrets: Mapping[str, str]) -> None:
+    """One file per secret, mode 0600, in a 0700 directory; stale ones removed."""
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(secrets_dir, 0o700)
+    for name in secrets:
+        if not name or "/" in name or name in (".", "..") or "\x00" in name:
+            raise ClusterError(f"secret name {name!r} cannot be a file name")
+    for existing in secrets_dir.iterdir():
+        if existing.name not in secrets:
+            existing.unlink()
+    for name, value in secrets.items():
+        path = secrets_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        os.chmod(path, 0o600)  # the file may predate this write with other bits
+
+
+def replica_env(spec: ReplicaSpec, secrets_dir: Path) -> dict[str, str]:
+    env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    env.update(spec.env)
+    env["PYTHONUNBUFFERED"] = "1"
+    env[SECRETS_DIR_ENV] = str(secrets_dir)
+    return env
+
+
+def start_process(replica: ReplicaProcess, spec: ReplicaSpec) -> None:
+    """Launch the model server for ``replica`` on a fresh free port."""
+    replica.directory.mkdir(parents=True, exist_ok=True)
+    secrets_dir = replica.directory / "secrets"
+    write_secrets(secrets_dir, spec.secrets)
+    replica.port = free_port(replica.host)
+    if replica.log_file is None:
+        replica.log_file = replica.log_path.open("ab")
+    command = [
+        spec.python, "-m", "gpu_nodes.model_server", "--model-dir", spec.model_dir,
+        "--port", str(replica.port), "--host", replica.host,
+    ]  # fmt: skip
+    try:
+        replica.proc = subprocess.Popen(
+            command,
+            cwd=replica.directory,
+            env=replica_env(spec, secrets_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=replica.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: stop() reaches its children too
+        )
+    except OSError as exc:
+        raise ClusterError(f"cannot start replica {replica.replica_id}: {exc}") from exc
+    replica.started_at = time.monotonic()
+    replica.generation += 1
+    replica.failed_probes = 0
+    replica.phase = ReplicaPhase.STARTING
+
+
+def note(replica: ReplicaProcess, text: str) -> None:
+    """Append a driver line to the replica's log, so ``logs()`` shows why it restarted."""
+    if replica.log_file is not None:
+        replica.log_file.write(f"[plinth] {text}\n".encode())
+        replica.log_file.flush()
+
+
+def signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def stop_processes(replicas: list[ReplicaProcess], *, grace_s: float) -> None:
+    """SIGTERM every replica's process group, then SIGKILL what is left after ``grace_s``."""
+    live = [r.proc for r in replicas if r.proc is not None and r.proc.poll() is None]
+    for proc in live:
+        signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in live:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        # The server may be gone while a child it spawned lingers: kill the group anyway.
+        signal_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    for replica in replicas:
+        if replica.log_file is not None:
+            replica.log_file.close()
+            replica.log_file = None
+        # Secret files outlive nothing that needs them.
+        shutil.rmtree(replica.directory / "secrets", ignore_errors=True)
+        replica.phase = ReplicaPhase.STOPPED
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    phase: ReplicaPhase | None  # None: the server did not answer
+    message: str = ""
+
+
+def probe(client: httpx.Client, url: str) -> ProbeResult:
+    """Truss health routes: ``GET /`` is liveness, ``GET /v1/models/model`` readiness."""
+    try:
+        client.get(f"{url}/").raise_for_status()
+        ready = client.get(f"{url}/v1/models/model")
+    except httpx.HTTPError:
+        return ProbeResult(None)
+    if ready.status_code == 200:
+        return ProbeResult(ReplicaPhase.READY)
+    body: dict[str, object] = {}
+    with contextlib.suppress(ValueError):
+        parsed = ready.json()
+        body = parsed if isinstance(parsed, dict) else {}
+    if str(body.get("status", "")).upper() == "FAILED":
+        return ProbeResult(ReplicaPhase.FAILED, str(body.get("error") or "model load failed"))
+    return ProbeResult(ReplicaPhase.LOADING)
+
+
+def tail_lines(path: Path, count: int, *, block: int = 64 * 1024) -> list[str]:
+    """The last ``count`` lines of a text file, reading backwards from its end."""
+    if count <= 0:
+        return []
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return []
+    with f:
+        f.seek(0, os.SEEK_END)
+        pos = f.tell()
+        data = b""
+        while pos > 0 and data.count(b"\n") <= count:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    return data.decode("utf-8", "replace").splitlines()[-count:]

@@ -1,0 +1,235 @@
+"""Pure rendering of a deployment's Kubernetes objects (Secret, Deployment, Service).
+
+No API calls here: ``render_manifests`` turns a :class:`ReplicaSpec` into plain dicts
+that ``KubernetesDriver`` applies and the tests validate with kubernetes-validate.
+GPU placement matches what ``infra/`` gives GPU nodes: the ``plinth.dev/gpu`` label
+(product name, e.g. ``H100``) and the ``nvidia.com/gpu=true:NoSchedule`` taint.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from control_plane.adapters.exceptions import ClusterError
+from control_plane.ports.cluster import ReplicaSpec
+
+DEFAULT_IMAGE = "ghcr.io/plinth-ai/plinth-model-server:0.1.0"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_NODE_LABEL = "plinth.dev/gpu"
+DEPLOYMENT_LABEL = "plinth.dev/deployment-id"
+MODEL_LABEL = "plinth.dev/model-id"
+APP_LABELS = {
+    "app.kubernetes.io/name": "plinth-model-server",
+    "app.kubernetes.io/managed-by": "plinth",
+}
+SECRETS_DIR_ENV = "PLINTH_SECRETS_DIR"
+# ``spec.env`` key that picks the image for one deployment (else the driver's default).
+IMAGE_ENV = "PLINTH_IMAGE"
+
+_NAME_MAX = 63
+_INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
+_INVALID_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+_ACCELERATOR = re.compile(r"^(?P<kind>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<count>[0-9]+))?$")
+
+
+@dataclass(frozen=True)
+class KubernetesOptions:
+    namespace: str = "default"
+    image: str = DEFAULT_IMAGE
+    container_port: int = 8080
+    secrets_mount_path: str = "/var/run/plinth/secrets"
+    image_pull_policy: str = "IfNotPresent"
+    termination_grace_s: int = 30
+    # How long a replica may take to answer ``GET /`` after start (image pull excluded).
+    startup_budget_s: int = 600
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    kind: str  # e.g. "H100", matched against the plinth.dev/gpu node label
+    count: int
+
+
+def parse_accelerator(value: str) -> Accelerator:
+    """Truss ``resources.accelerator``: ``KIND`` or ``KIND:COUNT`` (``H100:8``)."""
+    match = _ACCELERATOR.match(value.strip())
+    if match is None:
+        raise ClusterError(f"accelerator {value!r} is not KIND or KIND:COUNT (e.g. 'H100:2')")
+    count = int(match["count"] or 1)
+    if count < 1:
+        raise ClusterError(f"accelerator {value!r}: the count must be at least 1")
+    return Accelerator(kind=match["kind"].upper(), count=count)
+
+
+def object_name(deployment_id: str) -> str:
+    """A DNS-1035 name (Service-safe) derived from the deployment id, stable and unique."""
+    base = _INVALID_NAME_CHARS.sub("-", deployment_id.lower()).strip("-")
+    name = f"plinth-{base}" if base else "plinth"
+    if len(name) > _NAME_MAX or base != deployment_id:
+        # Sanitising or truncating could merge two ids: a hash of the raw id keeps them apart.
+        digest = hashlib.sha256(deployment_id.encode()).hexdigest()[:8]
+        name = f"{name[: _NAME_MAX - 9].rstrip('-')}-{digest}"
+    return name
+
+
+def label_value(raw: str) -> str:
+    """A valid label value (<= 63 chars, alphanumeric at both ends), unique per raw value."""
+    value = _INVALID_LABEL_CHARS.sub("-", raw)[:_NAME_MAX].strip("-_.")
+    if value == raw:
+        return value
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return f"{value[: _NAME_MAX - 9].rstrip('-_.')}-{digest}".lstrip("-")
+
+
+def selector_labels(deployment_id: str) -> dict[str, str]:
+    return {**APP_LABELS, DEPLOYMENT_LABEL: label_value(deployment_id)}
+
+
+def render_manifests(
+    spec: ReplicaSpec, replicas: int, options: KubernetesOptions | None = None
+) -> list[dict[str, Any]]:
+    """Secret (when the spec has secrets), Deployment and Service for ``spec``.
+
+    The Secret carries the values: never log the rendered list.
+    """
+    if replicas < 0:
+        raise ClusterError(f"replicas must be >= 0, got {replicas}")
+    opts = options or KubernetesOptions()
+    name = object_name(spec.deployment_id)
+    labels = {**selector_labels(spec.deployment_id), MODEL_LABEL: label_value(spec.model_id)}
+    metadata = {
+        "name": name,
+        "namespace": opts.namespace,
+        "labels": labels,
+        "annotations": {DEPLOYMENT_LABEL: spec.deployment_id, MODEL_LABEL: spec.model_id},
+    }
+    manifests: list[dict[str, Any]] = []
+    if spec.secrets:
+        manifests.append(_secret(spec, metadata, f"{name}-secrets"))
+    manifests.append(_deployment(spec, replicas, metadata, opts))
+    manifests.append(_service(spec, metadata, opts))
+    return manifests
+
+
+def _secret(spec: ReplicaSpec, metadata: dict[str, Any], name: str) -> dict[str, Any]:
+    for key in spec.secrets:
+        if not re.fullmatch(r"[-._a-zA-Z0-9]+", key):
+            raise ClusterError(f"secret name {key!r} is not a valid Kubernetes Secret key")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {**metadata, "name": name},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in spec.secrets.items()},
+    }
+
+
+def _deployment(
+    spec: ReplicaSpec, replicas: int, metadata: dict[str, Any], opts: KubernetesOptions
+) -> dict[str, Any]:
+    pod_spec: dict[str, Any] = {
+        "containers": [_container(spec, opts)],
+        "terminationGracePeriodSeconds": opts.termination_grace_s,
+        "automountServiceAccountToken": False,  # model code gets no cluster credentials
+    }
+    volumes: list[dict[str, Any]] = []
+    if spec.secrets:
+        volumes.append(
+            {
+                "name": "secrets",
+                "secret": {"secretName": f"{metadata['name']}-secrets", "defaultMode": 0o400},
+            }
+        )
+    if spec.accelerator:
+        accelerator = parse_accelerator(spec.accelerator)
+        pod_spec["nodeSelector"] = {GPU_NODE_LABEL: accelerator.kind}
+        pod_spec["tolerations"] = [
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+        ]
+        # NCCL and torch dataloaders need more shared memory than the 64Mi default.
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    if volumes:
+        pod_spec["volumes"] = volumes
+    selector = selector_labels(spec.deployment_id)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": metadata["labels"], "annotations": metadata["annotations"]},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
+    port = opts.container_port
+    resources: dict[str, dict[str, str]] = {
+        "requests": {"cpu": spec.cpu, "memory": spec.memory},
+        "limits": {"memory": spec.memory},
+    }
+    if spec.accelerator:
+        count = str(parse_accelerator(spec.accelerator).count)
+        resources["requests"][GPU_RESOURCE] = count
+        resources["limits"][GPU_RESOURCE] = count
+    env = [{"name": k, "value": v} for k, v in sorted(spec.env.items()) if k != IMAGE_ENV]
+    mounts: list[dict[str, Any]] = []
+    if spec.secrets:
+        env.append({"name": SECRETS_DIR_ENV, "value": opts.secrets_mount_path})
+        mounts.append({"name": "secrets", "mountPath": opts.secrets_mount_path, "readOnly": True})
+    if spec.accelerator:
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    container: dict[str, Any] = {
+        "name": "model-server",
+        "image": spec.env.get(IMAGE_ENV, opts.image),
+        "imagePullPolicy": opts.image_pull_policy,
+        "command": ["python", "-m", "gpu_nodes.model_server"],
+        "args": ["--model-dir", spec.model_dir, "--port", str(port), "--host", "0.0.0.0"],
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": env,
+        "resources": resources,
+        # Liveness only asks "is the server up" (it answers while load() runs);
+        # readiness waits for load() so no traffic reaches a loading replica.
+        "startupProbe": _probe("/", period=5, failures=max(1, opts.startup_budget_s // 5)),
+        "livenessProbe": _probe("/", period=10, failures=3),
+        "readinessProbe": _probe("/v1/models/model", period=5, failures=2),
+    }
+    if mounts:
+        container["volumeMounts"] = mounts
+    return container
+
+
+def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _service(
+    spec: ReplicaSpec, metadata: dict[str, Any], opts: KubernetesOptions
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(spec.deployment_id),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }

@@ -1,0 +1,1 @@
+"""HTTP layer of the control plane: thin routes over the domain."""

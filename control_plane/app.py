@@ -1,0 +1,58 @@
+"""The control plane's FastAPI application: ``create_app(settings)``.
+
+Routes are thin (parse, call the domain, serialise). The lifespan stores the bootstrap
+API key and, when ``settings.run_background_workers``, runs the build worker and the
+reconciler; with the lifespan off (Lambda) everything is wired lazily on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from control_plane.api import routes_environments, routes_models, routes_platform
+from control_plane.api.errors import install_error_handlers
+from control_plane.settings import Settings
+from control_plane.wiring import Platform
+
+
+def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
+    """The app; pass ``platform`` to share one you constructed (and will close) yourself."""
+    owns_platform = platform is None
+    platform = platform or Platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(platform.ensure_admin_key)
+        if settings.run_background_workers:
+            platform.start_background_workers()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(
+                platform.close if owns_platform else platform.stop_background_workers
+            )
+
+    app = FastAPI(
+        title="Plinth control plane",
+        version="0.1.0",
+        description="Management API: models, deployments, environments, promotion, secrets.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.platform = platform
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(routes_models.router)
+    app.include_router(routes_models.wake_router)
+    app.include_router(routes_environments.router)
+    app.include_router(routes_platform.router)
+    app.include_router(routes_platform.routing_router)
+    return app

@@ -1,0 +1,1 @@
+"""Domain logic of the control plane: models, deployments, environments, promotion, reconciler."""

@@ -1,0 +1,227 @@
+"""Environments and promotion.
+
+A promotion swaps an environment's current deployment. Only one runs per environment at a
+time: the environment record carries a ``promotion`` lock written with the store's
+conditional put, so of two racing promoters exactly one wins and the other gets
+PROMOTION_IN_PROGRESS with nothing changed. When the target is not ACTIVE yet, the lock
+stays while it comes up; the reconciler finishes the swap once it is ACTIVE.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from control_plane.domain.deployments import apply_settings_to
+from control_plane.domain.records import (
+    AutoscalingSettings,
+    DeploymentRecord,
+    DeploymentStatus,
+    EnvironmentRecord,
+    PromotionLock,
+)
+from control_plane.domain.repository import Repository
+from control_plane.exceptions import Conflict, NotFound, PromotionInProgress, ValidationFailed
+from control_plane.ports.store import VersionConflict
+
+_ENV_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_MAX_SWAP_ATTEMPTS = 50
+_MAX_HISTORY = 50
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    environment: EnvironmentRecord
+    completed: bool  # False: the target is coming up; the swap happens when it is ACTIVE
+
+
+class EnvironmentService:
+    def __init__(
+        self, repo: Repository, clock: Callable[[], float], *, promotion_timeout_s: float
+    ) -> None:
+        self._repo = repo
+        self._clock = clock
+        self._promotion_timeout_s = promotion_timeout_s
+
+    # -- CRUD -------------------------------------------------------------------------
+    def create(
+        self, model_id: str, name: str, autoscaling: dict[str, Any] | None = None
+    ) -> EnvironmentRecord:
+        self._repo.get_model(model_id)
+        if not _ENV_NAME_PATTERN.match(name):
+            raise ValidationFailed(
+                f"name: {name!r} must be 1-63 lowercase letters, digits or '-' (it is in URLs)"
+            )
+        settings = AutoscalingSettings().with_changes(autoscaling or {})
+        env = EnvironmentRecord(
+            model_id=model_id, name=name, created_at=self._clock(), autoscaling_settings=settings
+        )
+        self._repo.create_environment(env)
+        return self._repo.get_environment(model_id, name)
+
+    def list_for(self, model_id: str) -> list[EnvironmentRecord]:
+        self._repo.get_model(model_id)
+        return self._repo.list_environments(model_id)
+
+    def get(self, model_id: str, name: str) -> EnvironmentRecord:
+        return self._repo.get_environment(model_id, name)
+
+    def update_autoscaling(
+        self, model_id: str, name: str, changes: dict[str, Any]
+    ) -> EnvironmentRecord:
+        """New settings for the environment, applied to the deployment it serves."""
+
+        def change(env: EnvironmentRecord) -> None:
+            env.autoscaling_settings = env.autoscaling_settings.with_changes(changes)
+
+        env = self._repo.update_environment(model_id, name, change)
+        if env.current_deployment_id:
+
+            def apply(dep: DeploymentRecord) -> None:
+                dep.autoscaling_settings = env.autoscaling_settings
+                if dep.status != DeploymentStatus.FAILED:
+                    dep.desired_replicas = env.autoscaling_settings.clamp(dep.desired_replicas)
+
+            self._repo.update_deployment(model_id, env.current_deployment_id, apply)
+        return env
+
+    # -- promotion --------------------------------------------------------------------
+    def promote(self, model_id: str, env_name: str, deployment_id: str) -> PromotionResult:
+        dep = self._repo.get_deployment(model_id, deployment_id)
+        env = self._repo.get_environment(model_id, env_name)
+        if dep.status == DeploymentStatus.FAILED:
+            raise Conflict(f"deployment {deployment_id!r} is FAILED and cannot be promoted")
+        if env.current_deployment_id == deployment_id and env.promotion is None:
+            return PromotionResult(env, completed=True)
+        self._check_unlocked(env)
+        env.promotion = PromotionLock(deployment_id=deployment_id, started_at=self._clock())
+        try:
+            env = self._repo.put_environment_if_unchanged(env)
+        except VersionConflict:
+            raise PromotionInProgress(
+                f"environment {env_name!r} of model {model_id!r} changed during the promotion "
+                "request; another promotion is running"
+            ) from None
+        if dep.status == DeploymentStatus.ACTIVE:
+            return PromotionResult(self._swap(env, dep), completed=True)
+        self._bring_up_for(model_id, deployment_id, env)
+        return PromotionResult(env, completed=False)
+
+    def complete_pending(self, model_id: str, deployment_id: str) -> bool:
+        """The target deployment is ACTIVE: swap it in. False if another promotion holds the env."""
+        dep = self._repo.get_deployment(model_id, deployment_id)
+        if dep.target_environment is None or dep.status != DeploymentStatus.ACTIVE:
+            return False
+        try:
+            env = self._repo.get_environment(model_id, dep.target_environment)
+        except NotFound:  # environment deleted meanwhile: nothing to join
+            self._clear_target(model_id, deployment_id)
+            return False
+        lock = env.promotion
+        if lock is None or lock.deployment_id != deployment_id:
+            if lock is not None and not self._is_stale(lock):
+                return False  # another promotion runs; try again next tick
+            env.promotion = PromotionLock(deployment_id=deployment_id, started_at=self._clock())
+            try:
+                env = self._repo.put_environment_if_unchanged(env)
+            except VersionConflict:
+                return False
+        self._swap(env, dep)
+        return True
+
+    def abandon_pending(self, model_id: str, deployment_id: str) -> None:
+        """The target deployment FAILED: release its lock; the environment is unchanged."""
+        dep = self._repo.get_deployment(model_id, deployment_id)
+        if dep.target_environment is None:
+            return
+
+        def release(env: EnvironmentRecord) -> bool:
+            if env.promotion is None or env.promotion.deployment_id != deployment_id:
+                return False
+            env.promotion = None
+            return True
+
+        try:
+            self._repo.update_environment(model_id, dep.target_environment, release)
+        except NotFound:
+            pass
+        self._clear_target(model_id, deployment_id)
+
+    # -- internals --------------------------------------------------------------------
+    def _check_unlocked(self, env: EnvironmentRecord) -> None:
+        if env.promotion is not None and not self._is_stale(env.promotion):
+            raise PromotionInProgress(
+                f"environment {env.name!r} of model {env.model_id!r} is already being promoted "
+                f"to deployment {env.promotion.deployment_id!r}"
+            )
+
+    def _is_stale(self, lock: PromotionLock) -> bool:
+        return self._clock() - lock.started_at > self._promotion_timeout_s
+
+    def _bring_up_for(self, model_id: str, deployment_id: str, env: EnvironmentRecord) -> None:
+        def change(dep: DeploymentRecord) -> None:
+            dep.target_environment = env.name
+            if dep.status == DeploymentStatus.BUILDING:
+                return
+            if dep.desired_replicas == 0:
+                apply_settings_to(dep, env.autoscaling_settings)
+                dep.set_status(DeploymentStatus.DEPLOYING, self._clock())
+
+        self._repo.update_deployment(model_id, deployment_id, change)
+
+    def _swap(self, env: EnvironmentRecord, dep: DeploymentRecord) -> EnvironmentRecord:
+        """Point ``env`` (locked by us) at ``dep``, release the lock, retire the old deployment.
+
+        The deployment takes the environment's settings while the lock is still held, so a
+        promotion that starts right after the release cannot be undone by this one.
+        """
+
+        def join(record: DeploymentRecord) -> None:
+            apply_settings_to(record, env.autoscaling_settings)
+            if record.target_environment == env.name:
+                record.target_environment = None
+
+        self._repo.update_deployment(env.model_id, dep.id, join)
+        for _ in range(_MAX_SWAP_ATTEMPTS):
+            previous = env.current_deployment_id
+            if previous != dep.id:
+                env.previous_deployment_id = previous
+                env.current_deployment_id = dep.id
+                env.history.append({"deployment_id": dep.id, "promoted_at": self._clock()})
+                del env.history[:-_MAX_HISTORY]
+            env.promotion = None
+            try:
+                env = self._repo.put_environment_if_unchanged(env)
+                break
+            except VersionConflict:
+                env = self._repo.get_environment(env.model_id, env.name)
+                if env.promotion is None or env.promotion.deployment_id != dep.id:
+                    self._check_unlocked(env)  # our lock went stale and was taken over
+        else:
+            raise Conflict(f"environment {env.name!r} is changing too fast; try again")
+        if env.previous_deployment_id and env.previous_deployment_id != dep.id:
+            self._retire_if_unused(env.model_id, env.previous_deployment_id)
+        return env
+
+    def _retire_if_unused(self, model_id: str, deployment_id: str) -> None:
+        """Scale a replaced deployment to zero unless another environment still serves it."""
+        for other in self._repo.list_environments(model_id):
+            if other.current_deployment_id == deployment_id:
+                return
+
+        def retire(dep: DeploymentRecord) -> bool:
+            if dep.target_environment is not None or dep.status == DeploymentStatus.FAILED:
+                return False  # on its way into another environment, or already down
+            dep.desired_replicas = 0
+            dep.set_status(DeploymentStatus.INACTIVE, self._clock())
+            return True
+
+        self._repo.update_deployment(model_id, deployment_id, retire)
+
+    def _clear_target(self, model_id: str, deployment_id: str) -> None:
+        def clear(dep: DeploymentRecord) -> None:
+            dep.target_environment = None
+
+        self._repo.update_deployment(model_id, deployment_id, clear)

@@ -1,0 +1,194 @@
+"""Deploy pipeline: the build job of a pushed deployment.
+
+The job travels through the Queue port (SQLite locally, SQS in AWS). A worker extracts
+the archive, builds the Python environment (cached by requirements), and hands the
+deployment to the reconciler as DEPLOYING. Any failure marks it FAILED with the reason
+in its build log; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from control_plane.adapters.exceptions import AdapterError, BuildError
+from control_plane.domain.archives import archive_key
+from control_plane.domain.build_log import BuildLogWriter
+from control_plane.domain.deployments import BUILD_QUEUE
+from control_plane.domain.package import requirements_of, validate_config
+from control_plane.domain.records import DeploymentRecord, DeploymentStatus
+from control_plane.domain.repository import Repository
+from control_plane.exceptions import ControlPlaneError, NotFound
+from control_plane.ports.blob import BlobNotFound, BlobStore
+from control_plane.ports.queue import Message, Queue
+from plinth.exceptions import PlinthError
+from plinth.spec.archive import extract_archive
+
+logger = logging.getLogger(__name__)
+
+# A build may take minutes (pip): while it runs, a heartbeat keeps extending the message's
+# visibility so no other worker picks it up; if this worker dies, the heartbeat stops and the
+# job reappears within BUILD_VISIBILITY_TIMEOUT_S to be retried.
+BUILD_VISIBILITY_TIMEOUT_S = 60.0
+BUILD_HEARTBEAT_S = 20.0
+_MAX_STATUS_MESSAGE = 2000
+
+
+class BuiltEnvironmentLike(Protocol):
+    @property
+    def python(self) -> Path: ...
+
+
+class EnvironmentBuilderLike(Protocol):
+    """``control_plane.builder.EnvironmentBuilder`` as the pipeline uses it."""
+
+    def build(
+        self, requirements: list[str], *, log: Callable[[str], None]
+    ) -> BuiltEnvironmentLike: ...
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    model_id: str
+    deployment_id: str
+
+    @classmethod
+    def parse(cls, body: str) -> BuildJob:
+        data = json.loads(body)
+        return cls(model_id=str(data["model_id"]), deployment_id=str(data["deployment_id"]))
+
+
+class BuildWorker:
+    def __init__(
+        self,
+        repo: Repository,
+        blobs: BlobStore,
+        queue: Queue,
+        builder: Callable[[], EnvironmentBuilderLike],
+        builds_dir: Path,
+        clock: Callable[[], float],
+    ) -> None:
+        self._repo = repo
+        self._blobs = blobs
+        self._queue = queue
+        self._builder = builder  # lazy: building it may import heavy things
+        self._builds_dir = builds_dir
+        self._clock = clock
+
+    def run_once(self) -> bool:
+        """Process at most one queued job; True if there was one."""
+        messages = self._queue.receive(
+            BUILD_QUEUE, max_messages=1, visibility_timeout_s=BUILD_VISIBILITY_TIMEOUT_S
+        )
+        if not messages:
+            return False
+        self._handle(messages[0])
+        return True
+
+    def run(self, stop: threading.Event, poll_interval_s: float) -> None:
+        while not stop.is_set():
+            try:
+                if self.run_once():
+                    continue
+            except Exception:
+                logger.exception("build worker iteration failed")
+            stop.wait(poll_interval_s)
+
+    def _handle(self, message: Message) -> None:
+        try:
+            job = BuildJob.parse(message.body)
+        except (ValueError, KeyError, TypeError):
+            logger.error("dropping malformed build job %s", message.id)
+            self._queue.ack(BUILD_QUEUE, message.receipt)
+            return
+        done = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._keep_hidden, args=(message.receipt, done), daemon=True
+        )
+        heartbeat.start()
+        try:
+            self.build(job)
+        finally:
+            done.set()
+            heartbeat.join(timeout=BUILD_HEARTBEAT_S)
+        self._queue.ack(BUILD_QUEUE, message.receipt)
+
+    def _keep_hidden(self, receipt: str, done: threading.Event) -> None:
+        while not done.wait(BUILD_HEARTBEAT_S):
+            try:
+                self._queue.change_visibility(BUILD_QUEUE, receipt, BUILD_VISIBILITY_TIMEOUT_S)
+            except Exception:
+                logger.exception("cannot extend the build job's visibility")
+
+    def build(self, job: BuildJob) -> None:
+        try:
+            dep = self._repo.get_deployment(job.model_id, job.deployment_id)
+        except NotFound:
+            return
+        if dep.status != DeploymentStatus.BUILDING:
+            return  # a redelivered job whose build already finished
+        log = BuildLogWriter(self._blobs, dep.id)
+        try:
+            model_dir, python = self._build_steps(dep, log)
+        except BuildError as exc:
+            last_line = exc.output_tail[-1] if exc.output_tail else ""
+            self._fail(dep, log, f"{exc} {last_line}".strip())
+        except (ControlPlaneError, PlinthError, BlobNotFound, AdapterError) as exc:
+            self._fail(dep, log, str(exc))
+        except Exception as exc:
+            logger.exception("build of %s failed unexpectedly", dep.id)
+            self._fail(dep, log, f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            self._built(dep, model_dir, python)
+            replicas = dep.autoscaling_settings.replicas_when_up()
+            log(f"build finished; deploying {replicas} replica(s)")
+        finally:
+            log.close()
+
+    def _build_steps(self, dep: DeploymentRecord, log: Callable[[str], None]) -> tuple[Path, Path]:
+        work_dir = self._builds_dir / dep.id
+        src = work_dir / "src"
+        if work_dir.exists():  # a previous attempt died half-way
+            shutil.rmtree(work_dir)
+        work_dir.mkdir(parents=True)
+        archive_path = work_dir / "package.tar.gz"
+        log(f"fetching archive {dep.archive_sha256}")
+        self._blobs.get_file(archive_key(dep.archive_sha256), archive_path)
+        extract_archive(archive_path, src)
+        archive_path.unlink()
+        config = validate_config(dep.config)
+        requirements = requirements_of(config, src)
+        log(f"building Python environment ({len(requirements)} requirement(s))")
+        built = self._builder().build(requirements, log=log)
+        return src, Path(built.python)
+
+    def _built(self, dep: DeploymentRecord, model_dir: Path, python: Path) -> None:
+        def change(record: DeploymentRecord) -> bool:
+            if record.status != DeploymentStatus.BUILDING:
+                return False
+            record.model_dir = str(model_dir)
+            record.python = str(python)
+            record.desired_replicas = record.autoscaling_settings.replicas_when_up()
+            record.set_status(DeploymentStatus.DEPLOYING, self._clock())
+            return True
+
+        self._repo.update_deployment(dep.model_id, dep.id, change)
+
+    def _fail(self, dep: DeploymentRecord, log: Callable[[str], None], reason: str) -> None:
+        log(f"BUILD FAILED: {reason}")
+
+        short = (
+            reason if len(reason) <= _MAX_STATUS_MESSAGE else "..." + reason[-_MAX_STATUS_MESSAGE:]
+        )
+
+        def change(record: DeploymentRecord) -> None:
+            record.set_status(DeploymentStatus.FAILED, self._clock(), f"build failed: {short}")
+            record.desired_replicas = 0
+
+        self._repo.update_deployment(dep.model_id, dep.id, change)

@@ -1,0 +1,177 @@
+"""Applies the reconciler policy: observe the store and the cluster, decide, act.
+
+One ``tick`` is one pass (the scheduled Lambda runs exactly one); ``run`` repeats it
+every ``interval_s`` until stopped. Observed replicas are written to the store, which
+is where the routing table reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from control_plane.domain.build_log import BuildLogWriter
+from control_plane.domain.environments import EnvironmentService
+from control_plane.domain.package import replica_spec_for
+from control_plane.domain.reconciler import (
+    AbandonPromotion,
+    CompletePromotion,
+    Decision,
+    DeploymentObservation,
+    Observation,
+    ReconcilerPolicy,
+    ReconcilerState,
+    Scale,
+    SetStatus,
+)
+from control_plane.domain.records import DeploymentRecord, DeploymentStatus
+from control_plane.domain.repository import Repository
+from control_plane.domain.secrets import SecretService
+from control_plane.ports.blob import BlobStore
+from control_plane.ports.cluster import ClusterDriver, ReplicaPhase, ReplicaState
+
+logger = logging.getLogger(__name__)
+
+_FAILURE_LOG_LINES = 60
+
+
+class ReconcileLoop:
+    def __init__(
+        self,
+        repo: Repository,
+        driver: ClusterDriver,
+        environments: EnvironmentService,
+        secrets: SecretService,
+        blobs: BlobStore,
+        policy: ReconcilerPolicy,
+        clock: Callable[[], float],
+    ) -> None:
+        self._repo = repo
+        self._driver = driver
+        self._environments = environments
+        self._secrets = secrets
+        self._blobs = blobs
+        self._policy = policy
+        self._clock = clock
+        self._state = ReconcilerState()
+        self._published: dict[str, list[dict[str, Any]]] = {}
+        self._tick_lock = threading.Lock()
+
+    def tick(self) -> list[Decision]:
+        """One reconcile pass; returns the decisions it applied."""
+        with self._tick_lock:
+            deployments = {d.key: d for d in self._repo.list_deployments()}
+            observed = {
+                key: self._observe_replicas(dep)
+                for key, dep in deployments.items()
+                if dep.status != DeploymentStatus.BUILDING
+            }
+            observation = Observation(
+                tuple(_observation(dep, observed.get(key, [])) for key, dep in deployments.items())
+            )
+            decisions, self._state = self._policy.decide(self._state, observation, self._clock())
+            for decision in decisions:
+                key = f"{decision.model_id}/{decision.deployment_id}"
+                try:
+                    self._apply(decision, deployments[key])
+                except Exception:
+                    logger.exception("reconciler: applying %s failed", decision)
+                    self._forget(key)  # re-decide it next tick
+            self._publish(observed)
+            return decisions
+
+    def run(self, stop: threading.Event, interval_s: float) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("reconciler tick failed")
+            stop.wait(interval_s)
+
+    def _observe_replicas(self, dep: DeploymentRecord) -> list[ReplicaState]:
+        try:
+            return self._driver.replicas(dep.id)
+        except Exception:
+            logger.exception("reconciler: cannot observe replicas of %s", dep.id)
+            return []
+
+    def _apply(self, decision: Decision, observed: DeploymentRecord) -> None:
+        if isinstance(decision, Scale):
+            self._scale(decision)
+        elif isinstance(decision, SetStatus):
+            self._set_status(decision, observed)
+        elif isinstance(decision, CompletePromotion):
+            self._environments.complete_pending(decision.model_id, decision.deployment_id)
+        elif isinstance(decision, AbandonPromotion):
+            self._environments.abandon_pending(decision.model_id, decision.deployment_id)
+
+    def _scale(self, decision: Scale) -> None:
+        dep = self._repo.get_deployment(decision.model_id, decision.deployment_id)
+        spec = replica_spec_for(dep, self._secrets.values_for)
+        self._driver.scale(spec, decision.replicas)
+
+    def _set_status(self, decision: SetStatus, observed: DeploymentRecord) -> None:
+        def change(dep: DeploymentRecord) -> bool:
+            # Someone (activate, deactivate, a promotion) changed it since we looked: their
+            # intent wins; the next tick decides again from the new record.
+            if (dep.status, dep.desired_replicas) != (observed.status, observed.desired_replicas):
+                return False
+            dep.set_status(decision.status, self._clock(), decision.message)
+            if decision.status == DeploymentStatus.FAILED:
+                dep.desired_replicas = 0
+            return True
+
+        updated = self._repo.update_deployment(decision.model_id, decision.deployment_id, change)
+        if updated.status == DeploymentStatus.FAILED and decision.status == DeploymentStatus.FAILED:
+            self._record_failure(decision)
+
+    def _record_failure(self, decision: SetStatus) -> None:
+        """Keep the replicas' last words in the build log: stopping them loses their logs."""
+        try:
+            replica_lines = self._driver.logs(decision.deployment_id, tail=_FAILURE_LOG_LINES)
+        except Exception:
+            logger.exception("cannot read replica logs of %s", decision.deployment_id)
+            replica_lines = []
+        writer = BuildLogWriter(self._blobs, decision.deployment_id)
+        writer(f"FAILED: {decision.message}")
+        for line in replica_lines:
+            writer(f"replica: {line}")
+        writer.close()
+
+    def _forget(self, key: str) -> None:
+        applied = dict(self._state.applied)
+        applied.pop(key, None)
+        self._state = ReconcilerState(applied=applied)
+
+    def _publish(self, observed: dict[str, list[ReplicaState]]) -> None:
+        for key, states in observed.items():
+            replicas = [_replica_entry(state) for state in states]
+            if self._published.get(key) == replicas:
+                continue
+            model_id, deployment_id = key.split("/", 1)
+            self._repo.put_observed_replicas(model_id, deployment_id, replicas)
+            self._published[key] = replicas
+
+
+def _observation(dep: DeploymentRecord, replicas: list[ReplicaState]) -> DeploymentObservation:
+    return DeploymentObservation(
+        model_id=dep.model_id,
+        deployment_id=dep.id,
+        status=dep.status,
+        desired_replicas=dep.desired_replicas,
+        status_changed_at=dep.status_changed_at,
+        target_environment=dep.target_environment,
+        replica_phases=tuple(r.phase for r in replicas),
+        replica_messages=tuple(r.message for r in replicas),
+    )
+
+
+def _replica_entry(state: ReplicaState) -> dict[str, Any]:
+    return {
+        "id": state.replica_id,
+        "url": state.url,
+        "ready": state.phase == ReplicaPhase.READY,
+        "phase": state.phase.value,
+    }

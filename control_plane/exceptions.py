@@ -1,0 +1,62 @@
+"""Errors of the control plane's domain. Each has a stable ``code``.
+
+The HTTP status of each code is decided in one place: ``control_plane.api.errors``.
+"""
+
+from __future__ import annotations
+
+
+class ControlPlaneError(Exception):
+    """Base of every error the control plane reports to callers."""
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SettingsError(ControlPlaneError):
+    """A ``PLINTH_*`` variable has a bad value."""
+
+    code = "SETTINGS"
+
+
+class NotFound(ControlPlaneError):
+    code = "NOT_FOUND"
+
+
+class ValidationFailed(ControlPlaneError):
+    """Input is well-formed but not acceptable (names the field and value)."""
+
+    code = "VALIDATION"
+
+
+class Conflict(ControlPlaneError):
+    code = "CONFLICT"
+
+
+class PromotionInProgress(Conflict):
+    code = "PROMOTION_IN_PROGRESS"
+
+
+class Unauthorized(ControlPlaneError):
+    code = "UNAUTHORIZED"
+
+
+class ArchiveInvalid(ControlPlaneError):
+    code = "ARCHIVE_INVALID"
+
+
+class HashMismatch(ControlPlaneError):
+    code = "HASH_MISMATCH"
+
+
+class PayloadTooLarge(ControlPlaneError):
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class AdapterUnavailable(ControlPlaneError):
+    """The settings ask for an adapter this installation does not have."""
+
+    code = "ADAPTER_UNAVAILABLE"

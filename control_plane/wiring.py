@@ -1,0 +1,283 @@
+"""Builds the control plane from settings: adapters, domain services, background workers.
+
+Adapters are created lazily on first use, so an app whose lifespan never runs (the
+Lambda handler: ``Mangum(create_app(settings), lifespan="off")``) still works, and an
+API process never starts a cluster driver it does not need.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+from control_plane.domain.api_keys import ApiKeyService
+from control_plane.domain.archives import ArchiveService
+from control_plane.domain.build_log import read_build_log
+from control_plane.domain.deployments import DeploymentService
+from control_plane.domain.environments import EnvironmentService
+from control_plane.domain.pipeline import BuildWorker, EnvironmentBuilderLike
+from control_plane.domain.reconcile_loop import ReconcileLoop
+from control_plane.domain.reconciler import Decision, ReconcilerPolicy
+from control_plane.domain.repository import Repository
+from control_plane.domain.routing import RoutingTableService
+from control_plane.domain.secrets import SecretService
+from control_plane.exceptions import AdapterUnavailable, SettingsError
+from control_plane.ports.blob import BlobStore
+from control_plane.ports.cluster import ClusterDriver
+from control_plane.ports.queue import Queue
+from control_plane.ports.store import MetadataStore
+from control_plane.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_STOP_TIMEOUT_S = 30.0
+
+
+class Platform:
+    """The control plane's object graph. Construct, use, ``close()``.
+
+    Pass adapters to override what the settings would build (tests, Lambda handlers).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: MetadataStore | None = None,
+        blobs: BlobStore | None = None,
+        queue: Queue | None = None,
+        driver: ClusterDriver | None = None,
+        builder: EnvironmentBuilderLike | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._overrides: dict[str, Any] = {
+            "store": store,
+            "blobs": blobs,
+            "queue": queue,
+            "driver": driver,
+            "builder": builder,
+        }
+        self._build_lock = threading.RLock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    # -- adapters (lazy) --------------------------------------------------------------
+    @cached_property
+    def store(self) -> MetadataStore:
+        with self._build_lock:
+            return self._overrides["store"] or _build_store(self.settings)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        with self._build_lock:
+            return self._overrides["blobs"] or _build_blobs(self.settings)
+
+    @cached_property
+    def queue(self) -> Queue:
+        with self._build_lock:
+            return self._overrides["queue"] or _build_queue(self.settings)
+
+    @cached_property
+    def driver(self) -> ClusterDriver:
+        with self._build_lock:
+            return self._overrides["driver"] or _build_driver(self.settings)
+
+    @cached_property
+    def builder(self) -> EnvironmentBuilderLike:
+        with self._build_lock:
+            if self._overrides["builder"] is not None:
+                return self._overrides["builder"]  # type: ignore[no-any-return]
+            from control_plane.builder import EnvironmentBuilder
+
+            return EnvironmentBuilder(self.settings.state_dir / "envs")
+
+    # -- domain services --------------------------------------------------------------
+    @cached_property
+    def repo(self) -> Repository:
+        return Repository(self.store)
+
+    @cached_property
+    def api_keys(self) -> ApiKeyService:
+        return ApiKeyService(self.store, self.clock, bootstrap_key=self.settings.bootstrap_api_key)
+
+    @cached_property
+    def secrets(self) -> SecretService:
+        return SecretService(self.store, self.clock)
+
+    @cached_property
+    def archives(self) -> ArchiveService:
+        tmp_dir = self.settings.state_dir / "tmp"
+        return ArchiveService(self.blobs, tmp_dir, self.settings.max_archive_bytes)
+
+    @cached_property
+    def deployments(self) -> DeploymentService:
+        return DeploymentService(self.repo, self.archives, self.queue, self.clock)
+
+    @cached_property
+    def environments(self) -> EnvironmentService:
+        return EnvironmentService(
+            self.repo, self.clock, promotion_timeout_s=self.settings.promotion_timeout_s
+        )
+
+    @cached_property
+    def routing(self) -> RoutingTableService:
+        return RoutingTableService(self.repo, self.api_keys.hashes)
+
+    @cached_property
+    def build_worker(self) -> BuildWorker:
+        return BuildWorker(
+            self.repo,
+            self.blobs,
+            self.queue,
+            lambda: self.builder,
+            self.settings.state_dir / "builds",
+            self.clock,
+        )
+
+    @cached_property
+    def reconciler(self) -> ReconcileLoop:
+        policy = ReconcilerPolicy(load_timeout_s=self.settings.load_timeout_s)
+        return ReconcileLoop(
+            self.repo,
+            self.driver,
+            self.environments,
+            self.secrets,
+            self.blobs,
+            policy,
+            self.clock,
+        )
+
+    # -- operations -------------------------------------------------------------------
+    def ensure_admin_key(self) -> str | None:
+        """Store the bootstrap key / create the first key; returns the key if it stored one."""
+        return self.api_keys.ensure_admin_key()
+
+    def deployment_logs(self, model_id: str, deployment_id: str) -> dict[str, list[str]]:
+        self.repo.get_deployment(model_id, deployment_id)  # NotFound for unknown ids
+        build = read_build_log(self.blobs, deployment_id)
+        replicas: list[str] = []
+        if self.settings.cluster_kind != "none":
+            try:
+                replicas = self.driver.logs(deployment_id)
+            except Exception:
+                logger.exception("cannot read replica logs of %s", deployment_id)
+        return {"build": build, "replicas": replicas}
+
+    def reconcile_once(self) -> list[Decision]:
+        return self.reconciler.tick()
+
+    def process_builds_once(self) -> bool:
+        return self.build_worker.run_once()
+
+    def start_background_workers(self) -> None:
+        """Start the build worker and the reconciler loop threads (idempotent)."""
+        if self._threads:
+            return
+        self._stop.clear()
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        workers: list[tuple[str, Callable[[threading.Event, float], None], float]] = [
+            ("plinth-builder", self.build_worker.run, self.settings.build_poll_interval_s)
+        ]
+        if self.settings.cluster_kind != "none":  # no driver: another process reconciles
+            workers.append(
+                ("plinth-reconciler", self.reconciler.run, self.settings.reconcile_interval_s)
+            )
+        for name, target, interval in workers:
+            thread = threading.Thread(
+                target=target, args=(self._stop, interval), name=name, daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop_background_workers(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=_STOP_TIMEOUT_S)
+            if thread.is_alive():
+                logger.warning("%s did not stop within %.0f s", thread.name, _STOP_TIMEOUT_S)
+        self._threads = []
+
+    def close(self) -> None:
+        """Stop workers, then replicas (driver) and the adapters this platform built."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop_background_workers()
+        for name in ("driver", "queue", "store"):
+            if name in self.__dict__:  # only what was actually built
+                try:
+                    self.__dict__[name].close()
+                except Exception:
+                    logger.exception("closing %s failed", name)
+
+
+def _build_store(settings: Settings) -> MetadataStore:
+    if settings.store_kind == "sqlite":
+        from control_plane.adapters.sqlite_store import SqliteMetadataStore
+
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        return SqliteMetadataStore(settings.database_path)
+    return _import_adapter(
+        "control_plane.adapters.dynamodb_store", "DynamoDbMetadataStore", settings
+    )
+
+
+def _build_blobs(settings: Settings) -> BlobStore:
+    if settings.blob_kind == "directory":
+        from control_plane.adapters.dir_blob import DirectoryBlobStore
+
+        root = settings.state_dir / "blobs"
+        root.mkdir(parents=True, exist_ok=True)
+        return DirectoryBlobStore(root)
+    if not settings.blob_bucket:
+        raise SettingsError(f"PLINTH_BLOB={settings.blob_kind} needs PLINTH_BLOB_BUCKET")
+    if settings.blob_kind == "s3":
+        from control_plane.adapters.s3_blob import S3BlobStore
+
+        return S3BlobStore(settings.blob_bucket)
+    from control_plane.adapters.gcs_blob import GCSBlobStore
+
+    return GCSBlobStore(settings.blob_bucket)
+
+
+def _build_queue(settings: Settings) -> Queue:
+    if settings.queue_kind == "sqlite":
+        from control_plane.adapters.sqlite_queue import SqliteQueue
+
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        return SqliteQueue(settings.database_path)
+    return _import_adapter("control_plane.adapters.sqs_queue", "SqsQueue", settings)
+
+
+def _build_driver(settings: Settings) -> ClusterDriver:
+    if settings.cluster_kind == "local":
+        from control_plane.adapters.local_cluster import LocalProcessDriver
+
+        return LocalProcessDriver(settings.state_dir)
+    if settings.cluster_kind == "kubernetes":
+        from control_plane.adapters.k8s_cluster import KubernetesDriver
+
+        if settings.k8s_image:
+            return KubernetesDriver(settings.k8s_namespace, image=settings.k8s_image)
+        return KubernetesDriver(settings.k8s_namespace)
+    raise AdapterUnavailable("PLINTH_CLUSTER=none: this process has no cluster driver")
+
+
+def _import_adapter(module: str, name: str, settings: Settings) -> Any:
+    """Cloud adapters build themselves from settings: ``<Adapter>.from_settings(settings)``."""
+    import importlib
+
+    try:
+        adapter = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise AdapterUnavailable(f"{module}.{name} is not available in this installation") from None
+    if not hasattr(adapter, "from_settings"):
+        raise AdapterUnavailable(f"{module}.{name} has no from_settings(settings) constructor")
+    return adapter.from_settings(settings)

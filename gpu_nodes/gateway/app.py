@@ -1,0 +1,202 @@
+"""The inference gateway app: path grammar -> environment -> deployment -> replica."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from gpu_nodes.gateway.balancer import ReplicaBalancer
+from gpu_nodes.gateway.exceptions import (
+    BadRequestError,
+    GatewayError,
+    MethodNotAllowedError,
+    NotFoundError,
+    NotImplementedYetError,
+    PayloadTooLargeError,
+    RoutingUnavailableError,
+    UnauthorizedError,
+    WakeFailedError,
+)
+from gpu_nodes.gateway.paths import InferencePath, model_id_from_host, parse_inference_path
+from gpu_nodes.gateway.proxy import ReplicaProxy, UpstreamRequest, forwardable_headers
+from gpu_nodes.gateway.routing import RoutingSnapshot, Target
+from gpu_nodes.gateway.settings import GatewaySettings
+from gpu_nodes.gateway.table_source import RoutingTableSource
+from gpu_nodes.model_server.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
+
+log = logging.getLogger("plinth.gateway")
+
+OPENAI_GATEWAY_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+PREDICT_PATH = "/v1/models/model:predict"
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class Gateway:
+    """Owns the gateway's state: HTTP client, routing table source, balancer, proxy."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+        timeout = httpx.Timeout(
+            connect=settings.connect_timeout_s, read=settings.read_timeout_s, write=60, pool=60
+        )
+        self.client = httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+        self.source = RoutingTableSource(settings, self.client)
+        self.balancer = ReplicaBalancer()
+        self.proxy = ReplicaProxy(settings, self.client, self.source, self.balancer)
+
+    def snapshot(self) -> RoutingSnapshot:
+        if self.source.snapshot is None:
+            raise RoutingUnavailableError(
+                "routing table not loaded yet: the control plane has not answered"
+            )
+        return self.source.snapshot
+
+    def authenticate(self, request: Request, snapshot: RoutingSnapshot) -> None:
+        header = request.headers.get("authorization")
+        if not header:
+            raise UnauthorizedError(
+                "missing API key: send 'Authorization: Api-Key <key>' or 'Bearer <key>'"
+            )
+        scheme, _, key = header.strip().partition(" ")
+        if scheme.lower() not in ("api-key", "bearer") or not key.strip():
+            raise UnauthorizedError(
+                "malformed Authorization header: expected 'Api-Key <key>' or 'Bearer <key>'"
+            )
+        if not snapshot.key_is_valid(key.strip()):
+            raise UnauthorizedError("invalid API key")
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(f"request body of {declared} bytes exceeds {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def forward(
+        self, request: Request, target: Target, method: str, path: str, body: bytes
+    ) -> Response:
+        upstream = UpstreamRequest(
+            method=method,
+            path=path,
+            query=request.url.query.encode(),
+            headers=forwardable_headers(request.headers.raw),
+            body=body,
+            request_id=request.headers.get(REQUEST_ID_HEADER, "-"),
+        )
+        return await self.proxy.forward(target, upstream)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def create_gateway_app(settings: GatewaySettings) -> FastAPI:
+    gateway = Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        gateway.source.load_cache()
+        poller = asyncio.create_task(gateway.source.run(), name="routing-table-poller")
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await gateway.close()
+
+    app = FastAPI(title="plinth gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(RequestIdMiddleware)
+    app.state.gateway = gateway
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        snapshot = gateway.source.snapshot
+        body = {"ok": snapshot is not None, "version": snapshot.table.version if snapshot else None}
+        return JSONResponse(body, status_code=200 if snapshot is not None else 503)
+
+    @app.api_route("/{full_path:path}", methods=ALL_METHODS)
+    async def dispatch(request: Request, full_path: str) -> Response:
+        host_model_id = model_id_from_host(request.headers.get("host"), settings.domain)
+        path = "/" + full_path
+        openai = path.startswith("/v1/") or "/v1/" in path
+        try:
+            if host_model_id is None and path.startswith("/v1/"):
+                return await _gateway_openai(gateway, request, path)
+            parsed = parse_inference_path(path, host_model_id)
+            if parsed is None:
+                raise NotFoundError(
+                    f"no route for {request.method} {path}: expected /models/{{model_id}}/"
+                    "{production|development|environments/{env}|deployment/{id}}/"
+                    "{predict|async_predict|wake|v1/...}"
+                )
+            return await _model_path(gateway, request, parsed)
+        except GatewayError as exc:
+            return JSONResponse(exc.body(openai=openai), status_code=exc.status_code)
+
+    return app
+
+
+async def _model_path(gateway: Gateway, request: Request, parsed: InferencePath) -> Response:
+    snapshot = gateway.snapshot()
+    gateway.authenticate(request, snapshot)
+    target = snapshot.resolve(parsed.model_id, parsed.selector)
+    if parsed.action == "openai":
+        body = await gateway.read_body(request)
+        return await gateway.forward(request, target, request.method, parsed.upstream_path, body)
+    if request.method != "POST":
+        raise MethodNotAllowedError(f"{parsed.action} takes POST, not {request.method}")
+    if parsed.action == "async_predict":
+        raise NotImplementedYetError(
+            "async_predict is not available in this version of Plinth yet; use predict"
+        )
+    if parsed.action == "wake":
+        woke = await gateway.source.request_wake(target.model_id, target.deployment_id, force=True)
+        if not woke:
+            raise WakeFailedError("the control plane did not accept the wake request; try again")
+        ids = {"model_id": target.model_id, "deployment_id": target.deployment_id}
+        return JSONResponse({**ids, "status": "waking"}, status_code=202)
+    body_bytes = await gateway.read_body(request)
+    return await gateway.forward(request, target, "POST", PREDICT_PATH, body_bytes)
+
+
+async def _gateway_openai(gateway: Gateway, request: Request, path: str) -> Response:
+    snapshot = gateway.snapshot()
+    gateway.authenticate(request, snapshot)
+    if path == "/v1/models":
+        if request.method != "GET":
+            raise MethodNotAllowedError(f"/v1/models takes GET, not {request.method}")
+        return JSONResponse({"object": "list", "data": snapshot.openai_models()})
+    if path not in OPENAI_GATEWAY_PATHS:
+        raise NotFoundError(f"no OpenAI route {path}; use {', '.join(OPENAI_GATEWAY_PATHS)}")
+    if request.method != "POST":
+        raise MethodNotAllowedError(f"{path} takes POST, not {request.method}")
+    body = await gateway.read_body(request)
+    target = snapshot.resolve_openai_model(_model_field(body))
+    return await gateway.forward(request, target, "POST", path, body)
+
+
+def _model_field(body: bytes) -> str:
+    try:
+        parsed: Any = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"request body is not valid JSON: {exc}") from exc
+    model = parsed.get("model") if isinstance(parsed, dict) else None
+    if not isinstance(model, str) or not model:
+        raise BadRequestError("'model' is required: the name (or id) of the model", param="model")
+    return model

@@ -1,0 +1,88 @@
+"""Gateway errors: each knows its HTTP status and stable code, and renders in two shapes.
+
+Plinth's shape ``{"error": {"code", "message"}}`` for inference paths and OpenAI's
+``{"error": {"message", "type", "param", "code"}}`` for the OpenAI-compatible paths.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    status_code = 500
+    code = "INTERNAL"
+    openai_code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def body(self, *, openai: bool = False) -> dict[str, Any]:
+        if openai:
+            kind = "invalid_request_error" if self.status_code < 500 else "server_error"
+            return {
+                "error": {
+                    "message": self.message,
+                    "type": kind,
+                    "param": self.param,
+                    "code": self.openai_code or self.code.lower(),
+                }
+            }
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequestError(GatewayError):
+    status_code = 400
+    code = "BAD_REQUEST"
+
+
+class UnauthorizedError(GatewayError):
+    status_code = 401
+    code = "UNAUTHENTICATED"
+    openai_code = "invalid_api_key"
+
+
+class NotFoundError(GatewayError):
+    status_code = 404
+    code = "NOT_FOUND"
+
+
+class ModelNotFoundError(NotFoundError):
+    openai_code = "model_not_found"
+
+
+class MethodNotAllowedError(GatewayError):
+    status_code = 405
+    code = "METHOD_NOT_ALLOWED"
+
+
+class PayloadTooLargeError(GatewayError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class NotImplementedYetError(GatewayError):
+    status_code = 501
+    code = "NOT_IMPLEMENTED"
+
+
+class UpstreamError(GatewayError):
+    status_code = 502
+    code = "UPSTREAM_ERROR"
+
+
+class NoReplicaError(GatewayError):
+    status_code = 503
+    code = "NO_REPLICA_AVAILABLE"
+
+
+class RoutingUnavailableError(GatewayError):
+    status_code = 503
+    code = "ROUTING_TABLE_UNAVAILABLE"
+
+
+class WakeFailedError(GatewayError):
+    status_code = 503
+    code = "WAKE_FAILED"

@@ -1,0 +1,236 @@
+"""Forward one request to a replica of a deployment and relay the answer without buffering.
+
+Replica choice goes through the balancer; with no ready replica the request parks (bounded) after
+asking the control plane to wake the deployment. A connection error before anything was sent is
+retried once on another replica; a replica failing after the response started drops the client
+connection (the client sees a broken stream, never a short "complete" one).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+import httpx
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gpu_nodes.gateway.balancer import ReplicaBalancer
+from gpu_nodes.gateway.exceptions import NoReplicaError, NotFoundError, UpstreamError
+from gpu_nodes.gateway.routing import DeploymentRoute, ReplicaRoute, Target
+from gpu_nodes.gateway.settings import GatewaySettings
+from gpu_nodes.gateway.table_source import RoutingTableSource
+
+log = logging.getLogger("plinth.gateway")
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Never passed to the model: the caller's API key, and what httpx computes itself.
+DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {"host", "content-length", "authorization"}
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    method: str
+    path: str  # replica path, e.g. "/v1/models/model:predict"
+    query: bytes
+    headers: list[tuple[str, str]]
+    body: bytes
+    request_id: str
+
+
+def forwardable_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    kept = []
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        if name not in DROPPED_REQUEST_HEADERS:
+            kept.append((name, raw_value.decode("latin-1")))
+    return kept
+
+
+class ReplicaProxy:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        client: httpx.AsyncClient,
+        source: RoutingTableSource,
+        balancer: ReplicaBalancer,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._source = source
+        self._balancer = balancer
+
+    async def forward(self, target: Target, request: UpstreamRequest) -> Response:
+        tried: set[str] = set()
+        for attempt in (1, 2):
+            if attempt == 1:
+                replica = await self.pick_replica(target)
+            else:
+                replica = self._pick_other(target, tried)
+            tried.add(replica.url)
+            self._balancer.acquire(replica.url)
+            try:
+                upstream = await self._send(replica, request)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                self._balancer.release(replica.url)
+                log.warning(
+                    "request_id=%s replica %s unreachable (%s)%s",
+                    request.request_id,
+                    replica.id,
+                    type(exc).__name__,
+                    "; retrying on another replica" if attempt == 1 else "",
+                )
+                continue
+            except httpx.HTTPError as exc:
+                self._balancer.release(replica.url)
+                raise UpstreamError(
+                    f"replica {replica.id} failed before answering: {type(exc).__name__}"
+                ) from exc
+            return await self._relay(upstream, replica, request.request_id)
+        raise UpstreamError(f"no replica of deployment {target.deployment_id} could be reached")
+
+    def _pick_other(self, target: Target, tried: set[str]) -> ReplicaRoute:
+        deployment = self._current_deployment(target)
+        replicas = deployment.replicas if deployment else []
+        replica = self._balancer.choose(target.deployment_id, replicas, exclude=tried)
+        if replica is None:
+            raise UpstreamError(
+                f"the replica of deployment {target.deployment_id} could not be reached "
+                "and no other replica is ready"
+            )
+        return replica
+
+    def _current_deployment(self, target: Target) -> DeploymentRoute | None:
+        snapshot = self._source.snapshot
+        return snapshot.deployment(target.model_id, target.deployment_id) if snapshot else None
+
+    async def pick_replica(self, target: Target) -> ReplicaRoute:
+        """A ready replica now, or after parking (bounded) while the deployment wakes up."""
+        deadline = time.monotonic() + self._settings.park_timeout_s
+        parked = False
+        try:
+            while True:
+                deployment = self._current_deployment(target)
+                if deployment is None:
+                    raise NotFoundError(f"deployment '{target.deployment_id}' no longer exists")
+                replica = self._balancer.choose(target.deployment_id, deployment.replicas)
+                if replica is not None:
+                    return replica
+                if deployment.status == "FAILED":
+                    raise NoReplicaError(
+                        f"deployment '{target.deployment_id}' is FAILED and has no ready replica"
+                    )
+                if not parked:
+                    parked = True
+                    self._source.parked += 1
+                    await self._source.request_wake(target.model_id, target.deployment_id)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NoReplicaError(
+                        f"no replica of deployment '{target.deployment_id}' became ready within "
+                        f"{self._settings.park_timeout_s:g}s (status {deployment.status})"
+                    )
+                await self._source.wait_for_change(min(remaining, 1.0))
+        finally:
+            if parked:
+                self._source.parked -= 1
+
+    async def _send(self, replica: ReplicaRoute, request: UpstreamRequest) -> httpx.Response:
+        url = httpx.URL(replica.url.rstrip("/") + request.path)
+        if request.query:
+            url = url.copy_with(query=request.query)
+        upstream_request = self._client.build_request(
+            request.method, url, headers=request.headers, content=request.body
+        )
+        return await self._client.send(upstream_request, stream=True)
+
+    async def _relay(
+        self, upstream: httpx.Response, replica: ReplicaRoute, request_id: str
+    ) -> Response:
+        headers = [(k, v) for k, v in upstream.headers.multi_items() if k not in HOP_BY_HOP]
+        length = upstream.headers.get("content-length", "")
+        if length.isdigit() and int(length) <= self._settings.buffered_response_bytes:
+            try:
+                # Raw bytes: content-encoding and content-length pass through unchanged.
+                body = b"".join([chunk async for chunk in upstream.aiter_raw()])
+            except httpx.HTTPError as exc:
+                raise UpstreamError(
+                    f"replica {replica.id} failed mid-response: {type(exc).__name__}"
+                ) from exc
+            finally:
+                await upstream.aclose()
+                self._balancer.release(replica.url)
+            response = Response(body, status_code=upstream.status_code)
+            response.raw_headers = [(k.encode(), v.encode()) for k, v in headers]
+            return response
+        return RelayedStream(
+            upstream,
+            headers,
+            on_close=lambda: self._balancer.release(replica.url),
+            label=f"request_id={request_id} replica {replica.id}",
+        )
+
+
+class RelayedStream(Response):
+    """Passes the replica's bytes through as they arrive; closes upstream on any ending."""
+
+    def __init__(
+        self,
+        upstream: httpx.Response,
+        headers: list[tuple[str, str]],
+        *,
+        on_close: Callable[[], None],
+        label: str,
+    ) -> None:
+        self.status_code = upstream.status_code
+        self.background = None
+        self.raw_headers = [(k.encode(), v.encode()) for k, v in headers]
+        self._upstream = upstream
+        self._on_close = on_close
+        self._label = label
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def pump() -> None:
+                    await self._pump(send)
+                    group.cancel_scope.cancel()
+
+                async def watch_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(pump)
+                group.start_soon(watch_disconnect)
+        finally:
+            await self._upstream.aclose()
+            self._on_close()
+
+    async def _pump(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        try:
+            async for chunk in self._upstream.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except httpx.HTTPError as exc:
+            # Returning without the final message makes the server drop the connection.
+            log.warning("%s failed mid-stream: %s", self._label, type(exc).__name__)
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,127 @@
+"""The routing table (``GET /v1/routing``, see docs/architecture.md) and lookups over it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gpu_nodes.gateway.exceptions import ModelNotFoundError, NotFoundError
+
+PRODUCTION = "production"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ReplicaRoute(_Frozen):
+    id: str = Field(description="Replica id, unique within the deployment.")
+    url: str = Field(description="Base URL of the replica's model server.")
+    ready: bool = Field(default=False, description="True when the replica takes traffic.")
+
+
+class DeploymentRoute(_Frozen):
+    status: str = Field(default="ACTIVE", description="Deployment status (Baseten's names).")
+    engine: bool = Field(default=False, description="Serves the OpenAI API (engine package).")
+    predict_concurrency: int = Field(default=1, description="Per-replica predict concurrency.")
+    replicas: list[ReplicaRoute] = Field(default_factory=list)
+
+
+class ModelRoute(_Frozen):
+    name: str = Field(description="Model name.")
+    environments: dict[str, str | None] = Field(
+        default_factory=dict, description="Environment name -> deployment id (or null)."
+    )
+    deployments: dict[str, DeploymentRoute] = Field(default_factory=dict)
+
+
+class RoutingTable(_Frozen):
+    version: int = Field(default=0, description="Increases whenever the table changes.")
+    api_key_hashes: list[str] = Field(default_factory=list, description="sha256 hex of API keys.")
+    models: dict[str, ModelRoute] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which deployment of a model: an environment by name, or a deployment by id."""
+
+    kind: Literal["environment", "deployment"]
+    name: str
+
+
+@dataclass(frozen=True)
+class Target:
+    model_id: str
+    model_name: str
+    deployment_id: str
+    environment: str | None
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass
+class RoutingSnapshot:
+    """An immutable table plus the indexes lookups need."""
+
+    table: RoutingTable
+    key_hashes: frozenset[str] = field(init=False)
+    ids_by_name: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key_hashes = frozenset(self.table.api_key_hashes)
+        self.ids_by_name = {route.name: model_id for model_id, route in self.table.models.items()}
+
+    def key_is_valid(self, key: str) -> bool:
+        return hash_api_key(key) in self.key_hashes
+
+    def deployment(self, model_id: str, deployment_id: str) -> DeploymentRoute | None:
+        model = self.table.models.get(model_id)
+        return None if model is None else model.deployments.get(deployment_id)
+
+    def resolve(self, model_id: str, selector: Selector) -> Target:
+        model = self.table.models.get(model_id)
+        if model is None:
+            raise ModelNotFoundError(f"model '{model_id}' not found", param="model")
+        if selector.kind == "deployment":
+            if selector.name not in model.deployments:
+                raise NotFoundError(f"deployment '{selector.name}' of model '{model_id}' not found")
+            return Target(model_id, model.name, selector.name, None)
+        if selector.name not in model.environments:
+            known = ", ".join(sorted(model.environments)) or "none"
+            raise NotFoundError(
+                f"environment '{selector.name}' of model '{model_id}' not found (known: {known})"
+            )
+        deployment_id = model.environments[selector.name]
+        if deployment_id is None or deployment_id not in model.deployments:
+            raise NotFoundError(
+                f"environment '{selector.name}' of model '{model_id}' has no deployment yet"
+            )
+        return Target(model_id, model.name, deployment_id, selector.name)
+
+    def resolve_openai_model(self, requested: str) -> Target:
+        """``model`` field of an OpenAI request: a model name or id, optionally ``@environment``."""
+        base, _, environment = requested.partition("@")
+        model_id = base if base in self.table.models else self.ids_by_name.get(base)
+        if model_id is None:
+            raise ModelNotFoundError(f"The model '{requested}' does not exist", param="model")
+        try:
+            return self.resolve(model_id, Selector("environment", environment or PRODUCTION))
+        except NotFoundError as exc:
+            raise ModelNotFoundError(exc.message, param="model") from exc
+
+    def openai_models(self) -> list[dict[str, object]]:
+        """Models whose production deployment is an engine deployment (``GET /v1/models``)."""
+        listed: list[dict[str, object]] = []
+        for model_id, model in sorted(self.table.models.items(), key=lambda item: item[1].name):
+            deployment_id = model.environments.get(PRODUCTION)
+            deployment = model.deployments.get(deployment_id) if deployment_id else None
+            if deployment is not None and deployment.engine:
+                listed.append(
+                    {"id": model.name, "object": "model", "created": 0, "owned_by": model_id}
+                )
+        return listed

@@ -1,0 +1,34 @@
+"""Gateway settings, built once (CLI flags / caller) and passed to ``create_gateway_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    control_plane_url: str
+    internal_token: str | None = None
+    # Requests larger than this are refused with 413 (Content-Length and while reading).
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Host-based routing: ``model-{id}.{domain}``.
+    domain: str = "plinth.localhost"
+    # Last good routing table is written here, and read at start when the control plane is down.
+    cache_file: Path | None = None
+    poll_interval_s: float = 1.0
+    # Faster polling while requests are parked, so they start soon after a replica is ready.
+    parked_poll_interval_s: float = 0.2
+    park_timeout_s: float = 60.0
+    control_plane_timeout_s: float = 5.0
+    connect_timeout_s: float = 5.0
+    # Time allowed between bytes from a replica (predict calls and streams can be slow).
+    read_timeout_s: float = 600.0
+    # Responses up to this size with a Content-Length are relayed in one piece.
+    buffered_response_bytes: int = 1024 * 1024
+
+    @property
+    def control_plane_base(self) -> str:
+        return self.control_plane_url.rstrip("/")

@@ -1,0 +1,141 @@
+"""Keeps the gateway's copy of the routing table fresh, and asks the control plane to wake.
+
+Polls ``GET {control_plane}/v1/routing`` in a background task. The last good table stays in use
+while the control plane is unreachable (logged once per outage) and is optionally written to a
+cache file so a restarted gateway can serve before the control plane is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+
+import httpx
+from pydantic import ValidationError
+
+from gpu_nodes.gateway.routing import RoutingSnapshot, RoutingTable
+from gpu_nodes.gateway.settings import GatewaySettings
+
+log = logging.getLogger("plinth.gateway")
+
+WAKE_REPEAT_S = 5.0  # one wake per deployment per this many seconds, however many requests park
+
+
+class RoutingTableSource:
+    def __init__(self, settings: GatewaySettings, client: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._client = client
+        self.snapshot: RoutingSnapshot | None = None
+        self._digest: str | None = None
+        self._changed = asyncio.Event()
+        self._in_outage = False
+        self._last_wake: dict[str, float] = {}
+        self.parked = 0  # requests waiting for a replica: poll faster meanwhile
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        token = self._settings.internal_token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    # ---- table ---------------------------------------------------------------------------
+    def load_cache(self) -> None:
+        path = self._settings.cache_file
+        if path is None or not path.is_file() or self.snapshot is not None:
+            return
+        try:
+            self._install(path.read_bytes(), persist=False)
+            log.info("serving from cached routing table %s until the control plane answers", path)
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable routing table cache %s: %s", path, exc)
+
+    def _install(self, raw: bytes, *, persist: bool) -> None:
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest == self._digest:
+            return
+        table = RoutingTable.model_validate_json(raw)
+        self.snapshot = RoutingSnapshot(table)
+        self._digest = digest
+        # Wake everything parked on the previous version, then start a fresh event.
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if persist and self._settings.cache_file is not None:
+            _write_atomic(self._settings.cache_file, raw)
+
+    async def refresh(self) -> bool:
+        url = f"{self._settings.control_plane_base}/v1/routing"
+        try:
+            response = await self._client.get(
+                url, headers=self._headers, timeout=self._settings.control_plane_timeout_s
+            )
+            response.raise_for_status()
+            self._install(response.content, persist=True)
+        except (httpx.HTTPError, ValidationError, ValueError) as exc:
+            if not self._in_outage:
+                self._in_outage = True
+                log.warning(
+                    "routing table unavailable from %s (%s); serving the last good copy",
+                    url,
+                    _describe(exc),
+                )
+            return False
+        if self._in_outage:
+            self._in_outage = False
+            log.info("routing table reachable again at %s", url)
+        return True
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        while True:
+            await self.refresh()
+            interval = self._settings.poll_interval_s
+            if self.parked > 0:
+                interval = min(interval, self._settings.parked_poll_interval_s)
+            await asyncio.sleep(interval)
+
+    async def wait_for_change(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # ---- wake ----------------------------------------------------------------------------
+    async def request_wake(self, model_id: str, deployment_id: str, *, force: bool = False) -> bool:
+        """POST the control plane's wake for a deployment; deduplicated unless ``force``."""
+        now = time.monotonic()
+        if not force and now - self._last_wake.get(deployment_id, -WAKE_REPEAT_S) < WAKE_REPEAT_S:
+            return True
+        self._last_wake[deployment_id] = now
+        url = (
+            f"{self._settings.control_plane_base}/v1/models/{model_id}"
+            f"/deployments/{deployment_id}/wake"
+        )
+        try:
+            response = await self._client.post(
+                url, headers=self._headers, timeout=self._settings.control_plane_timeout_s
+            )
+        except httpx.HTTPError as exc:
+            log.warning("wake of deployment %s failed: %s", deployment_id, _describe(exc))
+            return False
+        if response.status_code >= 400:
+            log.warning("wake of deployment %s answered %d", deployment_id, response.status_code)
+            return False
+        log.info("asked the control plane to wake deployment %s", deployment_id)
+        return True
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)

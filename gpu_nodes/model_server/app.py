@@ -1,0 +1,230 @@
+"""The model server's FastAPI app: Truss routes over a ``ModelRunner``."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
+from starlette.types import Receive, Scope, Send
+
+from gpu_nodes.model_server.exceptions import InputError, PackageError, ResultNotSerializableError
+from gpu_nodes.model_server.package_config import ServingConfig, load_serving_config
+from gpu_nodes.model_server.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
+from gpu_nodes.model_server.runner import ModelRunner, ModelStatus, PredictionStream
+from gpu_nodes.model_server.tracebacks import describe_exception, format_user_traceback
+
+log = logging.getLogger("plinth.model_server")
+
+SECRETS_DIR_ENV = "PLINTH_SECRETS_DIR"
+ENVIRONMENT_ENV = "PLINTH_ENVIRONMENT"
+STREAM_MEDIA_TYPE = "application/octet-stream"
+
+
+def create_model_server_app(
+    model_dir: Path,
+    *,
+    secrets_dir: Path | None = None,
+    environment: dict[str, Any] | None = None,
+) -> FastAPI:
+    """Build the app serving the package in ``model_dir``.
+
+    ``secrets_dir`` / ``environment`` default to ``$PLINTH_SECRETS_DIR`` and
+    ``{"name": $PLINTH_ENVIRONMENT}``. Packages with an ``engine:`` section get the
+    OpenAI-compatible engine app of ``gpu_nodes.openai.server`` instead (same Truss routes).
+    Raises ``PackageError`` when config.yaml is missing or invalid.
+    """
+    model_dir = Path(model_dir).resolve()
+    cfg = load_serving_config(model_dir)
+    for key, value in cfg.environment_variables.items():
+        # As in a Truss image: config sets defaults, the replica's real environment wins.
+        os.environ.setdefault(key, value)
+    if cfg.has_engine:
+        return _create_engine_app(model_dir, cfg)
+    if secrets_dir is None and os.environ.get(SECRETS_DIR_ENV):
+        secrets_dir = Path(os.environ[SECRETS_DIR_ENV])
+    if environment is None and os.environ.get(ENVIRONMENT_ENV):
+        environment = {"name": os.environ[ENVIRONMENT_ENV]}
+    runner = ModelRunner(model_dir, cfg, secrets_dir=secrets_dir, environment=environment)
+    return _build_app(runner)
+
+
+def _create_engine_app(model_dir: Path, cfg: ServingConfig) -> FastAPI:
+    if cfg.spec is None:
+        raise PackageError("packages with an 'engine:' section need plinth.spec to be installed")
+    # Imported by name, only here: the engine stack pulls in torch, which plain replicas skip.
+    openai_server = importlib.import_module("gpu_nodes.openai.server")
+    app: FastAPI = openai_server.create_openai_app(model_dir, cfg.spec)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status_code)
+
+
+def _build_app(runner: ModelRunner) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Sync predict/pre/post run in anyio's worker threads: never let that pool (40 by
+        # default) be what limits a high predict_concurrency.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, 2 * runner.cfg.predict_concurrency + 8)
+        runner.start_loading()
+        yield
+
+    app = FastAPI(title=f"plinth model server: {runner.cfg.model_name}", lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    app.state.runner = runner
+
+    @app.get("/")
+    async def liveness() -> dict[str, Any]:
+        return {}
+
+    @app.get("/v1/models/model")
+    async def readiness() -> JSONResponse:
+        state = runner.state
+        body: dict[str, Any] = {
+            "model_name": runner.cfg.model_name,
+            "ready": state.status is ModelStatus.READY,
+            "status": state.status.value,
+        }
+        if state.error is not None:
+            body["error"] = state.error
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    @app.post("/v1/models/model:predict")
+    async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get(REQUEST_ID_HEADER, "-")
+        response = await _predict(runner, request, request_id)
+        log.info(
+            "predict request_id=%s status=%d %.1fms",
+            request_id,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    return app
+
+
+async def _parse_body(request: Request) -> Any:
+    body = await request.body()
+    if not body.strip():
+        raise InputError("request body is empty: send a JSON document")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"request body is not valid JSON: {exc}") from exc
+
+
+async def _predict(runner: ModelRunner, request: Request, request_id: str) -> Response:
+    state = runner.state
+    if state.status is not ModelStatus.READY:
+        detail = f"model is not ready (status {state.status.value})"
+        if state.error:
+            detail += f": {state.error}"
+        return _error(503, detail, status=state.status.value)
+    try:
+        payload = await _parse_body(request)
+        result = await runner.run(payload, request)
+        if isinstance(result, PredictionStream):
+            return _GuardedStreamingResponse(
+                _encoded_chunks(result, runner, request_id),
+                on_close=result.close,
+                media_type=STREAM_MEDIA_TYPE,
+            )
+        if isinstance(result, Response):
+            return result
+        return Response(_encode_json(result), media_type="application/json")
+    except InputError as exc:
+        return _error(exc.status_code, exc.message)
+    except HTTPException as exc:
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return JSONResponse(
+            {"error": detail}, status_code=exc.status_code, headers=dict(exc.headers or {})
+        )
+    except Exception as exc:
+        trace = format_user_traceback(exc, runner.user_roots)
+        log.error("predict failed request_id=%s\n%s", request_id, trace)
+        return _error(500, describe_exception(exc))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if callable(getattr(value, "tolist", None)):  # numpy arrays / torch tensors
+        return value.tolist()
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"object of type {type(value).__name__} is not JSON serializable")
+
+
+def _encode_json(result: Any) -> bytes:
+    try:
+        return json.dumps(result, default=_json_default, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ResultNotSerializableError(
+            f"the model returned a {type(result).__name__} that cannot be sent as JSON: {exc}"
+        ) from exc
+
+
+def encode_chunk(chunk: Any) -> bytes:
+    """Stream chunks: bytes and str as they are, anything else as one JSON line."""
+    if isinstance(chunk, bytes | bytearray | memoryview):
+        return bytes(chunk)
+    if isinstance(chunk, str):
+        return chunk.encode()
+    return _encode_json(chunk) + b"\n"
+
+
+async def _encoded_chunks(
+    stream: PredictionStream, runner: ModelRunner, request_id: str
+) -> AsyncGenerator[bytes, None]:
+    try:
+        async for chunk in stream.chunks():
+            yield encode_chunk(chunk)
+    except TimeoutError:
+        log.error(
+            "stream aborted request_id=%s: no chunk within streaming_read_timeout=%ss",
+            request_id,
+            runner.cfg.streaming_read_timeout,
+        )
+        raise _StreamAborted from None
+    except Exception as exc:
+        trace = format_user_traceback(exc, runner.user_roots)
+        log.error("stream failed request_id=%s\n%s", request_id, trace)
+        raise _StreamAborted from exc
+
+
+class _StreamAborted(Exception):
+    """The stream failed after the response started (already logged): drop the connection."""
+
+
+class _GuardedStreamingResponse(StreamingResponse):
+    """Streams and then always runs ``on_close`` (also on disconnect or error)."""
+
+    def __init__(self, content: Any, *, on_close: Any, media_type: str) -> None:
+        super().__init__(content, media_type=media_type)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except _StreamAborted:
+            # Returning without the final body message makes the server close the connection,
+            # so the client sees a broken stream rather than a short, "complete" one.
+            pass
+        finally:
+            await self._on_close()

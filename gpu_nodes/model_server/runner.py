@@ -1,0 +1,202 @@
+"""One loaded Model instance: background load, state, and the pre -> predict -> post pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from gpu_nodes.model_server.exceptions import PackageError
+from gpu_nodes.model_server.loader import import_model_class, instantiate_model, package_roots
+from gpu_nodes.model_server.package_config import ServingConfig
+from gpu_nodes.model_server.secrets import SecretsMapping
+from gpu_nodes.model_server.tracebacks import describe_exception, format_user_traceback
+
+log = logging.getLogger("plinth.model_server")
+
+_END = object()  # sentinel for sync generator exhaustion
+
+
+class ModelStatus(enum.StrEnum):
+    LOADING = "LOADING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+@dataclass
+class LoadState:
+    status: ModelStatus = ModelStatus.LOADING
+    error: str | None = None
+    load_seconds: float | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+
+def _is_stream(value: Any) -> bool:
+    return inspect.isgenerator(value) or inspect.isasyncgen(value)
+
+
+def _wants_request(method: Callable[..., Any]) -> bool:
+    try:
+        return "request" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class ModelRunner:
+    """Owns the user's model object; thread-safe state, asyncio-side pipeline."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        cfg: ServingConfig,
+        *,
+        secrets_dir: Path | None,
+        environment: dict[str, Any] | None,
+    ) -> None:
+        self.model_dir = model_dir
+        self.cfg = cfg
+        self.state = LoadState()
+        self.user_roots = package_roots(model_dir, cfg)
+        self._secrets = SecretsMapping(cfg.secrets, secrets_dir)
+        self._environment = environment
+        self._model: Any = None
+        self._semaphore = asyncio.Semaphore(cfg.predict_concurrency)
+        self._thread: threading.Thread | None = None
+
+    # ---- loading -------------------------------------------------------------------------
+    def start_loading(self) -> None:
+        if self._thread is not None:
+            return
+        self.state = LoadState()
+        self._thread = threading.Thread(target=self._load, name="model-load", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        started = time.monotonic()
+        try:
+            model_class = import_model_class(self.model_dir, self.cfg)
+            model = instantiate_model(
+                model_class,
+                {
+                    "config": self.cfg.raw,
+                    "data_dir": self.model_dir / self.cfg.data_dir,
+                    "secrets": self._secrets,
+                    "environment": self._environment,
+                },
+            )
+            load = getattr(model, "load", None)
+            if callable(load):
+                outcome = load()
+                if inspect.isawaitable(outcome):
+                    asyncio.run(_await(outcome))
+        except BaseException as exc:
+            self._fail_load(exc)
+            return
+        self._model = model
+        elapsed = time.monotonic() - started
+        self.state = LoadState(ModelStatus.READY, load_seconds=elapsed)
+        log.info("model %s loaded in %.2fs", self.cfg.model_name, elapsed)
+
+    def _fail_load(self, exc: BaseException) -> None:
+        if isinstance(exc, PackageError):
+            message = str(exc)
+            log.error("model %s failed to load: %s", self.cfg.model_name, message)
+        else:
+            message = describe_exception(exc)
+            trace = format_user_traceback(exc, self.user_roots)
+            log.error("model %s failed to load:\n%s", self.cfg.model_name, trace)
+        self.state = LoadState(ModelStatus.FAILED, error=message)
+
+    @property
+    def ready(self) -> bool:
+        return self.state.status is ModelStatus.READY
+
+    # ---- inference -----------------------------------------------------------------------
+    async def _call(self, name: str, payload: Any, request: Any) -> Any:
+        method = getattr(self._model, name)
+        args = (payload, request) if _wants_request(method) else (payload,)
+        if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method):
+            result = method(*args)
+        else:
+            result = await anyio.to_thread.run_sync(method, *args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def run(self, payload: Any, request: Any = None) -> Any:
+        """Run the pipeline. Returns the (post-processed) result, or a ``PredictionStream``."""
+        if self._model is not None and callable(getattr(self._model, "preprocess", None)):
+            payload = await self._call("preprocess", payload, request)
+        await self._semaphore.acquire()
+        try:
+            result = await self._call("predict", payload, request)
+            if _is_stream(result):
+                # Truss semantics: postprocess is not applied to streams. The permit stays held
+                # while the stream is read; PredictionStream.close() gives it back.
+                stream = PredictionStream(result, self._semaphore, self.cfg.streaming_read_timeout)
+                await stream.prefetch()
+                return stream
+        except BaseException:
+            self._semaphore.release()
+            raise
+        self._semaphore.release()
+        if callable(getattr(self._model, "postprocess", None)):
+            result = await self._call("postprocess", result, request)
+        return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class PredictionStream:
+    """A generator result being streamed; holds one predict_concurrency permit until closed."""
+
+    def __init__(self, source: Any, semaphore: asyncio.Semaphore, read_timeout: float) -> None:
+        self._source = source
+        self._semaphore = semaphore
+        self._read_timeout = read_timeout
+        self._first: Any = _END
+        self._closed = False
+
+    async def _next(self) -> Any:
+        with anyio.fail_after(self._read_timeout):
+            if inspect.isasyncgen(self._source):
+                try:
+                    return await self._source.__anext__()
+                except StopAsyncIteration:
+                    return _END
+            return await anyio.to_thread.run_sync(next, self._source, _END, abandon_on_cancel=True)
+
+    async def prefetch(self) -> None:
+        """Read the first chunk before the response starts, so early errors become a 500."""
+        self._first = await self._next()
+
+    async def chunks(self) -> AsyncIterator[Any]:
+        chunk, self._first = self._first, _END
+        while chunk is not _END:
+            yield chunk
+            chunk = await self._next()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._semaphore.release()
+        try:
+            if inspect.isasyncgen(self._source):
+                await self._source.aclose()
+            else:
+                self._source.close()
+        except (ValueError, RuntimeError):  # still running in an abandoned thread
+            pass

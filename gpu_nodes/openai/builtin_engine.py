@@ -1,0 +1,77 @@
+"""Adapter: the ``Engine`` port over Plinth's built-in torch engine (``gpu_nodes.engine``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gpu_nodes.engine.api import EngineConfig, RequestOutput, SamplingParams
+from gpu_nodes.openai.engine_port import EngineSettings, GenerationParams, StructuredOutput
+from gpu_nodes.openai.guided import GrammarFactory
+
+
+def engine_config(settings: EngineSettings) -> EngineConfig:
+    config = EngineConfig(model_path=str(settings.model_path))
+    config.device = settings.device
+    config.dtype = settings.dtype
+    config.max_model_len = settings.max_model_len
+    config.num_blocks = settings.num_blocks
+    if settings.block_size is not None:
+        config.block_size = settings.block_size
+    if settings.max_num_seqs is not None:
+        config.max_num_seqs = settings.max_num_seqs
+    if settings.max_num_batched_tokens is not None:
+        config.max_num_batched_tokens = settings.max_num_batched_tokens
+    return config
+
+
+class BuiltinEngine:
+    def __init__(self, settings: EngineSettings) -> None:
+        from gpu_nodes.engine.api import AsyncLLMEngine
+
+        self._engine = AsyncLLMEngine(engine_config(settings))
+        core = self._engine.engine
+        self.tokenizer: Any = core.tokenizer
+        self.model_name: str = core.model_name
+        self.max_model_len: int = core.max_model_len
+        # The guide bitmask spans the logits (the model's vocabulary, which may be padded past
+        # the tokenizer's), and the grammar may end on any token the engine stops on.
+        self._grammars = GrammarFactory(
+            self.tokenizer,
+            vocab_size=core.vocab_size,
+            stop_token_ids=sorted(core.eos_token_ids) or None,
+        )
+
+    def compile_structured(self, spec: StructuredOutput) -> None:
+        self._grammars.compile(spec)
+
+    async def generate(
+        self, request_id: str, prompt_token_ids: list[int], params: GenerationParams
+    ) -> AsyncIterator[RequestOutput]:
+        sampling = SamplingParams(
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            seed=params.seed,
+            stop=list(params.stop),
+            stop_token_ids=list(params.stop_token_ids),
+            ignore_eos=params.ignore_eos,
+            logprobs=params.logprobs,
+            guide=self._grammars.guide(params.structured) if params.structured else None,
+        )
+        outputs = self._engine.generate(request_id, prompt_token_ids, sampling)
+        try:
+            async for output in outputs:
+                yield output
+        finally:
+            # Closing this generator closes the engine's, which aborts the request.
+            aclose = getattr(outputs, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def abort(self, request_id: str) -> None:
+        await self._engine.abort(request_id)
+
+    def shutdown(self) -> None:
+        self._engine.shutdown()

@@ -1,0 +1,141 @@
+"""The ``Engine`` port the OpenAI layer talks to, and the factory choosing an adapter.
+
+Adapters: built-in torch engine (``builtin_engine``), vLLM (``vllm_engine``) and TensorRT-LLM
+(``trtllm_engine``). The last two import their runtime lazily and raise ``EngineUnavailable``
+when it is missing, so this package imports on a CPU-only laptop.
+
+Outputs reuse the built-in engine's ``RequestOutput`` / ``TokenLogprob`` dataclasses (plain data,
+only torch is imported); inputs are this port's own ``GenerationParams`` because structured
+output is described declaratively (each engine compiles it its own way).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from gpu_nodes.engine.api import RequestOutput, TokenLogprob
+from gpu_nodes.openai.exceptions import EngineLoadError
+
+__all__ = [
+    "Engine",
+    "EngineSettings",
+    "GenerationParams",
+    "RequestOutput",
+    "StructuredOutput",
+    "TokenLogprob",
+    "load_engine",
+]
+
+
+@dataclass(frozen=True)
+class StructuredOutput:
+    """A constraint on the output text: any JSON object, or JSON matching ``schema``.
+
+    ``param`` is the request field it came from, so a schema that fails to compile is reported
+    against the right field (``response_format`` or ``tools``)."""
+
+    kind: Literal["json_object", "json_schema"]
+    schema: dict[str, Any] | None = None
+    param: str = "response_format"
+
+    def cache_key(self) -> str:
+        return f"{self.kind}:{json.dumps(self.schema, sort_keys=True, separators=(',', ':'))}"
+
+
+@dataclass
+class GenerationParams:
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    ignore_eos: bool = False
+    logprobs: int | None = None
+    structured: StructuredOutput | None = None
+
+
+class Engine(Protocol):
+    """What the OpenAI server needs from an inference engine."""
+
+    model_name: str
+    max_model_len: int
+    tokenizer: Any  # transformers.PreTrainedTokenizerBase
+
+    def compile_structured(self, spec: StructuredOutput) -> None:
+        """Check (and cache) a constraint before generation; ``InvalidRequest`` if it is bad."""
+        ...
+
+    def generate(
+        self, request_id: str, prompt_token_ids: list[int], params: GenerationParams
+    ) -> AsyncIterator[RequestOutput]:
+        """Outputs as they are produced; the last has ``finished=True``. Closing aborts."""
+        ...
+
+    async def abort(self, request_id: str) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The package's ``engine:`` section resolved against the package directory."""
+
+    kind: str
+    model_path: Path
+    max_model_len: int | None = None
+    block_size: int | None = None
+    num_blocks: int | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+
+    @classmethod
+    def from_spec(cls, model_dir: Path, spec: Any) -> EngineSettings:
+        """From ``TrussConfig.engine`` (``EngineSpec``); ``model_path`` may be relative."""
+        raw_path = getattr(spec, "model_path", None)
+        if not raw_path:
+            raise EngineLoadError("config.yaml: field 'engine.model_path' is required")
+        model_path = Path(str(raw_path)).expanduser()
+        if not model_path.is_absolute():
+            model_path = (model_dir / model_path).resolve()
+        return cls(
+            kind=str(getattr(spec, "kind", None) or "builtin"),
+            model_path=model_path,
+            max_model_len=getattr(spec, "max_model_len", None),
+            block_size=getattr(spec, "block_size", None),
+            num_blocks=getattr(spec, "num_blocks", None),
+            max_num_seqs=getattr(spec, "max_num_seqs", None),
+            max_num_batched_tokens=getattr(spec, "max_num_batched_tokens", None),
+            dtype=str(getattr(spec, "dtype", None) or "auto"),
+            device=str(getattr(spec, "device", None) or "auto"),
+        )
+
+
+def load_engine(settings: EngineSettings) -> Engine:
+    """Build the adapter for ``settings.kind`` (blocking: loads weights)."""
+    if not settings.model_path.exists():
+        raise EngineLoadError(
+            f"config.yaml: field 'engine.model_path': '{settings.model_path}' does not exist"
+        )
+    if settings.kind == "builtin":
+        from gpu_nodes.openai.builtin_engine import BuiltinEngine
+
+        return BuiltinEngine(settings)
+    if settings.kind == "vllm":
+        from gpu_nodes.openai.vllm_engine import VllmEngine
+
+        return VllmEngine(settings)
+    if settings.kind == "trt_llm":
+        from gpu_nodes.openai.trtllm_engine import TrtLlmEngine
+
+        return TrtLlmEngine(settings)
+    raise EngineLoadError(
+        f"config.yaml: field 'engine.kind': '{settings.kind}' is not one of builtin, vllm, trt_llm"
+    )

@@ -1,0 +1,124 @@
+"""Adapter: the ``Engine`` port over vLLM's ``AsyncLLMEngine`` (only on GPU nodes with vllm)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gpu_nodes.openai.engine_port import (
+    EngineSettings,
+    GenerationParams,
+    RequestOutput,
+    StructuredOutput,
+    TokenLogprob,
+)
+from gpu_nodes.openai.exceptions import EngineUnavailable
+from gpu_nodes.openai.external_common import (
+    CumulativeToDelta,
+    load_tokenizer,
+    require_cuda,
+    structured_json,
+)
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError:
+        raise EngineUnavailable("vllm is not installed on this node") from None
+    return vllm
+
+
+def _structured_kwargs(vllm: Any, spec: StructuredOutput | None) -> dict[str, Any]:
+    if spec is None:
+        return {}
+    schema = structured_json(spec.schema if spec.kind == "json_schema" else None)
+    try:  # vLLM >= 0.10.2
+        from vllm.sampling_params import StructuredOutputsParams
+
+        return {"structured_outputs": StructuredOutputsParams(json=schema)}
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(json=schema)}
+
+
+def _logprobs(raw: Any, start: int, tokenizer: Any) -> list[TokenLogprob] | None:
+    if raw is None:
+        return None
+    entries: list[TokenLogprob] = []
+    for step in raw[start:]:
+        ranked = sorted(step.items(), key=lambda item: item[1].rank or 0)
+        chosen_id, chosen = ranked[0]
+        top = [
+            (tid, lp.decoded_token or tokenizer.decode([tid]), float(lp.logprob))
+            for tid, lp in ranked
+            if lp.rank is not None and lp.rank >= 1
+        ]
+        entries.append(
+            TokenLogprob(chosen_id, chosen.decoded_token or "", float(chosen.logprob), top)
+        )
+    return entries
+
+
+class VllmEngine:
+    def __init__(self, settings: EngineSettings) -> None:
+        vllm = _import_vllm()
+        require_cuda("vllm")
+        self._vllm = vllm
+        args = vllm.AsyncEngineArgs(
+            model=str(settings.model_path),
+            dtype=settings.dtype,
+            max_model_len=settings.max_model_len,
+            block_size=settings.block_size,
+            max_num_seqs=settings.max_num_seqs or 256,
+            max_num_batched_tokens=settings.max_num_batched_tokens,
+            enable_prefix_caching=True,
+        )
+        self._engine = vllm.AsyncLLMEngine.from_engine_args(args)
+        self.tokenizer: Any = load_tokenizer(settings)
+        self.model_name: str = settings.model_path.name
+        model_config = getattr(self._engine, "model_config", None)
+        self.max_model_len: int = int(
+            getattr(model_config, "max_model_len", None) or settings.max_model_len or 2048
+        )
+
+    def compile_structured(self, spec: StructuredOutput) -> None:
+        # vLLM compiles grammars itself and rejects bad schemas when the request is added.
+        _structured_kwargs(self._vllm, spec)
+
+    async def generate(
+        self, request_id: str, prompt_token_ids: list[int], params: GenerationParams
+    ) -> AsyncIterator[RequestOutput]:
+        sampling = self._vllm.SamplingParams(
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k if params.top_k > 0 else -1,
+            seed=params.seed,
+            stop=params.stop or None,
+            stop_token_ids=params.stop_token_ids or None,
+            ignore_eos=params.ignore_eos,
+            logprobs=params.logprobs,
+            **_structured_kwargs(self._vllm, params.structured),
+        )
+        prompt = {"prompt_token_ids": prompt_token_ids}
+        tracker = CumulativeToDelta(request_id, len(prompt_token_ids))
+        async for result in self._engine.generate(prompt, sampling, request_id):
+            completion = result.outputs[0]
+            start = tracker.sent_tokens
+            yield tracker.delta(
+                completion.text,
+                list(completion.token_ids),
+                logprobs=_logprobs(completion.logprobs, start, self.tokenizer),
+                finish_reason=completion.finish_reason if result.finished else None,
+                cached_prompt_tokens=int(getattr(result, "num_cached_tokens", 0) or 0),
+            )
+
+    async def abort(self, request_id: str) -> None:
+        await self._engine.abort(request_id)
+
+    def shutdown(self) -> None:
+        shutdown = getattr(self._engine, "shutdown", None)
+        if callable(shutdown):
+            shutdown()

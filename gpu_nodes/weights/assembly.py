@@ -1,0 +1,217 @@
+"""Turn verified chunks into verified file blobs, and file blobs into a mount directory.
+
+Every chunk is re-hashed when it is read from disk (a bit flip in the cache is caught here, the
+bad copy deleted and the chunk refetched) unless this process verified it moments ago, and
+every assembled file is hashed as a whole before it is published read-only under
+``files/<sha256>``. Mounts are hard links to those blobs (copy when links cannot cross
+filesystems), so N replicas on a node share one copy of the bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from gpu_nodes.weights.exceptions import IntegrityError, WeightsError
+from gpu_nodes.weights.manifest import ChunkRef, FileEntry, Manifest
+from gpu_nodes.weights.node_cache import NodeCache, chunk_entry, file_entry
+
+# Refetch-and-retry rounds when a chunk on disk is corrupt or vanishes (evicted) mid-read.
+_READ_ROUNDS = 3
+
+EnsureChunk = Callable[[str, int], None]
+
+
+def _read_at(path: Path, offset: int, length: int) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read(length)
+
+
+def _drop_bad_copy(cache: NodeCache, ref: ChunkRef, path: Path) -> None:
+    """Delete a copy that failed verification so it is never used again."""
+    if path == cache.chunk_path(ref.hash):
+        path.unlink(missing_ok=True)
+        cache.forget(chunk_entry(ref.hash))
+        return
+    # The chunk sat inside a file blob: that whole blob is corrupt.
+    file_sha = path.name
+    path.unlink(missing_ok=True)
+    cache.forget(file_entry(file_sha))
+
+
+def read_chunk(
+    cache: NodeCache, ref: ChunkRef, ensure_chunk: EnsureChunk, trusted: set[str]
+) -> bytes:
+    """Bytes of one chunk from the node cache, verified; fetches it if missing or corrupt."""
+    for _ in range(_READ_ROUNDS):
+        location = cache.locate_chunk(ref.hash)
+        if location is None:
+            ensure_chunk(ref.hash, ref.length)
+            location = cache.locate_chunk(ref.hash)
+            if location is None:
+                continue
+        try:
+            data = _read_at(location.path, location.offset, ref.length)
+        except FileNotFoundError:
+            continue
+        if ref.hash in trusted and len(data) == ref.length:
+            return data
+        if len(data) == ref.length and hashlib.sha256(data).hexdigest() == ref.hash:
+            return data
+        _drop_bad_copy(cache, ref, location.path)
+    raise IntegrityError(f"chunk {ref.hash} could not be read intact after {_READ_ROUNDS} tries")
+
+
+def _copy_trusted(cache: NodeCache, ref: ChunkRef, out_fd: int) -> bool:
+    """Kernel-side copy of a chunk this process just verified; False if it is not on disk."""
+    location = cache.locate_chunk(ref.hash)
+    if location is None:
+        return False
+    try:
+        src_fd = os.open(location.path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        offset, left = location.offset, ref.length
+        while left:
+            try:
+                copied = os.copy_file_range(src_fd, out_fd, left, offset)
+            except OSError:
+                copied = 0
+            if copied <= 0:
+                # Filesystems without copy_file_range: plain read + write.
+                os.write(out_fd, os.pread(src_fd, left, offset))
+                return True
+            offset += copied
+            left -= copied
+    finally:
+        os.close(src_fd)
+    return True
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while piece := handle.read(8 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def _write_blob(
+    cache: NodeCache,
+    entry: FileEntry,
+    tmp: Path,
+    ensure_chunk: EnsureChunk,
+    trusted: set[str],
+    verify_file: bool,
+) -> None:
+    out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for ref in entry.chunks:
+            if ref.hash in trusted and _copy_trusted(cache, ref, out_fd):
+                continue
+            data = read_chunk(cache, ref, ensure_chunk, trusted)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out_fd, view) :]
+    finally:
+        os.close(out_fd)
+    if tmp.stat().st_size != entry.size:
+        raise IntegrityError(f"{entry.path}: assembled {tmp.stat().st_size} of {entry.size} bytes")
+    if verify_file and _hash_file(tmp) != entry.sha256:
+        raise IntegrityError(f"{entry.path}: assembled file does not match its sha256")
+
+
+def assemble_file(
+    cache: NodeCache,
+    entry: FileEntry,
+    ensure_chunk: EnsureChunk,
+    trusted: set[str],
+    *,
+    keep_chunks: bool,
+    verify_file: bool = False,
+) -> None:
+    """Build ``files/<sha256>`` for ``entry`` unless present; single-flight across processes.
+
+    Each chunk is verified (on download, or re-hashed when read from the cache), and the chunk
+    list comes from a manifest verified against its id, so the file is the verified
+    concatenation; ``verify_file`` additionally re-hashes the whole file (one more pass).
+    """
+    target = cache.file_path(entry.sha256)
+    with cache.lock(file_entry(entry.sha256)):
+        if target.exists() and target.stat().st_size == entry.size:
+            return
+        tmp = target.with_name(f".{entry.sha256}.{os.getpid()}.tmp")
+        try:
+            _write_blob(cache, entry, tmp, ensure_chunk, trusted, verify_file)
+            tmp.chmod(0o444)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        cache.record(file_entry(entry.sha256), entry.size)
+        cache.add_locations(entry.sha256, [(c.hash, c.offset) for c in entry.chunks])
+    if not keep_chunks:
+        # The bytes now live in the file blob; keep only the (file, offset) location.
+        for ref in entry.chunks:
+            cache.chunk_path(ref.hash).unlink(missing_ok=True)
+            cache.forget(chunk_entry(ref.hash))
+
+
+def _link_or_copy(blob: Path, dest: Path) -> None:
+    if dest.exists() and os.path.samefile(blob, dest):
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(blob, tmp)
+    except OSError:
+        shutil.copyfile(blob, tmp)
+    os.replace(tmp, dest)
+
+
+def _safe_join(root: Path, relative: str) -> Path:
+    dest = (root / relative).resolve()
+    if not dest.is_relative_to(root.resolve()):
+        raise WeightsError(f"manifest path escapes the mount: {relative!r}")
+    return dest
+
+
+def materialise_plain(cache: NodeCache, manifest: Manifest, mount_dir: Path) -> list[Path]:
+    """Files at ``mount_dir/<path>``, hard-linked to their blobs."""
+    placed = []
+    for entry in manifest.files:
+        dest = _safe_join(mount_dir, entry.path)
+        _link_or_copy(cache.file_path(entry.sha256), dest)
+        placed.append(dest)
+    return placed
+
+
+def materialise_hf_cache(cache: NodeCache, manifest: Manifest, mount_dir: Path) -> list[Path]:
+    """HF Hub cache layout: ``models--org--repo/{blobs/<sha>, snapshots/<rev>/<path>, refs/main}``.
+
+    Point ``HF_HUB_CACHE`` at ``mount_dir`` and ``from_pretrained("org/repo", revision=rev)``
+    loads offline.
+    """
+    if not manifest.source.startswith("hf://"):
+        raise WeightsError(f"hf cache layout needs an hf:// source, got {manifest.source!r}")
+    repo = manifest.source[len("hf://") :].partition("@")[0]
+    revision = manifest.revision or "main"
+    repo_dir = mount_dir / f"models--{repo.replace('/', '--')}"
+    snapshot = repo_dir / "snapshots" / revision
+    placed = []
+    for entry in manifest.files:
+        blob = repo_dir / "blobs" / entry.sha256
+        _link_or_copy(cache.file_path(entry.sha256), blob)
+        link = _safe_join(snapshot, entry.path)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+        placed.append(link)
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(revision)
+    return placed

@@ -1,0 +1,463 @@
+"""Serverless control plane on AWS: three Lambda functions, an HTTP API, DynamoDB and SQS.
+
+- API: ``lambdas.api.handler`` (Mangum over ``create_app``) behind an API Gateway v2 HTTP
+  API (``$default`` route and stage, Lambda proxy integration, payload format 2.0).
+- Async worker: ``lambdas.async_worker.handler`` fed by an SQS event source mapping that
+  reports partial batch failures; the queue redrives to a DLQ after ``max_receive_count``.
+  Its visibility timeout is at least 6x the worker timeout (AWS's guidance, so a message
+  is not redelivered while a slow batch is still running) -- enforced in the args.
+- Reconciler: ``lambdas.reconciler.handler`` on an EventBridge Scheduler schedule.
+Each function has its own role that can touch only its tables, queue and bucket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.aws_network import LOG_RETENTION_DAYS
+from infra.exceptions import InfraConfigError
+from infra.iam import Statement, policy_json, service_trust_policy
+from infra.tags import StandardTags
+
+CODE_PACKAGES: tuple[str, ...] = ("control_plane", "lambdas", "plinth")
+DYNAMODB_ITEM_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:BatchGetItem",
+)
+SQS_CONSUME_ACTIONS = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+)
+S3_READ_ACTIONS = ("s3:GetObject",)
+S3_WRITE_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+VISIBILITY_FACTOR = 6
+# Consumers of the extra queues pass their own visibility timeout on every receive.
+EXTRA_QUEUE_VISIBILITY_S = 900
+
+
+@dataclass(frozen=True)
+class ServerlessControlPlaneArgs:
+    tags: StandardTags
+    code_root: str  # repository root holding the packages in ``code_packages``
+    blob_bucket_arn: pulumi.Input[str]
+    blob_bucket_name: pulumi.Input[str]
+    blob_kms_key_arn: pulumi.Input[str] | None = None
+    code_packages: Sequence[str] = CODE_PACKAGES
+    layer_arns: Sequence[str] = ()  # third-party dependencies (fastapi, mangum, boto3, ...)
+    runtime: str = "python3.11"
+    api_timeout_s: int = 29  # API Gateway's integration limit is 30 s
+    worker_timeout_s: int = 120
+    reconciler_timeout_s: int = 300
+    queue_visibility_timeout_s: int | None = None  # None: VISIBILITY_FACTOR x worker timeout
+    max_receive_count: int = 5
+    worker_batch_size: int = 10
+    reconcile_schedule: str = "rate(1 minute)"
+    log_retention_days: int = 30
+    cluster_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
+    queue_name: str = "async-requests"  # consumed by the async worker function
+    # Other logical queues the API enqueues to (control_plane.domain: "builds"); each gets a
+    # DLQ. Their consumers run in a cluster, not in Lambda.
+    extra_queues: Sequence[str] = ("builds",)
+
+    def __post_init__(self) -> None:
+        root = Path(self.code_root)
+        for package in self.code_packages:
+            if not (root / package / "__init__.py").is_file():
+                raise InfraConfigError("code_packages", f"{root / package} is not a Python package")
+        if not 1 <= self.worker_timeout_s <= 900:
+            raise InfraConfigError("worker_timeout_s", f"{self.worker_timeout_s} not in 1..900")
+        if self.visibility_timeout_s < VISIBILITY_FACTOR * self.worker_timeout_s:
+            raise InfraConfigError(
+                "queue_visibility_timeout_s",
+                f"{self.visibility_timeout_s} s is below {VISIBILITY_FACTOR} x worker_timeout_s "
+                f"({VISIBILITY_FACTOR * self.worker_timeout_s} s)",
+            )
+        if self.visibility_timeout_s > 43200:
+            raise InfraConfigError("queue_visibility_timeout_s", "SQS allows at most 43200 s")
+        if not 1 <= self.max_receive_count <= 1000:
+            raise InfraConfigError("max_receive_count", f"{self.max_receive_count} not in 1..1000")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise InfraConfigError(
+                "log_retention_days", f"{self.log_retention_days} is not a CloudWatch value"
+            )
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        if self.queue_visibility_timeout_s is None:
+            return VISIBILITY_FACTOR * self.worker_timeout_s
+        return self.queue_visibility_timeout_s
+
+
+def code_archive(code_root: str, packages: Sequence[str]) -> pulumi.AssetArchive:
+    """The Lambda bundle: each package directory at the archive root (importable as-is)."""
+    return pulumi.AssetArchive(
+        {package: pulumi.FileArchive(str(Path(code_root) / package)) for package in packages}
+    )
+
+
+@dataclass(frozen=True)
+class _Function:
+    function: aws.lambda_.Function
+    role: aws.iam.Role
+
+
+class ServerlessControlPlane(pulumi.ComponentResource):
+    api_url: pulumi.Output[str]
+    metadata_table_name: pulumi.Output[str]
+    metadata_table_arn: pulumi.Output[str]
+    queue_url: pulumi.Output[str]
+    dlq_url: pulumi.Output[str]
+    reconciler_role_arn: pulumi.Output[str]
+    function_names: dict[str, pulumi.Output[str]]
+
+    def __init__(
+        self,
+        name: str,
+        args: ServerlessControlPlaneArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("plinth:control_plane:ServerlessControlPlane", name, None, opts)
+        self._name, self._args = name, args
+        self._tags = args.tags.aws("control-plane")
+        metadata = self._table("metadata", hash_key="tbl", range_key="key")
+        requests = self._table("async-requests", hash_key="request_id", ttl_attribute="expires_at")
+        dlq, queue = self._queue_pair(args.queue_name, args.visibility_timeout_s)
+        extra = [self._queue_pair(name, EXTRA_QUEUE_VISIBILITY_S)[1] for name in args.extra_queues]
+        code = code_archive(args.code_root, args.code_packages)
+        tables = [metadata.arn, requests.arn]
+        env = self._environment(metadata)
+
+        api = self._function(
+            "api",
+            "lambdas.api.handler",
+            args.api_timeout_s,
+            code,
+            env,
+            [
+                Statement(DYNAMODB_ITEM_ACTIONS, tables),
+                Statement(
+                    ("sqs:SendMessage", "sqs:GetQueueUrl"), [queue.arn, *(q.arn for q in extra)]
+                ),
+                *self._blob_statements(S3_WRITE_ACTIONS),
+            ],
+        )
+        worker = self._function(
+            "worker",
+            "lambdas.async_worker.handler",
+            args.worker_timeout_s,
+            code,
+            env,
+            [
+                Statement(DYNAMODB_ITEM_ACTIONS, tables),
+                Statement(SQS_CONSUME_ACTIONS, [queue.arn]),
+                *self._blob_statements(S3_READ_ACTIONS),
+            ],
+        )
+        cluster_statements = (
+            [Statement(("eks:DescribeCluster",), list(args.cluster_arns))]
+            if args.cluster_arns
+            else []
+        )
+        reconciler = self._function(
+            "reconciler",
+            "lambdas.reconciler.handler",
+            args.reconciler_timeout_s,
+            code,
+            env,
+            [
+                Statement(DYNAMODB_ITEM_ACTIONS, tables),
+                *self._blob_statements(S3_READ_ACTIONS),
+                *cluster_statements,
+            ],
+        )
+        self._worker_trigger(worker, queue)
+        self._schedule(reconciler)
+        http_api = self._http_api(api)
+
+        self.api_url = http_api.api_endpoint
+        self.metadata_table_name = metadata.name
+        self.metadata_table_arn = metadata.arn
+        self.queue_url = queue.url
+        self.dlq_url = dlq.url
+        self.reconciler_role_arn = reconciler.role.arn
+        self.function_names = {
+            "api": api.function.name,
+            "worker": worker.function.name,
+            "reconciler": reconciler.function.name,
+        }
+        self.register_outputs(
+            {
+                "api_url": self.api_url,
+                "metadata_table_name": self.metadata_table_name,
+                "queue_url": self.queue_url,
+                "reconciler_role_arn": self.reconciler_role_arn,
+            }
+        )
+
+    def _table(
+        self,
+        suffix: str,
+        hash_key: str,
+        range_key: str | None = None,
+        ttl_attribute: str | None = None,
+    ) -> aws.dynamodb.Table:
+        attributes = [aws.dynamodb.TableAttributeArgs(name=hash_key, type="S")]
+        if range_key:
+            attributes.append(aws.dynamodb.TableAttributeArgs(name=range_key, type="S"))
+        return aws.dynamodb.Table(
+            f"{self._name}-{suffix}",
+            name=f"{self._name}-{suffix}",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key=hash_key,
+            range_key=range_key,
+            attributes=attributes,
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+            ttl=(
+                aws.dynamodb.TableTtlArgs(attribute_name=ttl_attribute, enabled=True)
+                if ttl_attribute
+                else None
+            ),
+            deletion_protection_enabled=True,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _queue_pair(self, logical: str, visibility_s: int) -> tuple[aws.sqs.Queue, aws.sqs.Queue]:
+        """Queue ``<name>-<logical>`` and its DLQ, named as control_plane's SqsQueue expects."""
+        args, child = self._args, pulumi.ResourceOptions(parent=self)
+        queue_name = f"{self._name}-{logical}"
+        suffix = "" if logical == args.queue_name else f"-{logical}"
+        dlq = aws.sqs.Queue(
+            f"{self._name}{suffix}-dlq",
+            name=f"{queue_name}-dlq",
+            message_retention_seconds=14 * 24 * 3600,
+            sqs_managed_sse_enabled=True,
+            tags=self._tags,
+            opts=child,
+        )
+        queue = aws.sqs.Queue(
+            f"{self._name}{suffix}-queue",
+            name=queue_name,
+            visibility_timeout_seconds=visibility_s,
+            message_retention_seconds=4 * 24 * 3600,
+            receive_wait_time_seconds=20,
+            sqs_managed_sse_enabled=True,
+            redrive_policy=dlq.arn.apply(
+                lambda arn: json.dumps(
+                    {"deadLetterTargetArn": arn, "maxReceiveCount": args.max_receive_count}
+                )
+            ),
+            tags=self._tags,
+            opts=child,
+        )
+        aws.sqs.RedriveAllowPolicy(
+            f"{self._name}{suffix}-dlq",
+            queue_url=dlq.url,
+            redrive_allow_policy=queue.arn.apply(
+                lambda arn: json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [arn]})
+            ),
+            opts=child,
+        )
+        return dlq, queue
+
+    def _environment(self, metadata: aws.dynamodb.Table) -> dict[str, pulumi.Input[str]]:
+        # Names read by control_plane.settings.Settings.from_env.
+        return {
+            "PLINTH_STORE": "dynamodb",
+            "PLINTH_DYNAMODB_TABLE": metadata.name,
+            "PLINTH_QUEUE": "sqs",
+            "PLINTH_SQS_QUEUE_PREFIX": f"{self._name}-",
+            "PLINTH_BLOB": "s3",
+            "PLINTH_BLOB_BUCKET": self._args.blob_bucket_name,
+            "PLINTH_AWS_REGION": self._args.tags.region,
+            "PLINTH_STATE_DIR": "/tmp/plinth",
+            "PLINTH_RUN_BACKGROUND_WORKERS": "false",
+            "PLINTH_CLUSTER": "none",
+        }
+
+    def _blob_statements(self, actions: Sequence[str]) -> list[Statement]:
+        bucket = self._args.blob_bucket_arn
+        statements = [
+            Statement(actions, [pulumi.Output.from_input(bucket).apply(lambda arn: f"{arn}/*")]),
+            Statement(("s3:ListBucket",), [bucket]),
+        ]
+        if self._args.blob_kms_key_arn is not None:
+            statements.append(
+                Statement(("kms:Decrypt", "kms:GenerateDataKey"), [self._args.blob_kms_key_arn])
+            )
+        return statements
+
+    def _function(
+        self,
+        role_name: str,
+        handler: str,
+        timeout_s: int,
+        code: pulumi.Archive,
+        env: dict[str, pulumi.Input[str]],
+        statements: list[Statement],
+    ) -> _Function:
+        args, child = self._args, pulumi.ResourceOptions(parent=self)
+        function_name = f"{self._name}-{role_name}"
+        log_group = aws.cloudwatch.LogGroup(
+            function_name,
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=args.log_retention_days,
+            tags=self._tags,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            function_name,
+            assume_role_policy=service_trust_policy("lambda.amazonaws.com"),
+            tags=self._tags,
+            opts=child,
+        )
+        log_statement = Statement(
+            ("logs:CreateLogStream", "logs:PutLogEvents"),
+            [log_group.arn.apply(lambda arn: f"{arn}:*")],
+        )
+        role_policy = aws.iam.RolePolicy(
+            function_name,
+            role=role.id,
+            policy=policy_json([log_statement, *statements]),
+            opts=child,
+        )
+        function = aws.lambda_.Function(
+            function_name,
+            name=function_name,
+            role=role.arn,
+            runtime=args.runtime,
+            handler=handler,
+            code=code,
+            timeout=timeout_s,
+            memory_size=1024,
+            layers=list(args.layer_arns) or None,
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={
+                    **env,
+                    "PLINTH_CLUSTER": "kubernetes" if role_name == "reconciler" else "none",
+                }
+            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="JSON", log_group=log_group.name
+            ),
+            tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="PassThrough"),
+            tags={**self._tags, "function": role_name},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
+        )
+        return _Function(function, role)
+
+    def _worker_trigger(self, worker: _Function, queue: aws.sqs.Queue) -> None:
+        aws.lambda_.EventSourceMapping(
+            f"{self._name}-worker-sqs",
+            event_source_arn=queue.arn,
+            function_name=worker.function.arn,
+            batch_size=self._args.worker_batch_size,
+            maximum_batching_window_in_seconds=1,
+            function_response_types=["ReportBatchItemFailures"],
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _schedule(self, reconciler: _Function) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{self._name}-scheduler",
+            assume_role_policy=service_trust_policy("scheduler.amazonaws.com"),
+            tags=self._tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{self._name}-scheduler",
+            role=role.id,
+            policy=policy_json([Statement(("lambda:InvokeFunction",), [reconciler.function.arn])]),
+            opts=child,
+        )
+        aws.scheduler.Schedule(
+            f"{self._name}-reconcile",
+            schedule_expression=self._args.reconcile_schedule,
+            flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
+            target=aws.scheduler.ScheduleTargetArgs(
+                arn=reconciler.function.arn,
+                role_arn=role.arn,
+                input=json.dumps({"source": "plinth.reconcile"}),
+                retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(
+                    maximum_retry_attempts=0,  # the next tick is the retry
+                    maximum_event_age_in_seconds=60,
+                ),
+            ),
+            opts=child,
+        )
+
+    def _http_api(self, api: _Function) -> aws.apigatewayv2.Api:
+        child = pulumi.ResourceOptions(parent=self)
+        http_api = aws.apigatewayv2.Api(
+            f"{self._name}-http", protocol_type="HTTP", tags=self._tags, opts=child
+        )
+        integration = aws.apigatewayv2.Integration(
+            f"{self._name}-api",
+            api_id=http_api.id,
+            integration_type="AWS_PROXY",
+            integration_uri=api.function.arn,
+            integration_method="POST",
+            payload_format_version="2.0",
+            timeout_milliseconds=self._args.api_timeout_s * 1000,
+            opts=child,
+        )
+        aws.apigatewayv2.Route(
+            f"{self._name}-default",
+            api_id=http_api.id,
+            route_key="$default",
+            target=integration.id.apply(lambda i: f"integrations/{i}"),
+            opts=child,
+        )
+        access_logs = aws.cloudwatch.LogGroup(
+            f"{self._name}-http-access",
+            name=f"/plinth/{self._name}/http-access",
+            retention_in_days=self._args.log_retention_days,
+            tags=self._tags,
+            opts=child,
+        )
+        aws.apigatewayv2.Stage(
+            f"{self._name}-default",
+            api_id=http_api.id,
+            name="$default",
+            auto_deploy=True,
+            access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
+                destination_arn=access_logs.arn,
+                # No query strings or headers: they can carry API keys.
+                format=json.dumps(
+                    {
+                        "requestId": "$context.requestId",
+                        "routeKey": "$context.routeKey",
+                        "status": "$context.status",
+                        "latency": "$context.integrationLatency",
+                    }
+                ),
+            ),
+            tags=self._tags,
+            opts=child,
+        )
+        aws.lambda_.Permission(
+            f"{self._name}-api-invoke",
+            action="lambda:InvokeFunction",
+            function=api.function.name,
+            principal="apigateway.amazonaws.com",
+            source_arn=http_api.execution_arn.apply(lambda arn: f"{arn}/*/*"),
+            opts=child,
+        )
+        return http_api

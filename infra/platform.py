@@ -1,0 +1,266 @@
+"""In-cluster platform: namespace, RBAC, gateway, weight-cache node agent, device plugin.
+
+Everything is created through the explicit ``k8s.Provider`` in the args (never the ambient
+kubeconfig), so one program can stand up the cluster and then its contents. The node agent
+DaemonSet tolerates the GPU taint (it must run where the GPUs are) and keeps the node-tier
+weight cache on a hostPath so it survives pod restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.exceptions import InfraConfigError
+from infra.gpu_catalog import GPU_TAINT_KEY
+from infra.tags import StandardTags
+
+DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
+DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
+DEVICE_PLUGIN_VERSION = "0.17.1"
+GATEWAY_PORT = 8080
+PRIORITY_CLASSES: dict[str, int] = {
+    "plinth-system": 1_000_000,  # gateway and node agents: evicting them breaks every model
+    "plinth-production": 100_000,  # replicas of production environments
+    "plinth-development": 10_000,  # development / preview deployments, preempted first
+}
+
+
+@dataclass(frozen=True)
+class ClusterPlatformArgs:
+    provider: k8s.Provider
+    tags: StandardTags
+    control_plane_url: pulumi.Input[str]
+    gateway_image: str
+    node_agent_image: str
+    namespace: str = "plinth"
+    gateway_replicas: int = 2
+    gateway_service_type: str = "ClusterIP"
+    cache_host_path: str = "/var/lib/plinth/weights"
+    device_plugin_version: str = DEVICE_PLUGIN_VERSION
+    # GKE installs its own device plugin with the driver; EKS needs NVIDIA's chart.
+    install_device_plugin: bool = True
+
+    def __post_init__(self) -> None:
+        if self.gateway_replicas < 1:
+            raise InfraConfigError("gateway_replicas", f"{self.gateway_replicas} < 1")
+        if self.gateway_service_type not in ("ClusterIP", "LoadBalancer", "NodePort"):
+            raise InfraConfigError("gateway_service_type", f"unknown {self.gateway_service_type!r}")
+        if not self.cache_host_path.startswith("/"):
+            raise InfraConfigError("cache_host_path", f"{self.cache_host_path!r} is not absolute")
+        for image_field in ("gateway_image", "node_agent_image"):
+            image = getattr(self, image_field)
+            if ":" not in image.rsplit("/", 1)[-1] and "@" not in image:
+                raise InfraConfigError(image_field, f"{image!r} must pin a tag or digest")
+
+
+class ClusterPlatform(pulumi.ComponentResource):
+    namespace: pulumi.Output[str]
+    gateway_service_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ClusterPlatformArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("plinth:platform:ClusterPlatform", name, None, opts)
+        self._name, self._args = name, args
+        self._opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-ns",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args.namespace, labels=args.tags.k8s("platform")
+            ),
+            opts=self._opts,
+        )
+        self._ns = namespace.metadata.apply(lambda m: m.name or args.namespace)
+        for class_name, value in PRIORITY_CLASSES.items():
+            k8s.scheduling.v1.PriorityClass(
+                f"{name}-{class_name}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=class_name, labels=args.tags.k8s("platform")
+                ),
+                value=value,
+                global_default=False,
+                preemption_policy="PreemptLowerPriority",
+                description=f"Plinth {class_name.removeprefix('plinth-')} workloads",
+                opts=self._opts,
+            )
+        gateway_sa = self._service_account("gateway", ["endpoints", "pods", "services"])
+        agent_sa = self._service_account("node-agent", ["pods", "configmaps"])
+        service = self._gateway(gateway_sa)
+        self._node_agent(agent_sa)
+        if args.install_device_plugin:
+            self._device_plugin()
+        self.namespace = self._ns
+        self.gateway_service_name = service.metadata.apply(lambda m: m.name or "")
+        self.register_outputs(
+            {"namespace": self.namespace, "gateway_service_name": self.gateway_service_name}
+        )
+
+    def _meta(self, component: str, name: str) -> k8s.meta.v1.ObjectMetaArgs:
+        return k8s.meta.v1.ObjectMetaArgs(
+            name=name, namespace=self._ns, labels=self._args.tags.k8s(component)
+        )
+
+    def _service_account(self, component: str, resources: list[str]) -> k8s.core.v1.ServiceAccount:
+        account = k8s.core.v1.ServiceAccount(
+            f"{self._name}-{component}",
+            metadata=self._meta(component, f"plinth-{component}"),
+            opts=self._opts,
+        )
+        role = k8s.rbac.v1.Role(
+            f"{self._name}-{component}",
+            metadata=self._meta(component, f"plinth-{component}"),
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=[""], resources=resources, verbs=["get", "list", "watch"]
+                )
+            ],
+            opts=self._opts,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{self._name}-{component}",
+            metadata=self._meta(component, f"plinth-{component}"),
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io",
+                kind="Role",
+                name=role.metadata.apply(lambda m: m.name or ""),
+            ),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(
+                    kind="ServiceAccount",
+                    name=account.metadata.apply(lambda m: m.name or ""),
+                    namespace=self._ns,
+                )
+            ],
+            opts=self._opts,
+        )
+        return account
+
+    def _gateway(self, account: k8s.core.v1.ServiceAccount) -> k8s.core.v1.Service:
+        args = self._args
+        labels = {"app.kubernetes.io/name": "plinth-gateway"}
+        container = k8s.core.v1.ContainerArgs(
+            name="gateway",
+            image=args.gateway_image,
+            args=["--host", "0.0.0.0", "--port", str(GATEWAY_PORT)],
+            env=[
+                k8s.core.v1.EnvVarArgs(
+                    name="PLINTH_CONTROL_PLANE_URL", value=args.control_plane_url
+                )
+            ],
+            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=GATEWAY_PORT)],
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
+                period_seconds=5,
+            ),
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": "500m", "memory": "512Mi"}, limits={"memory": "1Gi"}
+            ),
+            security_context=k8s.core.v1.SecurityContextArgs(
+                run_as_non_root=True,
+                allow_privilege_escalation=False,
+                read_only_root_filesystem=True,
+            ),
+        )
+        k8s.apps.v1.Deployment(
+            f"{self._name}-gateway",
+            metadata=self._meta("gateway", "plinth-gateway"),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=args.gateway_replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels={**labels, **args.tags.k8s("gateway")}
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=account.metadata.apply(lambda m: m.name or ""),
+                        priority_class_name="plinth-system",
+                        containers=[container],
+                    ),
+                ),
+            ),
+            opts=self._opts,
+        )
+        return k8s.core.v1.Service(
+            f"{self._name}-gateway",
+            metadata=self._meta("gateway", "plinth-gateway"),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type=args.gateway_service_type,
+                selector=labels,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=80, target_port="http")],
+            ),
+            opts=self._opts,
+        )
+
+    def _node_agent(self, account: k8s.core.v1.ServiceAccount) -> None:
+        args = self._args
+        labels = {"app.kubernetes.io/name": "plinth-node-agent"}
+        k8s.apps.v1.DaemonSet(
+            f"{self._name}-node-agent",
+            metadata=self._meta("node-agent", "plinth-node-agent"),
+            spec=k8s.apps.v1.DaemonSetSpecArgs(
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels={**labels, **args.tags.k8s("node-agent")}
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=account.metadata.apply(lambda m: m.name or ""),
+                        priority_class_name="plinth-system",
+                        tolerations=[
+                            k8s.core.v1.TolerationArgs(
+                                key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule"
+                            )
+                        ],
+                        containers=[
+                            k8s.core.v1.ContainerArgs(
+                                name="node-agent",
+                                image=args.node_agent_image,
+                                env=[
+                                    k8s.core.v1.EnvVarArgs(
+                                        name="PLINTH_WEIGHT_CACHE_DIR", value="/cache"
+                                    )
+                                ],
+                                volume_mounts=[
+                                    k8s.core.v1.VolumeMountArgs(name="cache", mount_path="/cache")
+                                ],
+                                resources=k8s.core.v1.ResourceRequirementsArgs(
+                                    requests={"cpu": "250m", "memory": "256Mi"},
+                                    limits={"memory": "2Gi"},
+                                ),
+                            )
+                        ],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="cache",
+                                host_path=k8s.core.v1.HostPathVolumeSourceArgs(
+                                    path=args.cache_host_path, type="DirectoryOrCreate"
+                                ),
+                            )
+                        ],
+                    ),
+                ),
+            ),
+            opts=self._opts,
+        )
+
+    def _device_plugin(self) -> None:
+        k8s.helm.v3.Release(
+            f"{self._name}-device-plugin",
+            k8s.helm.v3.ReleaseArgs(
+                chart=DEVICE_PLUGIN_CHART,
+                version=self._args.device_plugin_version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=DEVICE_PLUGIN_REPO),
+                namespace="kube-system",
+                values={
+                    "tolerations": [
+                        {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
+                    ],
+                    "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                    "priorityClassName": "system-node-critical",
+                },
+            ),
+            opts=self._opts,
+        )

@@ -1,0 +1,77 @@
+"""``stacks/aws-control-plane``: the serverless control plane and its blob bucket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from infra.buckets import S3WeightBucket, S3WeightBucketArgs
+from infra.control_plane import ServerlessControlPlane, ServerlessControlPlaneArgs
+from infra.programs.common import export_all, standard_tags
+from infra.programs.config import StackConfig, aws_region
+
+
+class AwsControlPlaneConfig(StackConfig):
+    region: str = Field(description="From aws:region")
+    name: str = "plinth"
+    code_root: str = Field(
+        default="../..", description="Repository root, relative to the stack directory"
+    )
+    layer_arns: list[str] = Field(default_factory=list)
+    worker_timeout_s: int = 120
+    queue_visibility_timeout_s: int | None = None
+    max_receive_count: int = 5
+    reconcile_schedule: str = "rate(1 minute)"
+    log_retention_days: int = 30
+    blob_bucket_name: str | None = None
+    cluster_arns: list[str] = Field(default_factory=list)
+
+
+def build(config: AwsControlPlaneConfig, *, stack_dir: Path | None = None) -> dict[str, Any]:
+    """``stack_dir`` anchors a relative ``codeRoot`` (default: the working directory)."""
+    tags = standard_tags(config.region)
+    code_root = ((stack_dir or Path.cwd()) / config.code_root).resolve()
+    blobs = S3WeightBucket(
+        f"{config.name}-blobs",
+        S3WeightBucketArgs(
+            tags=tags, bucket_name=config.blob_bucket_name, component="control-plane"
+        ),
+    )
+    plane = ServerlessControlPlane(
+        config.name,
+        ServerlessControlPlaneArgs(
+            tags=tags,
+            code_root=str(code_root),
+            blob_bucket_arn=blobs.bucket_arn,
+            blob_bucket_name=blobs.bucket_name,
+            blob_kms_key_arn=blobs.kms_key_arn,
+            layer_arns=tuple(config.layer_arns),
+            worker_timeout_s=config.worker_timeout_s,
+            queue_visibility_timeout_s=config.queue_visibility_timeout_s,
+            max_receive_count=config.max_receive_count,
+            reconcile_schedule=config.reconcile_schedule,
+            log_retention_days=config.log_retention_days,
+            cluster_arns=tuple(config.cluster_arns),
+        ),
+    )
+    return {
+        "apiUrl": plane.api_url,
+        "metadataTableName": plane.metadata_table_name,
+        "metadataTableArn": plane.metadata_table_arn,
+        "queueUrl": plane.queue_url,
+        "dlqUrl": plane.dlq_url,
+        "reconcilerRoleArn": plane.reconciler_role_arn,
+        "blobBucketName": blobs.bucket_name,
+        "blobBucketArn": blobs.bucket_arn,
+    }
+
+
+def program(stack_dir: Path) -> dict[str, Any]:
+    """Read the stack config and build (what ``pulumi up`` runs)."""
+    return build(AwsControlPlaneConfig.from_pulumi(region=aws_region()), stack_dir=stack_dir)
+
+
+def main(stack_dir: Path) -> None:
+    export_all(program(stack_dir))

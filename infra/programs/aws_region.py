@@ -1,0 +1,121 @@
+"""``stacks/aws-region``: network + EKS (system and GPU node groups) + weight bucket + platform."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import Field
+
+from infra.aws_network import AwsNetwork, AwsNetworkArgs
+from infra.buckets import S3WeightBucket, S3WeightBucketArgs
+from infra.eks import EksCluster, EksClusterArgs
+from infra.platform import DEVICE_PLUGIN_VERSION, ClusterPlatform, ClusterPlatformArgs
+from infra.programs.common import (
+    DEFAULT_GATEWAY_IMAGE,
+    DEFAULT_NODE_AGENT_IMAGE,
+    GpuNodeGroupConfig,
+    SystemNodeGroupConfig,
+    export_all,
+    required_output,
+    standard_tags,
+)
+from infra.programs.config import StackConfig, aws_region
+
+
+class AwsRegionConfig(StackConfig):
+    region: str = Field(description="From aws:region")
+    cluster_name: str = "plinth"
+    kubernetes_version: str = "1.33"
+    vpc_cidr: str = "10.0.0.0/16"
+    az_count: int = 3
+    single_nat_gateway: bool = False
+    endpoint_public_access: bool = False
+    public_access_cidrs: list[str] = Field(default_factory=list)
+    admin_principal_arns: list[str] = Field(default_factory=list)
+    system_node_group: SystemNodeGroupConfig = Field(default_factory=SystemNodeGroupConfig)
+    gpu_node_groups: list[GpuNodeGroupConfig] = Field(default_factory=list)
+    weight_bucket_name: str | None = None
+    control_plane_stack: str = Field(
+        description="Stack (org/project/stack) whose apiUrl output the gateways poll"
+    )
+    gateway_image: str = DEFAULT_GATEWAY_IMAGE
+    node_agent_image: str = DEFAULT_NODE_AGENT_IMAGE
+    gateway_service_type: str = "LoadBalancer"
+    device_plugin_version: str = DEVICE_PLUGIN_VERSION
+
+
+def build(config: AwsRegionConfig) -> dict[str, Any]:
+    tags = standard_tags(config.region)
+    network = AwsNetwork(
+        config.cluster_name,
+        AwsNetworkArgs(
+            tags=tags,
+            region=config.region,
+            cidr_block=config.vpc_cidr,
+            az_count=config.az_count,
+            single_nat_gateway=config.single_nat_gateway,
+            cluster_name=config.cluster_name,
+        ),
+    )
+    cluster = EksCluster(
+        config.cluster_name,
+        EksClusterArgs(
+            tags=tags,
+            kubernetes_version=config.kubernetes_version,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            endpoint_public_access=config.endpoint_public_access,
+            public_access_cidrs=tuple(config.public_access_cidrs),
+            admin_principal_arns=tuple(config.admin_principal_arns),
+            system_node_group=config.system_node_group.spec(),
+            gpu_node_groups=tuple(g.spec() for g in config.gpu_node_groups),
+        ),
+    )
+    bucket = S3WeightBucket(
+        f"{config.cluster_name}-weights",
+        S3WeightBucketArgs(tags=tags, bucket_name=config.weight_bucket_name),
+    )
+    control_plane = pulumi.StackReference(config.control_plane_stack)
+    provider = k8s.Provider(
+        f"{config.cluster_name}-k8s",
+        kubeconfig=cluster.kubeconfig,
+        enable_server_side_apply=True,
+    )
+    platform = ClusterPlatform(
+        config.cluster_name,
+        ClusterPlatformArgs(
+            provider=provider,
+            tags=tags,
+            control_plane_url=required_output(control_plane, "apiUrl"),
+            gateway_image=config.gateway_image,
+            node_agent_image=config.node_agent_image,
+            gateway_service_type=config.gateway_service_type,
+            device_plugin_version=config.device_plugin_version,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[cluster]),
+    )
+    return {
+        "vpcId": network.vpc_id,
+        "privateSubnetIds": network.private_subnet_ids,
+        "clusterName": cluster.cluster_name,
+        "clusterArn": cluster.cluster_arn,
+        "clusterEndpoint": cluster.endpoint,
+        "oidcIssuer": cluster.oidc_issuer,
+        "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
+        "weightBucketName": bucket.bucket_name,
+        "weightBucketArn": bucket.bucket_arn,
+        "platformNamespace": platform.namespace,
+    }
+
+
+def program(stack_dir: Path) -> dict[str, Any]:
+    """Read the stack config and build (what ``pulumi up`` runs)."""
+    del stack_dir  # paths in this stack's config are not relative to it
+    return build(AwsRegionConfig.from_pulumi(region=aws_region()))
+
+
+def main(stack_dir: Path) -> None:
+    export_all(program(stack_dir))

@@ -1,0 +1,278 @@
+"""`plinth`: push Truss-compatible packages to a Plinth platform and manage them.
+
+Console script `plinth = plinth.cli.main:app`; also `python -m plinth.cli.main`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from plinth.cli.manage import api_keys_app, choose_rollback_target, secrets_app
+from plinth.cli.options import ApiKeyOption, GatewayUrlOption, UrlOption, connect, require
+from plinth.cli.output import expected_errors, format_time, make_console, print_table, status_text
+from plinth.cli.push import PushOptions, log_line_text, run_push
+from plinth.cli.target import resolve_target, state_dir_from_env
+from plinth.exceptions import PlinthError
+from plinth.spec.templates import write_package_template
+
+# show_locals off: a traceback must never print an API key held in a local variable.
+app = typer.Typer(
+    name="plinth",
+    help="Plinth: deploy Truss-compatible model packages to a self-hosted inference platform.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(api_keys_app, name="api-keys")
+
+EnvironmentOption = Annotated[str, typer.Option("--environment", "-e", help="Environment name.")]
+LOG_FOLLOW_POLL_S = 1.0
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Package (and model) name; a directory is created.")],
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Parent directory of the new package.")
+    ] = Path("."),
+) -> None:
+    """Create a new package: NAME/config.yaml and NAME/model/model.py (Truss layout)."""
+    with expected_errors():
+        package = write_package_template(directory, name)
+        console = make_console()
+        console.print(f"created {escape(str(package))}/config.yaml and model/model.py")
+        console.print(f"next: plinth push {escape(str(package))} --promote")
+
+
+@app.command()
+def push(
+    directory: Annotated[Path, typer.Argument(help="Package directory.")] = Path("."),
+    promote: Annotated[bool, typer.Option(help="Promote to production once ACTIVE.")] = False,
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="Promote into this environment.")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until ACTIVE or FAILED.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the deployment.")] = 900.0,
+    url: UrlOption = None,
+    gateway_url: GatewayUrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Validate, package and upload DIRECTORY, create a deployment and wait for it."""
+    with expected_errors():
+        options = PushOptions(promote=promote, environment=environment, wait=wait, timeout=timeout)
+        target = resolve_target(url, gateway_url, api_key)
+        code = run_push(directory, target, options, make_console())
+    if code:
+        raise typer.Exit(code=code)
+
+
+@app.command()
+def models(url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
+    """List models."""
+    with connect(url, None, api_key) as (client, _):
+        rows = [
+            [
+                item.get("id", ""),
+                item.get("name", ""),
+                item.get("deployments_count", ""),
+                item.get("production_deployment_id") or "-",
+                item.get("development_deployment_id") or "-",
+            ]
+            for item in client.list_models()
+        ]
+        columns = ["id", "name", "deployments", "production", "development"]
+        print_table(make_console(), "models", columns, rows)
+
+
+@app.command()
+def deployments(
+    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """List a model's deployments."""
+    with connect(url, None, api_key) as (client, _):
+        rows = [
+            [
+                item.get("id", ""),
+                item.get("name", ""),
+                status_text(item.get("status")),
+                item.get("environment") or "-",
+                item.get("active_replica_count", 0),
+                format_time(item.get("created_at")),
+            ]
+            for item in client.list_deployments(model_id)
+        ]
+        columns = ["id", "name", "status", "environment", "replicas", "created"]
+        print_table(make_console(), f"deployments of {model_id}", columns, rows)
+
+
+@app.command()
+def environments(
+    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """List a model's environments and what each one serves."""
+    from plinth.cli.manage import current_deployment_id
+
+    with connect(url, None, api_key) as (client, _):
+        rows = []
+        for item in client.list_environments(model_id):
+            settings = item.get("autoscaling_settings") or {}
+            replicas = f"{settings.get('min_replica', '?')}-{settings.get('max_replica', '?')}"
+            rows.append([item.get("name", ""), current_deployment_id(item) or "-", replicas])
+        columns = ["name", "current deployment", "replicas (min-max)"]
+        print_table(make_console(), f"environments of {model_id}", columns, rows)
+
+
+@app.command()
+def promote(
+    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    deployment_id: Annotated[str, typer.Argument(help="Deployment to promote.")],
+    environment: EnvironmentOption = "production",
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Promote a deployment into an environment (production by default)."""
+    with connect(url, None, api_key) as (client, _):
+        client.promote(model_id, deployment_id, environment)
+        what = f"{escape(deployment_id)} to {escape(environment)} of model {escape(model_id)}"
+        make_console().print(f"promoting {what}")
+
+
+@app.command()
+def rollback(
+    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    environment: EnvironmentOption = "production",
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Promote the deployment that was previously in an environment back into it."""
+    with connect(url, None, api_key) as (client, _):
+        env = client.get_environment(model_id, environment)
+        env.setdefault("name", environment)
+        deployment_id, why = choose_rollback_target(env, client.list_deployments(model_id))
+        client.promote(model_id, deployment_id, environment)
+        make_console().print(
+            f"rolling {escape(environment)} back to {escape(deployment_id)} ({escape(why)})"
+        )
+
+
+def _print_new_lines(logs: dict[str, list[Any]], printed: dict[str, int]) -> None:
+    console = make_console()
+    for stream in ("build", "replicas"):
+        lines = logs.get(stream, [])
+        for entry in lines[printed.get(stream, 0) :]:
+            console.print(f"[dim]{stream}[/] {escape(log_line_text(entry))}")
+        printed[stream] = len(lines)
+
+
+@app.command()
+def logs(
+    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Print a deployment's build and replica logs."""
+    with connect(url, None, api_key) as (client, _):
+        printed: dict[str, int] = {}
+        _print_new_lines(client.deployment_logs(model_id, deployment_id), printed)
+        while follow:  # until Ctrl-C
+            time.sleep(LOG_FOLLOW_POLL_S)
+            _print_new_lines(client.deployment_logs(model_id, deployment_id), printed)
+
+
+def parse_json_data(data: str) -> Any:
+    """`--data` value: JSON text, `@file.json`, or `-` for stdin."""
+    source = "--data"
+    if data == "-":
+        data = sys.stdin.read()
+    elif data.startswith("@"):
+        path = Path(data[1:])
+        source = str(path)
+        try:
+            data = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PlinthError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise PlinthError(
+            f"{source} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from exc
+
+
+@app.command()
+def predict(
+    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="JSON input, @file.json or -.")],
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="Environment (default production).")
+    ] = None,
+    deployment: Annotated[
+        str | None, typer.Option("--deployment", help="Call this deployment directly.")
+    ] = None,
+    stream: Annotated[bool, typer.Option(help="Print chunks as they arrive.")] = False,
+    timeout: Annotated[float, typer.Option(help="Request timeout in seconds.")] = 300.0,
+    url: UrlOption = None,
+    gateway_url: GatewayUrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Call a model through the gateway."""
+    with connect(url, gateway_url, api_key) as (client, target):
+        require(
+            environment is None or deployment is None,
+            "give either --environment or --deployment, not both",
+        )
+        payload = parse_json_data(data)
+        result = client.predict(
+            target.gateway_url,
+            model_id,
+            payload,
+            environment=environment or "production",
+            deployment_id=deployment,
+            stream=stream,
+            timeout=timeout,
+        )
+        if stream:
+            for chunk in result:
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+        else:
+            text = result if isinstance(result, str) else json.dumps(result, indent=2)
+            sys.stdout.write(text + "\n")
+
+
+@app.command()
+def up(
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="State directory (env PLINTH_STATE_DIR, else ./.plinth)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Control plane port.")] = 8800,
+    gateway_port: Annotated[int, typer.Option(help="Gateway port.")] = 8801,
+) -> None:
+    """Run the whole platform on this machine (SQLite, files, local processes)."""
+    with expected_errors():
+        from plinth.local import run_platform  # heavy: only `up` needs it
+
+        run_platform(state_dir or state_dir_from_env(os.environ), host, port, gateway_port)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,386 @@
+"""Python client of the Plinth management API (`/v1`) and of the gateway's predict paths.
+
+with PlinthClient("http://127.0.0.1:8800", api_key) as client:
+    client.upload_archive(info.path, info.sha256)
+    created = client.create_deployment("hello", info.sha256, config.to_dict(), promote=True)
+    client.wait_for_deployment(created["model_id"], created["deployment"]["id"], timeout=600)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from plinth.exceptions import ApiError, PlatformUnreachableError, WaitTimeoutError
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as progress(bytes_done, bytes_total) while an archive uploads."""
+
+FINAL_STATUSES = frozenset({"ACTIVE", "FAILED"})
+STANDARD_ENVIRONMENTS = frozenset({"production", "development"})
+_UPLOAD_CHUNK = 1024 * 1024
+_MAX_ERROR_TEXT = 300
+
+
+def _segment(value: str) -> str:
+    """One URL path segment: ids come from users, so never let them add path parts."""
+    return quote(str(value), safe="")
+
+
+def environment_path(environment: str | None = None, deployment_id: str | None = None) -> str:
+    """The gateway's path part that picks a deployment: 'production', 'environments/staging',
+    'deployment/abc12345'."""
+    if deployment_id is not None:
+        return f"deployment/{_segment(deployment_id)}"
+    env = environment or "production"
+    if env in STANDARD_ENVIRONMENTS:
+        return env
+    return f"environments/{_segment(env)}"
+
+
+def predict_url(
+    gateway_url: str,
+    model_id: str,
+    *,
+    environment: str | None = "production",
+    deployment_id: str | None = None,
+) -> str:
+    """Gateway URL of a model's predict endpoint for an environment or one deployment."""
+    path = environment_path(environment, deployment_id)
+    return f"{gateway_url.rstrip('/')}/models/{_segment(model_id)}/{path}/predict"
+
+
+def api_error_from_response(response: httpx.Response) -> ApiError:
+    """ApiError from an error response: `{"error": {"code", "message"}}`, FastAPI's
+    `{"detail": ...}`, or plain text."""
+    status = response.status_code
+    code = f"HTTP_{status}"
+    message = response.reason_phrase or "error"
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code = str(body["error"].get("code") or code)
+        message = str(body["error"].get("message") or message)
+    elif isinstance(body, dict) and "detail" in body:
+        message = (
+            json.dumps(body["detail"]) if not isinstance(body["detail"], str) else body["detail"]
+        )
+    elif response.text:
+        message = response.text[:_MAX_ERROR_TEXT]
+    return ApiError(status, code, message)
+
+
+def _items(body: Any, key: str) -> list[dict[str, Any]]:
+    """A list endpoint's items whether the body is a bare list or `{key: [...]}`."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        for candidate in (key, "data", "items"):
+            if isinstance(body.get(candidate), list):
+                return list(body[candidate])
+    raise ApiError(
+        200, "UNEXPECTED_RESPONSE", f"expected a list of {key}, got {type(body).__name__}"
+    )
+
+
+class PlinthClient:
+    """Synchronous client of one control plane; sends `Authorization: Api-Key <key>`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._headers = {"Authorization": f"Api-Key {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PlinthClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise PlatformUnreachableError(
+                self.base_url, f"timed out ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise PlatformUnreachableError(self.base_url, str(exc) or type(exc).__name__) from exc
+        if response.status_code >= 400:
+            raise api_error_from_response(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ApiError(response.status_code, "INVALID_JSON", "response is not JSON") from exc
+
+    def _model_path(self, model_id: str) -> str:
+        return f"/v1/models/{_segment(model_id)}"
+
+    def _deployment_path(self, model_id: str, deployment_id: str) -> str:
+        return f"{self._model_path(model_id)}/deployments/{_segment(deployment_id)}"
+
+    # -- archives and deployments ------------------------------------------------------------
+
+    def archive_exists(self, sha256: str) -> bool:
+        try:
+            self._send("HEAD", f"/v1/archives/{_segment(sha256)}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def upload_archive(
+        self, path: Path | str, sha256: str, progress: ProgressCallback | None = None
+    ) -> bool:
+        """Upload a package archive unless the control plane has it; True when bytes were sent."""
+        archive = Path(path)
+        total = archive.stat().st_size
+        if self.archive_exists(sha256):
+            if progress is not None:
+                progress(total, total)
+            return False
+
+        def chunks() -> Iterator[bytes]:
+            done = 0
+            with archive.open("rb") as content:
+                while chunk := content.read(_UPLOAD_CHUNK):
+                    done += len(chunk)
+                    yield chunk
+                    if progress is not None:
+                        progress(done, total)
+
+        self._send(
+            "PUT",
+            f"/v1/archives/{_segment(sha256)}",
+            content=chunks(),
+            headers={"Content-Type": "application/gzip", "Content-Length": str(total)},
+            timeout=httpx.Timeout(self.timeout, write=max(self.timeout, 300.0)),
+        )
+        return True
+
+    def create_deployment(
+        self,
+        model_name: str,
+        archive_sha256: str,
+        config: dict[str, Any],
+        environment: str | None = None,
+        promote: bool = False,
+    ) -> dict[str, Any]:
+        """POST /v1/deployments → `{"model_id", "deployment"}`."""
+        body: dict[str, Any] = {
+            "model_name": model_name,
+            "archive_sha256": archive_sha256,
+            "config": config,
+            "promote": promote,
+        }
+        if environment is not None:
+            body["environment"] = environment
+        result: dict[str, Any] = self._json("POST", "/v1/deployments", json=body)
+        return result
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return _items(self._json("GET", "/v1/models"), "models")
+
+    def get_model(self, model_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", self._model_path(model_id))
+        return result
+
+    def list_deployments(self, model_id: str) -> list[dict[str, Any]]:
+        body = self._json("GET", f"{self._model_path(model_id)}/deployments")
+        return _items(body, "deployments")
+
+    def get_deployment(self, model_id: str, deployment_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", self._deployment_path(model_id, deployment_id))
+        return result
+
+    def wait_for_deployment(
+        self,
+        model_id: str,
+        deployment_id: str,
+        timeout: float = 900.0,
+        poll: float = 1.0,
+        on_status: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the deployment is ACTIVE or FAILED; returns it. `on_status` is called on
+        every status change. Raises WaitTimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        last_status: str | None = None
+        while True:
+            deployment = self.get_deployment(model_id, deployment_id)
+            status = str(deployment.get("status"))
+            if status != last_status:
+                last_status = status
+                if on_status is not None:
+                    on_status(deployment)
+            if status in FINAL_STATUSES:
+                return deployment
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeoutError(
+                    f"deployment {deployment_id} is still {status} after {timeout:.0f} s",
+                    last_status=status,
+                )
+            time.sleep(min(poll, remaining))
+
+    def deployment_logs(self, model_id: str, deployment_id: str) -> dict[str, list[Any]]:
+        """`{"build": [...], "replicas": [...]}` log lines of a deployment."""
+        body = self._json("GET", f"{self._deployment_path(model_id, deployment_id)}/logs")
+        if not isinstance(body, dict):
+            return {"build": [], "replicas": []}
+        return {key: list(body.get(key) or []) for key in ("build", "replicas")}
+
+    def activate(self, model_id: str, deployment_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = (
+            self._json("POST", f"{self._deployment_path(model_id, deployment_id)}/activate") or {}
+        )
+        return result
+
+    def deactivate(self, model_id: str, deployment_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = (
+            self._json("POST", f"{self._deployment_path(model_id, deployment_id)}/deactivate") or {}
+        )
+        return result
+
+    def update_autoscaling(
+        self, model_id: str, deployment_id: str, **settings: Any
+    ) -> dict[str, Any]:
+        """PATCH autoscaling settings (min_replica, max_replica, autoscaling_window, ...)."""
+        path = f"{self._deployment_path(model_id, deployment_id)}/autoscaling_settings"
+        result: dict[str, Any] = self._json("PATCH", path, json=settings) or {}
+        return result
+
+    # -- environments --------------------------------------------------------------------------
+
+    def list_environments(self, model_id: str) -> list[dict[str, Any]]:
+        body = self._json("GET", f"{self._model_path(model_id)}/environments")
+        return _items(body, "environments")
+
+    def get_environment(self, model_id: str, environment: str) -> dict[str, Any]:
+        path = f"{self._model_path(model_id)}/environments/{_segment(environment)}"
+        result: dict[str, Any] = self._json("GET", path)
+        return result
+
+    def create_environment(
+        self, model_id: str, name: str, autoscaling_settings: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name}
+        if autoscaling_settings is not None:
+            body["autoscaling_settings"] = autoscaling_settings
+        path = f"{self._model_path(model_id)}/environments"
+        result: dict[str, Any] = self._json("POST", path, json=body)
+        return result
+
+    def promote(
+        self, model_id: str, deployment_id: str, environment: str = "production"
+    ) -> dict[str, Any]:
+        """Promote a deployment into an environment (409 PROMOTION_IN_PROGRESS if one runs)."""
+        path = f"{self._model_path(model_id)}/environments/{_segment(environment)}/promote"
+        result: dict[str, Any] = (
+            self._json("POST", path, json={"deployment_id": deployment_id}) or {}
+        )
+        return result
+
+    # -- secrets and API keys -------------------------------------------------------------------
+
+    def set_secret(self, name: str, value: str) -> dict[str, Any]:
+        result: dict[str, Any] = (
+            self._json("POST", "/v1/secrets", json={"name": name, "value": value}) or {}
+        )
+        return result
+
+    def list_secrets(self) -> list[dict[str, Any]]:
+        return _items(self._json("GET", "/v1/secrets"), "secrets")
+
+    def delete_secret(self, name: str) -> None:
+        self._send("DELETE", f"/v1/secrets/{_segment(name)}")
+
+    def create_api_key(self, name: str) -> dict[str, Any]:
+        """Create an API key; the response holds the key itself, shown only this once."""
+        result: dict[str, Any] = self._json("POST", "/v1/api_keys", json={"name": name})
+        return result
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        return _items(self._json("GET", "/v1/api_keys"), "api_keys")
+
+    def delete_api_key(self, prefix: str) -> None:
+        self._send("DELETE", f"/v1/api_keys/{_segment(prefix)}")
+
+    # -- inference (through the gateway, never the control plane) -------------------------------
+
+    def predict(
+        self,
+        gateway_url: str,
+        model_id: str,
+        payload: Any,
+        *,
+        environment: str | None = "production",
+        deployment_id: str | None = None,
+        stream: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call a model's predict endpoint; with `stream=True` returns an iterator of text
+        chunks as the model produces them (the response closes when it is exhausted)."""
+        url = predict_url(
+            gateway_url, model_id, environment=environment, deployment_id=deployment_id
+        )
+        if stream:
+            return self._stream(url, payload, timeout)
+        with httpx.Client(headers=self._headers, timeout=timeout or self.timeout) as gateway:
+            response = self._gateway_send(gateway, url, payload)
+            try:
+                return response.json()
+            except ValueError:
+                return response.text
+
+    def _gateway_send(self, gateway: httpx.Client, url: str, payload: Any) -> httpx.Response:
+        try:
+            response = gateway.post(url, json=payload)
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise PlatformUnreachableError(url, reason, what="gateway") from exc
+        if response.status_code >= 400:
+            raise api_error_from_response(response)
+        return response
+
+    def _stream(self, url: str, payload: Any, timeout: float | None) -> Iterator[str]:
+        limits = httpx.Timeout(timeout or self.timeout)
+        with httpx.Client(headers=self._headers, timeout=limits) as gateway:
+            try:
+                with gateway.stream("POST", url, json=payload) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise api_error_from_response(response)
+                    yield from response.iter_text()
+            except httpx.TransportError as exc:
+                reason = str(exc) or type(exc).__name__
+                raise PlatformUnreachableError(url, reason, what="gateway") from exc

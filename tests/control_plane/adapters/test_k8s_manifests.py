@@ -1,0 +1,150 @@
+"""Rendered Kubernetes manifests: schema-valid (kubernetes-validate, strict) and carrying
+the GPU placement, probes, secrets-as-files and labels the platform relies on."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from control_plane.adapters.exceptions import ClusterError
+from control_plane.adapters.k8s_manifests import (
+    KubernetesOptions,
+    label_value,
+    object_name,
+    parse_accelerator,
+    render_manifests,
+)
+from control_plane.ports.cluster import ReplicaSpec
+
+K8S_VERSION = "1.30.0"
+
+GPU_SPEC = ReplicaSpec(
+    deployment_id="dep_GPU_01",
+    model_id="model-llm",
+    model_dir="/srv/model",
+    python="python",
+    env={"PLINTH_IMAGE": "registry.local/llm:1", "HF_HUB_OFFLINE": "1"},
+    secrets={"hf_access_token": "hf_s3cr3t"},
+    cpu="8",
+    memory="64Gi",
+    accelerator="H100:2",
+    predict_concurrency=32,
+)
+CPU_SPEC = ReplicaSpec(deployment_id="dep1", model_id="m1", model_dir="/srv/model", python="python")
+
+
+def _by_kind(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {m["kind"]: m for m in manifests}
+
+
+@pytest.mark.parametrize("spec", [GPU_SPEC, CPU_SPEC], ids=["gpu", "cpu"])
+def test_manifests_are_schema_valid(spec: ReplicaSpec) -> None:
+    for manifest in render_manifests(spec, 3, KubernetesOptions(namespace="models")):
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+def test_invalid_manifest_is_caught_by_the_validator() -> None:
+    # Guard: the validator really rejects a broken Deployment, so the test above means something.
+    [deployment, _service] = render_manifests(CPU_SPEC, 1)
+    deployment["spec"]["replicas"] = "three"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_gpu_spec_requests_gpus_on_gpu_nodes() -> None:
+    kinds = _by_kind(render_manifests(GPU_SPEC, 2, KubernetesOptions(namespace="models")))
+    assert set(kinds) == {"Secret", "Deployment", "Service"}
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert container["resources"]["requests"] == {
+        "cpu": "8",
+        "memory": "64Gi",
+        "nvidia.com/gpu": "2",
+    }
+    assert pod["nodeSelector"] == {"plinth.dev/gpu": "H100"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert container["image"] == "registry.local/llm:1"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {"HF_HUB_OFFLINE": "1", "PLINTH_SECRETS_DIR": "/var/run/plinth/secrets"}
+
+
+def test_secrets_are_files_from_a_secret_and_never_in_env() -> None:
+    kinds = _by_kind(render_manifests(GPU_SPEC, 1))
+    secret = kinds["Secret"]
+    assert base64.b64decode(secret["data"]["hf_access_token"]) == b"hf_s3cr3t"
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert volume["secret"]["defaultMode"] == 0o400
+    [container] = pod["containers"]
+    assert {
+        "name": "secrets",
+        "mountPath": "/var/run/plinth/secrets",
+        "readOnly": True,
+    } in container["volumeMounts"]
+    assert "hf_s3cr3t" not in str(kinds["Deployment"]) and "hf_s3cr3t" not in str(kinds["Service"])
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_probes_command_and_service() -> None:
+    kinds = _by_kind(
+        render_manifests(CPU_SPEC, 4, KubernetesOptions(namespace="ns", image="img:1"))
+    )
+    deployment = kinds["Deployment"]
+    assert deployment["spec"]["replicas"] == 4
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models/model", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/", "port": "http"}
+    assert container["command"] == ["python", "-m", "gpu_nodes.model_server"]
+    assert container["args"] == ["--model-dir", "/srv/model", "--port", "8080", "--host", "0.0.0.0"]
+    assert container["image"] == "img:1"
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert "nodeSelector" not in deployment["spec"]["template"]["spec"]
+    assert "Secret" not in kinds
+    service = kinds["Service"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["selector"] == selector
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert selector["plinth.dev/deployment-id"] == "dep1"
+    assert all(m["metadata"]["namespace"] == "ns" for m in kinds.values())
+
+
+def test_scale_to_zero_keeps_objects_with_zero_replicas() -> None:
+    kinds = _by_kind(render_manifests(CPU_SPEC, 0))
+    assert kinds["Deployment"]["spec"]["replicas"] == 0
+
+
+def test_names_and_labels_are_valid_and_distinct() -> None:
+    assert object_name("dep1") == "plinth-dep1"
+    long_a, long_b = "x" * 80 + "a", "x" * 80 + "b"
+    assert len(object_name(long_a)) <= 63 and object_name(long_a) != object_name(long_b)
+    assert object_name("Dep_1") != object_name("dep-1")
+    assert label_value("dep_1") == "dep_1"
+    assert label_value("a/b") != label_value("a:b") and len(label_value("y" * 100)) <= 63
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind", "count"),
+    [("A10G", "A10G", 1), ("h100:8", "H100", 8), ("H100_40GB:2", "H100_40GB", 2)],
+)
+def test_accelerator_parsing(raw: str, kind: str, count: int) -> None:
+    parsed = parse_accelerator(raw)
+    assert (parsed.kind, parsed.count) == (kind, count)
+
+
+@pytest.mark.parametrize("raw", ["", "H100:", "H100:0", "H100:x", ":2"])
+def test_bad_accelerators_are_named(raw: str) -> None:
+    with pytest.raises(ClusterError, match="accelerator"):
+        parse_accelerator(raw)
+
+
+def test_bad_secret_name_is_refused() -> None:
+    spec = ReplicaSpec("d", "m", "/srv", "python", secrets={"bad name": "v"})
+    with pytest.raises(ClusterError, match="'bad name'"):
+        render_manifests(spec, 1)

@@ -1,0 +1,217 @@
+"""LocalProcessDriver against the real model server (``python -m gpu_nodes.model_server``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from control_plane.adapters.exceptions import ClusterError
+from control_plane.adapters.local_cluster import LocalProcessDriver
+from control_plane.ports.cluster import ClusterDriver, ReplicaPhase, ReplicaSpec, ReplicaState
+
+pytestmark = pytest.mark.integration
+
+ECHO_MODEL = """
+import os
+from pathlib import Path
+
+
+class Model:
+    def __init__(self, **kwargs):
+        pass
+
+    def load(self):
+        print("echo model loaded", flush=True)
+
+    def predict(self, model_input):
+        secrets_dir = Path(os.environ["PLINTH_SECRETS_DIR"])
+        return {
+            "greeting": os.environ.get("GREETING"),
+            "leaked": os.environ.get("PLINTH_TEST_CONTROL_PLANE_SECRET"),
+            "token": (secrets_dir / "hf_token").read_text(),
+            "pid": os.getpid(),
+        }
+"""
+
+BROKEN_LOAD_MODEL = """
+class Model:
+    def __init__(self, **kwargs):
+        pass
+
+    def load(self):
+        raise RuntimeError("weights are missing")
+
+    def predict(self, model_input):
+        return model_input
+"""
+
+
+def _package(root: Path, code: str) -> Path:
+    (root / "model").mkdir(parents=True)
+    (root / "config.yaml").write_text(f"model_name: {root.name}\n")
+    (root / "model" / "model.py").write_text(textwrap.dedent(code))
+    return root
+
+
+def _spec(model_dir: Path, deployment_id: str = "dep-1", **kw: object) -> ReplicaSpec:
+    return ReplicaSpec(
+        deployment_id=deployment_id,
+        model_id="m-1",
+        model_dir=str(model_dir),
+        python=sys.executable,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _wait_for(
+    driver: ClusterDriver,
+    deployment_id: str,
+    check: Callable[[list[ReplicaState]], bool],
+    timeout_s: float = 45.0,
+) -> list[ReplicaState]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = driver.replicas(deployment_id)
+        if check(states):
+            return states
+        if time.monotonic() > deadline:
+            logs = "\n".join(driver.logs(deployment_id, tail=40))
+            raise AssertionError(f"timed out; replicas: {states}\nlogs:\n{logs}")
+        time.sleep(0.1)
+
+
+def _all_ready(count: int) -> Callable[[list[ReplicaState]], bool]:
+    return lambda states: (
+        len(states) == count and all(s.phase is ReplicaPhase.READY for s in states)
+    )
+
+
+def _server_pids(url_states: list[ReplicaState]) -> list[int]:
+    return [
+        httpx.post(f"{s.url}/v1/models/model:predict", json={}).json()["pid"] for s in url_states
+    ]
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> Iterator[LocalProcessDriver]:
+    d = LocalProcessDriver(
+        tmp_path / "state",
+        restart_backoff_s=0.1,
+        max_restarts=2,
+        poll_interval_s=0.1,
+        stop_grace_s=5,
+    )
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def echo_package(tmp_path: Path) -> Path:
+    return _package(tmp_path / "echo", ECHO_MODEL)
+
+
+def test_two_replicas_ready_with_env_and_secrets(
+    driver: LocalProcessDriver, echo_package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLINTH_TEST_CONTROL_PLANE_SECRET", "must-not-leak")
+    spec = _spec(echo_package, env={"GREETING": "hi"}, secrets={"hf_token": "s3cr3t"})
+    driver.scale(spec, 2)
+    states = _wait_for(driver, "dep-1", _all_ready(2))
+    assert len({s.url for s in states}) == 2 and all(s.restarts == 0 for s in states)
+    for s in states:
+        answer = httpx.post(f"{s.url}/v1/models/model:predict", json={}).json()
+        assert answer["greeting"] == "hi" and answer["token"] == "s3cr3t"
+        assert answer["leaked"] is None
+        secrets_dir = tmp_path / "state" / "replicas" / s.replica_id / "secrets"
+        assert stat.S_IMODE(secrets_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE((secrets_dir / "hf_token").stat().st_mode) == 0o600
+        assert (tmp_path / "state" / "replicas" / s.replica_id / "replica.log").is_file()
+    logs = driver.logs("dep-1", tail=100)
+    assert any(line.startswith(f"[{states[0].replica_id}] ") for line in logs)
+    assert any("echo model loaded" in line for line in logs)
+    assert not any("s3cr3t" in line for line in logs)
+
+
+def test_killed_replica_is_restarted(driver: LocalProcessDriver, echo_package: Path) -> None:
+    spec = _spec(echo_package, secrets={"hf_token": "t"})
+    driver.scale(spec, 2)
+    states = _wait_for(driver, "dep-1", _all_ready(2))
+    victim_pid = _server_pids(states[:1])[0]
+    os.kill(victim_pid, signal.SIGKILL)
+    after = _wait_for(
+        driver, "dep-1", lambda ss: _all_ready(2)(ss) and ss[0].restarts == 1, timeout_s=45
+    )
+    assert after[0].replica_id == states[0].replica_id and after[1].restarts == 0
+    new_pid = _server_pids(after[:1])[0]
+    assert new_pid != victim_pid and not psutil.pid_exists(victim_pid)
+    logs = driver.logs("dep-1")
+    assert f"[{states[0].replica_id}] [plinth] process exited with code -9" in "\n".join(logs)
+
+
+def test_scale_down_newest_first_then_to_zero(
+    driver: LocalProcessDriver, echo_package: Path, tmp_path: Path
+) -> None:
+    spec = _spec(echo_package, secrets={"hf_token": "t"})
+    driver.scale(spec, 2)
+    states = _wait_for(driver, "dep-1", _all_ready(2))
+    pids = _server_pids(states)
+    driver.scale(spec, 1)
+    assert [s.replica_id for s in driver.replicas("dep-1")] == [states[0].replica_id]
+    assert not psutil.pid_exists(pids[1]) and psutil.pid_exists(pids[0])
+    driver.scale(spec, 0)
+    assert driver.replicas("dep-1") == []
+    assert not psutil.pid_exists(pids[0])
+    for state in states:  # secrets are removed with the replica; its log stays readable
+        replica_dir = tmp_path / "state" / "replicas" / state.replica_id
+        assert not (replica_dir / "secrets").exists() and (replica_dir / "replica.log").is_file()
+    retired = "\n".join(driver.logs("dep-1"))
+    assert f"[{states[0].replica_id}] " in retired and f"[{states[1].replica_id}] " in retired
+
+
+def test_load_failure_is_reported_as_failed(driver: LocalProcessDriver, tmp_path: Path) -> None:
+    spec = _spec(_package(tmp_path / "broken", BROKEN_LOAD_MODEL), deployment_id="dep-bad")
+    driver.scale(spec, 1)
+    [state] = _wait_for(driver, "dep-bad", lambda ss: ss[0].phase is ReplicaPhase.FAILED)
+    assert "weights are missing" in state.message and state.restarts == 0
+
+
+def test_crash_loop_gives_up_after_max_restarts(driver: LocalProcessDriver, tmp_path: Path) -> None:
+    spec = _spec(tmp_path / "does-not-exist", deployment_id="dep-crash")
+    driver.scale(spec, 1)
+    [state] = _wait_for(driver, "dep-crash", lambda ss: ss[0].phase is ReplicaPhase.FAILED)
+    assert state.restarts == 2
+    assert "exited with code" in state.message and "gave up" in state.message
+
+
+def test_close_leaves_no_process(tmp_path: Path, echo_package: Path) -> None:
+    driver = LocalProcessDriver(tmp_path / "state", poll_interval_s=0.1)
+    driver.scale(_spec(echo_package, secrets={"hf_token": "t"}), 2)
+    driver.scale(_spec(echo_package, deployment_id="dep-2", secrets={"hf_token": "t"}), 1)
+    _wait_for(driver, "dep-1", _all_ready(2))
+    children = psutil.Process().children(recursive=True)
+    servers = [p for p in children if "gpu_nodes.model_server" in " ".join(p.cmdline())]
+    assert len(servers) == 3
+    driver.close()
+    _gone, alive = psutil.wait_procs(servers, timeout=10)
+    assert alive == []
+    assert driver.replicas("dep-1") == []
+    with pytest.raises(ClusterError, match="closed"):
+        driver.scale(_spec(echo_package), 1)
+
+
+def test_bad_arguments_are_refused(driver: LocalProcessDriver, echo_package: Path) -> None:
+    with pytest.raises(ClusterError, match="replicas"):
+        driver.scale(_spec(echo_package), -1)
+    with pytest.raises(ClusterError, match=r"'\.\./x'"):
+        driver.scale(_spec(echo_package, secrets={"../x": "v"}), 1)
+    assert driver.replicas("dep-1") == []

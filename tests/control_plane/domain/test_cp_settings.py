@@ -1,0 +1,54 @@
+"""Settings.from_env: defaults, typed values, errors naming the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from control_plane.exceptions import SettingsError
+from control_plane.settings import Settings
+
+
+def test_defaults_are_the_embedded_ones() -> None:
+    settings = Settings.from_env({})
+    assert (settings.store_kind, settings.blob_kind, settings.queue_kind) == (
+        "sqlite",
+        "directory",
+        "sqlite",
+    )
+    assert settings.cluster_kind == "local" and settings.state_dir == Path(".plinth")
+    assert settings.run_background_workers and settings.internal_token is None
+
+
+def test_values_are_read_and_typed() -> None:
+    settings = Settings.from_env(
+        {
+            "PLINTH_STATE_DIR": "/tmp/x",
+            "PLINTH_PORT": "9000",
+            "PLINTH_RECONCILE_INTERVAL_S": "0.5",
+            "PLINTH_RUN_BACKGROUND_WORKERS": "false",
+            "PLINTH_INTERNAL_TOKEN": "tok",
+            "PLINTH_BOOTSTRAP_API_KEY": "pl_x",
+            "PLINTH_BLOB": "s3",
+            "PLINTH_BLOB_BUCKET": "b",
+        }
+    )
+    assert settings.state_dir == Path("/tmp/x") and settings.port == 9000
+    assert settings.reconcile_interval_s == 0.5 and not settings.run_background_workers
+    assert (settings.internal_token, settings.bootstrap_api_key) == ("tok", "pl_x")
+    assert (settings.blob_kind, settings.blob_bucket) == ("s3", "b")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PLINTH_PORT": "eighty"}, "PLINTH_PORT"),
+        ({"PLINTH_STORE": "postgres"}, "PLINTH_STORE"),
+        ({"PLINTH_RUN_BACKGROUND_WORKERS": "maybe"}, "PLINTH_RUN_BACKGROUND_WORKERS"),
+        ({"PLINTH_RECONCILE_INTERVAL_S": "0"}, "PLINTH_RECONCILE_INTERVAL_S"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)

@@ -1,0 +1,200 @@
+"""Fault handling of the node agent against an origin that fails, truncates, corrupts and stalls."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpu_nodes.weights.agent import ensure_weights, release_weights
+from gpu_nodes.weights.fetcher import RetryPolicy
+from gpu_nodes.weights.node_cache import NodeCache, chunk_entry
+
+pytestmark = pytest.mark.integration
+FAST_RETRY = RetryPolicy(attempts=8, base_delay_s=0.01, max_delay_s=0.1)
+
+
+def _agent_cmd(manifest_id: str, root: Path, cache: Path, origin: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gpu_nodes.weights.agent",
+        "--manifest",
+        manifest_id,
+        "--mount-root",
+        str(root),
+        "--cache-dir",
+        str(cache),
+        "--origin-url",
+        origin,
+        "--concurrency",
+        "2",
+    ]
+
+
+def test_errors_and_truncation_are_retried_and_resumed(
+    platform: Any, small_model: Path, tmp_path: Path, faulty_origin: Any, wt: Any
+) -> None:
+    origin, url = faulty_origin
+    manifest = platform.mirror(small_model)
+    origin.fail_next, origin.truncate_next = 3, 3
+    result = ensure_weights(
+        manifest.manifest_id, tmp_path / "root", tmp_path / "cache", None, url, retry=FAST_RETRY
+    )
+    assert wt.tree(result.mount_dir) == wt.tree(small_model)
+    assert origin.fail_next == 0 and origin.truncate_next == 0
+    # Truncated transfers were resumed with a Range request, not restarted...
+    assert len(origin.ranges) >= 3
+    # ...so every chunk byte crossed the network exactly once.
+    assert sum(origin.bytes_by_chunk.values()) == sum(manifest.unique_chunks().values())
+
+
+def test_corrupt_bytes_from_origin_are_never_used(
+    platform: Any, small_model: Path, tmp_path: Path, faulty_origin: Any, wt: Any
+) -> None:
+    origin, url = faulty_origin
+    manifest = platform.mirror(small_model)
+    origin.corrupt_next = 2
+    result = ensure_weights(
+        manifest.manifest_id, tmp_path / "root", tmp_path / "cache", None, url, retry=FAST_RETRY
+    )
+    assert wt.tree(result.mount_dir) == wt.tree(small_model)
+    assert sorted(origin.requests_by_chunk.values())[-2:] == [2, 2]
+
+
+def test_corrupt_chunk_on_disk_is_detected_and_refetched(
+    platform: Any, small_model: Path, tmp_path: Path, faulty_origin: Any, wt: Any
+) -> None:
+    origin, url = faulty_origin
+    manifest = platform.mirror(small_model)
+    cache_dir = tmp_path / "cache"
+    ensure_weights(manifest.manifest_id, tmp_path / "r1", cache_dir, None, url, keep_chunks=True)
+    cache = NodeCache(cache_dir)
+    victim_file = max(manifest.files, key=lambda f: f.size)
+    victim = victim_file.chunks[1].hash
+    chunk_path = cache.chunk_path(victim)
+    data = bytearray(chunk_path.read_bytes())
+    data[100] ^= 0x55
+    chunk_path.write_bytes(bytes(data))
+    # Drop the assembled blob so the file must be rebuilt from (the corrupt) chunks.
+    cache.file_path(victim_file.sha256).unlink()
+    result = ensure_weights(manifest.manifest_id, tmp_path / "r2", cache_dir, None, url)
+    assert wt.tree(result.mount_dir) == wt.tree(small_model)
+    assert origin.requests_by_chunk[victim] == 2
+    assert result.bytes_fetched == next(c.length for c in victim_file.chunks if c.hash == victim)
+
+
+def test_agent_killed_mid_download_resumes_without_refetching(
+    platform: Any, small_model: Path, tmp_path: Path, faulty_origin: Any, wt: Any
+) -> None:
+    origin, url = faulty_origin
+    manifest = platform.mirror(small_model)
+    origin.delay_per_piece_s = 0.02  # ~3 MB/s per stream: slow enough to kill mid-way
+    cache_dir = tmp_path / "cache"
+    proc = subprocess.Popen(
+        _agent_cmd(manifest.manifest_id, tmp_path / "root", cache_dir, url),
+        env=wt.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        chunks_dir = cache_dir / "chunks"
+        wt.wait_for(lambda: len([p for p in chunks_dir.rglob("*") if p.is_file()]) >= 3, 30)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finished = {p.name for p in (cache_dir / "chunks").rglob("*") if p.is_file()}
+    partial = {p.name.removesuffix(".part") for p in (cache_dir / "parts").glob("*.part")}
+    assert len(finished) < len(manifest.unique_chunks())  # it really died mid-download
+    origin.delay_per_piece_s = 0.0
+    result = ensure_weights(manifest.manifest_id, tmp_path / "root", cache_dir, None, url)
+    assert wt.tree(result.mount_dir) == wt.tree(small_model)
+    for chunk_hash in finished:
+        assert origin.requests_by_chunk[chunk_hash] == 1
+    resumed = {h for h, _ in origin.ranges}
+    assert {h for h in partial if (cache_dir / "parts" / f"{h}.part").exists()} == set()
+    assert partial <= resumed | finished | {h for h in partial if origin.requests_by_chunk[h] == 1}
+    total = sum(manifest.unique_chunks().values())
+    # Only bytes lost in flight when the process died (socket buffers) may be fetched twice.
+    assert sum(origin.bytes_by_chunk.values()) <= total + 2 * (1 << 20)
+
+
+def test_two_agents_racing_fetch_each_chunk_once(
+    platform: Any, small_model: Path, tmp_path: Path, faulty_origin: Any, wt: Any
+) -> None:
+    origin, url = faulty_origin
+    manifest = platform.mirror(small_model)
+    origin.delay_per_piece_s = 0.002
+    cache_dir = tmp_path / "cache"
+    procs = [
+        subprocess.Popen(
+            _agent_cmd(manifest.manifest_id, tmp_path / f"root{i}", cache_dir, url),
+            env=wt.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err.decode()
+    assert set(origin.requests_by_chunk) == set(manifest.unique_chunks())
+    assert set(origin.requests_by_chunk.values()) == {1}
+    for i in range(2):
+        assert wt.tree(tmp_path / f"root{i}" / "weights") == wt.tree(small_model)
+
+
+def test_budget_evicts_least_recently_used_but_never_pinned(
+    platform: Any, tmp_path: Path, faulty_origin: Any, wt: Any
+) -> None:
+    origin, url = faulty_origin
+    models = {}
+    for name, seed in [("a", 1), ("b", 2), ("c", 3)]:
+        wt.write_model(tmp_path / name, shards=1, tensors=4, mib=1.0, seed=seed)
+        models[name] = platform.mirror(tmp_path / name, f"/{name}")
+    cache_dir = tmp_path / "cache"
+    budget = 9 << 20  # two 4 MiB models fit, three do not
+    mounts = {}
+    for name in ["b", "a"]:  # b is the least recently used, but stays mounted (pinned)
+        mounts[name] = ensure_weights(
+            models[name].manifest_id, tmp_path / "root", cache_dir, None, url, budget_bytes=budget
+        )
+    release_weights(cache_dir, mounts["a"].lease)
+    ensure_weights(
+        models["c"].manifest_id, tmp_path / "root", cache_dir, None, url, budget_bytes=budget
+    )
+    cache = NodeCache(cache_dir)
+    present = lambda m: all(cache.file_path(f.sha256).exists() for f in m.files)  # noqa: E731
+    assert present(models["b"]) and present(models["c"])
+    only_a = [f for f in models["a"].files if f.path.endswith(".safetensors")]
+    assert only_a and not any(cache.file_path(f.sha256).exists() for f in only_a)
+    assert cache.used_bytes() <= budget
+    # Mounted files stay readable after eviction (hard links keep the bytes).
+    assert wt.tree(tmp_path / "root" / "a") == wt.tree(tmp_path / "a")
+    before = origin.bytes_sent
+    ensure_weights(models["a"].manifest_id, tmp_path / "r2", cache_dir, None, url)
+    # Its tensors come back over the network (its header chunk is shared with b and c).
+    assert origin.bytes_sent - before >= 4 << 20
+
+
+def test_node_cache_evicts_in_lru_order_and_skips_leases(tmp_path: Path) -> None:
+    cache = NodeCache(tmp_path, budget_bytes=100)
+    keys = {name: name * 64 for name in "xyzw"}
+    for name in "xyz":  # recorded (used) in this order: x is least recently used
+        path = cache.chunk_path(keys[name])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"0" * 40)
+        cache.record(chunk_entry(keys[name]), 40)
+    cache.pin("job-1", [chunk_entry(keys["x"])])
+    # 120 used + 30 incoming > 100: drop unpinned LRU entries (y, then z) until it fits.
+    assert cache.evict(incoming_bytes=30) == [chunk_entry(keys["y"]), chunk_entry(keys["z"])]
+    assert cache.chunk_path(keys["x"]).exists()
+    assert not cache.chunk_path(keys["y"]).exists()
+    assert cache.evict(incoming_bytes=100) == []  # x is pinned: nothing else to drop
+    cache.release("job-1")
+    assert cache.evict(incoming_bytes=100) == [chunk_entry(keys["x"])]
+    assert cache.used_bytes() == 0

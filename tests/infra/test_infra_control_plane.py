@@ -1,0 +1,190 @@
+"""ServerlessControlPlane under Pulumi mocks: functions, queue, tables, HTTP API, IAM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from infra.control_plane import ServerlessControlPlane, ServerlessControlPlaneArgs, code_archive
+from infra.exceptions import InfraConfigError
+from infra.policies import check
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUCKET_ARN = "arn:aws:s3:::plinth-blobs"
+
+
+def _args(tags, **overrides) -> ServerlessControlPlaneArgs:
+    kwargs = {
+        "tags": tags,
+        "code_root": str(REPO_ROOT),
+        "blob_bucket_arn": BUCKET_ARN,
+        "blob_bucket_name": "plinth-blobs",
+        "cluster_arns": ("arn:aws:eks:us-east-1:111122223333:cluster/plinth",),
+    }
+    kwargs.update(overrides)
+    return ServerlessControlPlaneArgs(**kwargs)
+
+
+@pytest.fixture
+def plane(run, tags):
+    return run(lambda: {"url": ServerlessControlPlane("cp", _args(tags)).api_url})
+
+
+def _function(result, role):
+    return result.one("aws:lambda/function:Function", f"cp-{role}").inputs
+
+
+def _policy(result, role):
+    return json.loads(result.one("aws:iam/rolePolicy:RolePolicy", f"cp-{role}").inputs["policy"])
+
+
+def test_functions_handlers_and_log_groups(plane) -> None:
+    handlers = {role: _function(plane, role)["handler"] for role in ("api", "worker", "reconciler")}
+    assert handlers == {
+        "api": "lambdas.api.handler",
+        "worker": "lambdas.async_worker.handler",
+        "reconciler": "lambdas.reconciler.handler",
+    }
+    for role in ("api", "worker", "reconciler"):
+        group = plane.one("aws:cloudwatch/logGroup:LogGroup", f"cp-{role}")
+        assert group.inputs["name"] == f"/aws/lambda/cp-{role}"
+        assert group.inputs["retentionInDays"] == 30
+        assert _function(plane, role)["loggingConfig"]["logGroup"] == group.outputs["name"]
+    assert _function(plane, "api")["environment"]["variables"]["PLINTH_STORE"] == "dynamodb"
+
+
+def test_queue_redrive_and_visibility_timeout(plane) -> None:
+    queue = plane.one("aws:sqs/queue:Queue", "cp-queue").inputs
+    dlq = plane.one("aws:sqs/queue:Queue", "cp-dlq")
+    worker_timeout = _function(plane, "worker")["timeout"]
+    assert queue["visibilityTimeoutSeconds"] >= 6 * worker_timeout
+    redrive = json.loads(queue["redrivePolicy"])
+    assert redrive == {"deadLetterTargetArn": dlq.outputs["arn"], "maxReceiveCount": 5}
+    assert queue["sqsManagedSseEnabled"] is True and dlq.inputs["sqsManagedSseEnabled"] is True
+    (mapping,) = plane.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert (
+        mapping.inputs["eventSourceArn"]
+        == plane.one("aws:sqs/queue:Queue", "cp-queue").outputs["arn"]
+    )
+
+
+def test_visibility_timeout_below_six_times_worker_timeout_is_rejected(tags) -> None:
+    with pytest.raises(InfraConfigError) as excinfo:
+        _args(tags, worker_timeout_s=100, queue_visibility_timeout_s=599)
+    assert excinfo.value.field == "queue_visibility_timeout_s"
+    assert "600" in str(excinfo.value)
+    assert (
+        _args(tags, worker_timeout_s=100, queue_visibility_timeout_s=600).visibility_timeout_s
+        == 600
+    )
+
+
+def test_tables_have_pitr_and_sse(plane) -> None:
+    tables = plane.of_type("aws:dynamodb/table:Table")
+    assert len(tables) == 2
+    for table in tables:
+        assert table.inputs["pointInTimeRecovery"] == {"enabled": True}
+        assert table.inputs["serverSideEncryption"]["enabled"] is True
+    metadata = plane.one("aws:dynamodb/table:Table", "cp-metadata").inputs
+    assert (metadata["hashKey"], metadata["rangeKey"]) == ("tbl", "key")
+
+
+def test_http_api_default_route_stage_and_proxy_integration(plane) -> None:
+    (integration,) = plane.of_type("aws:apigatewayv2/integration:Integration")
+    assert integration.inputs["integrationType"] == "AWS_PROXY"
+    assert integration.inputs["payloadFormatVersion"] == "2.0"
+    assert (
+        integration.inputs["integrationUri"]
+        == plane.one("aws:lambda/function:Function", "cp-api").outputs["arn"]
+    )
+    (route,) = plane.of_type("aws:apigatewayv2/route:Route")
+    assert route.inputs["routeKey"] == "$default"
+    assert route.inputs["target"] == f"integrations/{integration.id}"
+    (stage,) = plane.of_type("aws:apigatewayv2/stage:Stage")
+    assert stage.inputs["name"] == "$default" and stage.inputs["autoDeploy"] is True
+    (permission,) = plane.of_type("aws:lambda/permission:Permission")
+    assert permission.inputs["principal"] == "apigateway.amazonaws.com"
+    assert plane.outputs["url"].startswith("https://")
+
+
+def test_reconciler_schedule_has_its_own_role(plane) -> None:
+    (schedule,) = plane.of_type("aws:scheduler/schedule:Schedule")
+    reconciler = plane.one("aws:lambda/function:Function", "cp-reconciler")
+    assert schedule.inputs["target"]["arn"] == reconciler.outputs["arn"]
+    scheduler_role = plane.one("aws:iam/role:Role", "cp-scheduler")
+    assert schedule.inputs["target"]["roleArn"] == scheduler_role.outputs["arn"]
+    trust = json.loads(scheduler_role.inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"] == {"Service": ["scheduler.amazonaws.com"]}
+    policy = _policy(plane, "scheduler")
+    assert policy["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["lambda:InvokeFunction"],
+            "Resource": [reconciler.outputs["arn"]],
+        }
+    ]
+
+
+def test_each_function_reaches_only_its_own_resources(plane) -> None:
+    queue_arn = plane.one("aws:sqs/queue:Queue", "cp-queue").outputs["arn"]
+    builds_arn = plane.one("aws:sqs/queue:Queue", "cp-builds-queue").outputs["arn"]
+    table_arns = {t.outputs["arn"] for t in plane.of_type("aws:dynamodb/table:Table")}
+    allowed = table_arns | {
+        queue_arn,
+        builds_arn,
+        BUCKET_ARN,
+        BUCKET_ARN + "/*",
+        "arn:aws:eks:us-east-1:111122223333:cluster/plinth",
+    }
+    for role in ("api", "worker", "reconciler"):
+        statements = _policy(plane, role)["Statement"]
+        log_group_arn = plane.one("aws:cloudwatch/logGroup:LogGroup", f"cp-{role}").outputs["arn"]
+        for statement in statements:
+            assert all("*" not in action for action in statement["Action"]), statement
+            assert set(statement["Resource"]) <= allowed | {log_group_arn + ":*"}, statement
+    actions = {
+        role: {a for s in _policy(plane, role)["Statement"] for a in s["Action"]}
+        for role in ("api", "worker", "reconciler")
+    }
+    assert "sqs:ReceiveMessage" in actions["worker"] and "sqs:ReceiveMessage" not in actions["api"]
+    assert "sqs:SendMessage" in actions["api"] and not any(
+        a.startswith("sqs:") for a in actions["reconciler"]
+    )
+    assert (
+        "eks:DescribeCluster" in actions["reconciler"]
+        and "eks:DescribeCluster" not in actions["api"]
+    )
+    assert "s3:PutObject" not in actions["worker"]
+    worker_queues = {
+        r
+        for s in _policy(plane, "worker")["Statement"]
+        if "sqs:ReceiveMessage" in s["Action"]
+        for r in s["Resource"]
+    }
+    assert worker_queues == {queue_arn}
+    assert check(plane.resources) == []
+
+
+def test_queue_names_match_the_sqs_adapter_convention(plane) -> None:
+    names = sorted(q.inputs["name"] for q in plane.of_type("aws:sqs/queue:Queue"))
+    assert names == ["cp-async-requests", "cp-async-requests-dlq", "cp-builds", "cp-builds-dlq"]
+    env = _function(plane, "api")["environment"]["variables"]
+    assert env["PLINTH_SQS_QUEUE_PREFIX"] == "cp-"
+    assert env["PLINTH_QUEUE"] == "sqs" and env["PLINTH_BLOB_BUCKET"] == "plinth-blobs"
+
+
+def test_code_archive_holds_the_packages() -> None:
+    archive = code_archive(str(REPO_ROOT), ("control_plane", "lambdas"))
+    assert isinstance(archive, pulumi.AssetArchive)
+    assert set(archive.assets) == {"control_plane", "lambdas"}
+    assert archive.assets["lambdas"].path == str(REPO_ROOT / "lambdas")
+
+
+def test_missing_code_package_is_rejected(tags, tmp_path) -> None:
+    with pytest.raises(InfraConfigError) as excinfo:
+        _args(tags, code_root=str(tmp_path))
+    assert excinfo.value.field == "code_packages"
