@@ -126,6 +126,44 @@ def measure_prefix_ttft(engine: LLMEngine, repeats: int = 3) -> tuple[float, flo
     return statistics.median(cold), statistics.median(cached), hits * engine.config.block_size
 
 
+def throughput_table(
+    engine: LLMEngine, hf: torch.nn.Module, prompts: list[list[int]], tokens: int
+) -> dict[int, tuple[RunStats, RunStats]]:
+    """Continuous batching vs sequential HF generate() at 1, 4, 16 streams; prints the table."""
+    rows = []
+    results: dict[int, tuple[RunStats, RunStats]] = {}
+    for streams in STREAMS:
+        batch = prompts[:streams]
+        ours = run_engine(engine, batch, tokens)
+        baseline = run_hf_sequential(hf, batch, tokens)
+        results[streams] = (ours, baseline)
+        speedup = ours.tokens_per_s / baseline.tokens_per_s
+        rows.append(
+            f"| {streams:>7} | {ours.tokens_per_s:>12.1f} | {baseline.tokens_per_s:>13.1f} "
+            f"| {speedup:>6.2f}x | {percentile(ours.ttft, 50) * 1e3:>11.1f} "
+            f"| {percentile(ours.itl, 50) * 1e3:>7.1f} | {percentile(ours.itl, 99) * 1e3:>7.1f} |"
+        )
+    print()
+    print("| streams | engine tok/s | HF seq. tok/s | speedup | TTFT p50 ms | ITL p50 | ITL p99 |")
+    print("|---------|--------------|---------------|---------|-------------|---------|---------|")
+    print("\n".join(rows))
+    return results
+
+
+def latency_table(ours16: RunStats, cold: float, cached: float, hit_tokens: int) -> None:
+    print()
+    print("| metric | value |")
+    print("|---|---|")
+    print(f"| TTFT cold, 1,003-token prompt (median of 3) | {cold * 1e3:.1f} ms |")
+    cached_label = f"TTFT cached prefix ({hit_tokens} tokens hit), 1,004-token prompt"
+    print(f"| {cached_label} | {cached * 1e3:.1f} ms |")
+    print(f"| cached / cold | {cached / cold:.3f} |")
+    print(f"| 16 streams TTFT p50 / p99 | {percentile(ours16.ttft, 50) * 1e3:.1f} / "
+          f"{percentile(ours16.ttft, 99) * 1e3:.1f} ms |")  # fmt: skip
+    print(f"| 16 streams ITL p50 / p99 | {percentile(ours16.itl, 50) * 1e3:.1f} / "
+          f"{percentile(ours16.itl, 99) * 1e3:.1f} ms |")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="checkpoint dir (HF layout)")
@@ -151,43 +189,16 @@ def main() -> None:
 
     engine = LLMEngine(EngineConfig(model_path=str(model_dir), device=args.device))
     device, dtype = engine.runner.device, engine.runner.dtype
-    hf = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(device).eval()
+    hf: torch.nn.Module = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    hf = hf.to(device).eval()
     print(f"device: {device}, dtype: {dtype}, threads: {torch.get_num_threads()}")
     prompts = make_prompts(max(STREAMS), args.prompt_len)
     run_engine(engine, prompts[:2], 4)  # warm-up (allocator, kernels)
     run_hf_sequential(hf, prompts[:1], 4)
 
-    rows = []
-    results: dict[int, tuple[RunStats, RunStats]] = {}
-    for streams in STREAMS:
-        batch = prompts[:streams]
-        ours = run_engine(engine, batch, args.tokens)
-        baseline = run_hf_sequential(hf, batch, args.tokens)
-        results[streams] = (ours, baseline)
-        speedup = ours.tokens_per_s / baseline.tokens_per_s
-        rows.append(
-            f"| {streams:>7} | {ours.tokens_per_s:>12.1f} | {baseline.tokens_per_s:>14.1f} "
-            f"| {speedup:>7.2f}x | {percentile(ours.ttft, 50) * 1e3:>9.1f} "
-            f"| {percentile(ours.itl, 50) * 1e3:>8.1f} | {percentile(ours.itl, 99) * 1e3:>8.1f} |"
-        )
-    print()
-    print("| streams | engine tok/s | HF seq. tok/s | speedup | TTFT p50 ms | ITL p50 | ITL p99 |")
-    print("|---------|--------------|---------------|---------|-------------|---------|---------|")
-    print("\n".join(rows))
-
+    results = throughput_table(engine, hf, prompts, args.tokens)
     cold, cached, hit_tokens = measure_prefix_ttft(engine)
-    ours16 = results[16][0]
-    print()
-    print("| metric | value |")
-    print("|---|---|")
-    print(f"| TTFT cold, 1,003-token prompt (median of 3) | {cold * 1e3:.1f} ms |")
-    print(f"| TTFT cached prefix ({hit_tokens} tokens hit), 1,004-token prompt | {cached * 1e3:.1f} ms |")
-    print(f"| cached / cold | {cached / cold:.3f} |")
-    print(f"| 16 streams TTFT p50 / p99 | {percentile(ours16.ttft, 50) * 1e3:.1f} / "
-          f"{percentile(ours16.ttft, 99) * 1e3:.1f} ms |")  # fmt: skip
-    print(f"| 16 streams ITL p50 / p99 | {percentile(ours16.itl, 50) * 1e3:.1f} / "
-          f"{percentile(ours16.itl, 99) * 1e3:.1f} ms |")  # fmt: skip
-
+    latency_table(results[16][0], cold, cached, hit_tokens)
     speedup16 = results[16][0].tokens_per_s / results[16][1].tokens_per_s
     print()
     ok_speed = "PASS" if speedup16 >= SPEEDUP_TARGET else "FAIL"

@@ -134,6 +134,36 @@ def print_table(title: str, baseline: Result, gateway: Result) -> None:
     )
 
 
+def routing_table(replica_url: str) -> dict[str, Any]:
+    deployment = {"replicas": [{"id": "r1", "url": replica_url, "ready": True}]}
+    model = {
+        "name": "trivial",
+        "environments": {"production": "d1"},
+        "deployments": {"d1": deployment},
+    }
+    return {"version": 1, "api_key_hashes": [hash_api_key(API_KEY)], "models": {"m1": model}}
+
+
+def start_gateway(cp_url: str, port: int, log_file: Any) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "gpu_nodes.gateway", "--control-plane-url", cp_url]
+    command += ["--port", str(port), "--internal-token", TOKEN]
+    return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def measure(
+    direct_url: str, gateway_url: str, shapes: list[tuple[int, int]], cap: float
+) -> list[tuple[str, Result, Result]]:
+    auth = {"Authorization": f"Api-Key {API_KEY}"}
+    runs = []
+    for total, concurrency in shapes:
+        direct = asyncio.run(
+            run_load("replica (baseline)", direct_url, {}, total, concurrency, cap)
+        )
+        via = asyncio.run(run_load("through gateway", gateway_url, auth, total, concurrency, cap))
+        runs.append((f"N={total} C={concurrency}", direct, via))
+    return runs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
@@ -141,55 +171,25 @@ def main() -> int:
     parser.add_argument("--latency-requests", type=int, default=300, help="C=1 run size")
     parser.add_argument("--max-seconds", type=float, default=60.0)
     args = parser.parse_args()
-    cap = args.max_seconds
+    shapes = [(args.requests, args.concurrency), (args.latency_requests, 1)]
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         package = write_package(root / "trivial", TRIVIAL_MODEL, {"model_name": "trivial"})
         replica = ModelServerProcess(package, log_path=root / "replica.log")
-        table = {
-            "version": 1,
-            "api_key_hashes": [hash_api_key(API_KEY)],
-            "models": {
-                "m1": {
-                    "name": "trivial",
-                    "environments": {"production": "d1"},
-                    "deployments": {
-                        "d1": {"replicas": [{"id": "r1", "url": replica.url, "ready": True}]}
-                    },
-                }
-            },
-        }
-        server, thread, cp_url = start_routing_server(table)
+        server, thread, cp_url = start_routing_server(routing_table(replica.url))
         gw_port = free_port()
         gw_log = (root / "gateway.log").open("wb")
-        gateway = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "gpu_nodes.gateway", "--control-plane-url", cp_url),
-                *("--port", str(gw_port), "--internal-token", TOKEN),
-            ],
-            stdout=gw_log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        gateway = start_gateway(cp_url, gw_port, gw_log)
         try:
             replica.wait_ready()
             wait_http(f"http://127.0.0.1:{gw_port}/healthz")
-            direct_url = f"{replica.url}/v1/models/model:predict"
-            gateway_url = f"http://127.0.0.1:{gw_port}/models/m1/production/predict"
-            auth = {"Authorization": f"Api-Key {API_KEY}"}
-            runs = []
-            for total, concurrency in (
-                (args.requests, args.concurrency),
-                (args.latency_requests, 1),
-            ):
-                direct = asyncio.run(
-                    run_load("replica (baseline)", direct_url, {}, total, concurrency, cap)
-                )
-                via = asyncio.run(
-                    run_load("through gateway", gateway_url, auth, total, concurrency, cap)
-                )
-                runs.append((f"N={total} C={concurrency}", direct, via))
+            runs = measure(
+                f"{replica.url}/v1/models/model:predict",
+                f"http://127.0.0.1:{gw_port}/models/m1/production/predict",
+                shapes,
+                args.max_seconds,
+            )
         finally:
             gateway.terminate()
             gateway.wait(10)
@@ -197,7 +197,7 @@ def main() -> int:
             replica.stop()
             server.should_exit = True
             thread.join(10)
-    print(f"closed-loop load on loopback, {cap:g}s cap per run; baseline = replica direct")
+    print(f"closed-loop load on loopback, {args.max_seconds:g}s cap per run; baseline = direct")
     for title, direct, via in runs:
         print_table(title, direct, via)
     return 0 if all(d.errors == 0 and v.errors == 0 for _, d, v in runs) else 1

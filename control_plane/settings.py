@@ -41,6 +41,9 @@ class Settings:
     load_timeout_s: float = 900.0
     # A promotion lock older than this is considered abandoned (its holder crashed).
     promotion_timeout_s: float = 1800.0
+    # A deployment replaced by a promotion keeps its replicas this long before it is scaled
+    # to zero, so gateways polling the routing table never route to a stopping replica.
+    promotion_drain_s: float = 10.0
     run_background_workers: bool = True
     max_archive_bytes: int = 2 << 30
     # Cloud adapters (only read when the matching kind is chosen).
@@ -60,6 +63,10 @@ class Settings:
             raise SettingsError("PLINTH_RECONCILE_INTERVAL_S must be > 0")
         if self.build_poll_interval_s <= 0:
             raise SettingsError("PLINTH_BUILD_POLL_INTERVAL_S must be > 0")
+        if not self.promotion_drain_s >= 0:  # also rejects NaN
+            raise SettingsError(
+                f"PLINTH_PROMOTION_DRAIN_S={self.promotion_drain_s!r} must be >= 0 (seconds)"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +95,7 @@ class Settings:
             promotion_timeout_s=reader.number(
                 "PLINTH_PROMOTION_TIMEOUT_S", defaults.promotion_timeout_s
             ),
+            promotion_drain_s=reader.number("PLINTH_PROMOTION_DRAIN_S", defaults.promotion_drain_s),
             run_background_workers=reader.boolean(
                 "PLINTH_RUN_BACKGROUND_WORKERS", defaults.run_background_workers
             ),

@@ -123,7 +123,10 @@ class Platform:
     @cached_property
     def environments(self) -> EnvironmentService:
         return EnvironmentService(
-            self.repo, self.clock, promotion_timeout_s=self.settings.promotion_timeout_s
+            self.repo,
+            self.clock,
+            promotion_timeout_s=self.settings.promotion_timeout_s,
+            promotion_drain_s=self.settings.promotion_drain_s,
         )
 
     @cached_property

@@ -35,7 +35,7 @@ def plan_subnets(vpc_cidr: str, az_count: int) -> SubnetPlan:
     The VPC is cut in eight; the first ``az_count`` eighths are private subnets and the
     last eighth is cut into small public subnets (NAT gateways and load balancers only).
     """
-    network = ipaddress.ip_network(vpc_cidr)
+    network = ipaddress.IPv4Network(vpc_cidr)
     eighths = list(network.subnets(prefixlen_diff=3))
     public_pool = list(eighths[-1].subnets(prefixlen_diff=3))
     return SubnetPlan(
@@ -58,7 +58,7 @@ class AwsNetworkArgs:
 
     def __post_init__(self) -> None:
         try:
-            network = ipaddress.ip_network(self.cidr_block)
+            network = ipaddress.IPv4Network(self.cidr_block)
         except ValueError as exc:
             raise InfraConfigError("cidr_block", f"{self.cidr_block!r} is not a CIDR") from exc
         if not 16 <= network.prefixlen <= 20:

@@ -71,22 +71,50 @@ class S3WeightBucket(pulumi.ComponentResource):
         super().__init__("plinth:buckets:S3WeightBucket", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args.tags.aws(args.component)
-        key_arn: pulumi.Input[str]
-        if args.kms_key_arn is None:
-            key = aws.kms.Key(
-                f"{name}-key",
-                description=f"SSE-KMS for the {name} bucket",
-                enable_key_rotation=True,
-                deletion_window_in_days=30,
-                tags=tags,
-                opts=child,
-            )
-            key_arn = key.arn
-        else:
-            key_arn = args.kms_key_arn
+        key_arn = self._key_arn(name, args)
         bucket = aws.s3.Bucket(
             name, bucket=args.bucket_name, force_destroy=args.force_destroy, tags=tags, opts=child
         )
+        public_block = self._private_and_encrypted(name, bucket, key_arn)
+        versioning = aws.s3.BucketVersioning(
+            name,
+            bucket=bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                status="Enabled"
+            ),
+            opts=child,
+        )
+        self._lifecycle(name, bucket, args, versioning)
+        aws.s3.BucketPolicy(
+            name,
+            bucket=bucket.id,
+            policy=bucket.arn.apply(tls_only_policy),
+            # A policy put before the public-access block can race it; order them.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_block]),
+        )
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.kms_key_arn = pulumi.Output.from_input(key_arn)
+        self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn})
+
+    def _key_arn(self, name: str, args: S3WeightBucketArgs) -> pulumi.Input[str]:
+        if args.kms_key_arn is not None:
+            return args.kms_key_arn
+        key = aws.kms.Key(
+            f"{name}-key",
+            description=f"SSE-KMS for the {name} bucket",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags=args.tags.aws(args.component),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return key.arn
+
+    def _private_and_encrypted(
+        self, name: str, bucket: aws.s3.Bucket, key_arn: pulumi.Input[str]
+    ) -> aws.s3.BucketPublicAccessBlock:
+        """ACLs off, every public-access block on, SSE-KMS by default (with a bucket key)."""
+        child = pulumi.ResourceOptions(parent=self)
         aws.s3.BucketOwnershipControls(
             name,
             bucket=bucket.id,
@@ -115,26 +143,7 @@ class S3WeightBucket(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        versioning = aws.s3.BucketVersioning(
-            name,
-            bucket=bucket.id,
-            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
-                status="Enabled"
-            ),
-            opts=child,
-        )
-        self._lifecycle(name, bucket, args, versioning)
-        aws.s3.BucketPolicy(
-            name,
-            bucket=bucket.id,
-            policy=bucket.arn.apply(tls_only_policy),
-            # A policy put before the public-access block can race it; order them.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_block]),
-        )
-        self.bucket_name = bucket.bucket
-        self.bucket_arn = bucket.arn
-        self.kms_key_arn = pulumi.Output.from_input(key_arn)
-        self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn})
+        return public_block
 
     def _lifecycle(
         self,

@@ -45,6 +45,12 @@ SQS_CONSUME_ACTIONS = (
 S3_READ_ACTIONS = ("s3:GetObject",)
 S3_WRITE_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 VISIBILITY_FACTOR = 6
+# role -> (Lambda handler, args field holding its timeout)
+HANDLERS: dict[str, tuple[str, str]] = {
+    "api": ("lambdas.api.handler", "api_timeout_s"),
+    "worker": ("lambdas.async_worker.handler", "worker_timeout_s"),
+    "reconciler": ("lambdas.reconciler.handler", "reconciler_timeout_s"),
+}
 # Consumers of the extra queues pass their own visibility timeout on every receive.
 EXTRA_QUEUE_VISIBILITY_S = 900
 
@@ -138,52 +144,15 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         dlq, queue = self._queue_pair(args.queue_name, args.visibility_timeout_s)
         extra = [self._queue_pair(name, EXTRA_QUEUE_VISIBILITY_S)[1] for name in args.extra_queues]
         code = code_archive(args.code_root, args.code_packages)
-        tables = [metadata.arn, requests.arn]
         env = self._environment(metadata)
-
-        api = self._function(
-            "api",
-            "lambdas.api.handler",
-            args.api_timeout_s,
-            code,
-            env,
-            [
-                Statement(DYNAMODB_ITEM_ACTIONS, tables),
-                Statement(
-                    ("sqs:SendMessage", "sqs:GetQueueUrl"), [queue.arn, *(q.arn for q in extra)]
-                ),
-                *self._blob_statements(S3_WRITE_ACTIONS),
-            ],
-        )
-        worker = self._function(
-            "worker",
-            "lambdas.async_worker.handler",
-            args.worker_timeout_s,
-            code,
-            env,
-            [
-                Statement(DYNAMODB_ITEM_ACTIONS, tables),
-                Statement(SQS_CONSUME_ACTIONS, [queue.arn]),
-                *self._blob_statements(S3_READ_ACTIONS),
-            ],
-        )
-        cluster_statements = (
-            [Statement(("eks:DescribeCluster",), list(args.cluster_arns))]
-            if args.cluster_arns
-            else []
-        )
-        reconciler = self._function(
-            "reconciler",
-            "lambdas.reconciler.handler",
-            args.reconciler_timeout_s,
-            code,
-            env,
-            [
-                Statement(DYNAMODB_ITEM_ACTIONS, tables),
-                *self._blob_statements(S3_READ_ACTIONS),
-                *cluster_statements,
-            ],
-        )
+        statements = self._statements([metadata.arn, requests.arn], queue, extra)
+        functions = {
+            role: self._function(
+                role, handler, getattr(args, timeout_field), code, env, statements[role]
+            )
+            for role, (handler, timeout_field) in HANDLERS.items()
+        }
+        api, worker, reconciler = functions["api"], functions["worker"], functions["reconciler"]
         self._worker_trigger(worker, queue)
         self._schedule(reconciler)
         http_api = self._http_api(api)
@@ -290,6 +259,33 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             "PLINTH_CLUSTER": "none",
         }
 
+    def _statements(
+        self,
+        tables: list[pulumi.Output[str]],
+        queue: aws.sqs.Queue,
+        extra_queues: list[aws.sqs.Queue],
+    ) -> dict[str, list[Statement]]:
+        """Least privilege per function: only its tables, queues, bucket and clusters."""
+        send_to = [queue.arn, *(q.arn for q in extra_queues)]
+        clusters = list(self._args.cluster_arns)
+        return {
+            "api": [
+                Statement(DYNAMODB_ITEM_ACTIONS, tables),
+                Statement(("sqs:SendMessage", "sqs:GetQueueUrl"), send_to),
+                *self._blob_statements(S3_WRITE_ACTIONS),
+            ],
+            "worker": [
+                Statement(DYNAMODB_ITEM_ACTIONS, tables),
+                Statement(SQS_CONSUME_ACTIONS, [queue.arn]),
+                *self._blob_statements(S3_READ_ACTIONS),
+            ],
+            "reconciler": [
+                Statement(DYNAMODB_ITEM_ACTIONS, tables),
+                *self._blob_statements(S3_READ_ACTIONS),
+                *([Statement(("eks:DescribeCluster",), clusters)] if clusters else []),
+            ],
+        }
+
     def _blob_statements(self, actions: Sequence[str]) -> list[Statement]:
         bucket = self._args.blob_bucket_arn
         statements = [
@@ -311,31 +307,9 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         env: dict[str, pulumi.Input[str]],
         statements: list[Statement],
     ) -> _Function:
-        args, child = self._args, pulumi.ResourceOptions(parent=self)
+        args = self._args
         function_name = f"{self._name}-{role_name}"
-        log_group = aws.cloudwatch.LogGroup(
-            function_name,
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days,
-            tags=self._tags,
-            opts=child,
-        )
-        role = aws.iam.Role(
-            function_name,
-            assume_role_policy=service_trust_policy("lambda.amazonaws.com"),
-            tags=self._tags,
-            opts=child,
-        )
-        log_statement = Statement(
-            ("logs:CreateLogStream", "logs:PutLogEvents"),
-            [log_group.arn.apply(lambda arn: f"{arn}:*")],
-        )
-        role_policy = aws.iam.RolePolicy(
-            function_name,
-            role=role.id,
-            policy=policy_json([log_statement, *statements]),
-            opts=child,
-        )
+        log_group, role, role_policy = self._execution_role(function_name, statements)
         function = aws.lambda_.Function(
             function_name,
             name=function_name,
@@ -360,6 +334,36 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
         )
         return _Function(function, role)
+
+    def _execution_role(
+        self, function_name: str, statements: list[Statement]
+    ) -> tuple[aws.cloudwatch.LogGroup, aws.iam.Role, aws.iam.RolePolicy]:
+        """The function's log group (retention set) and a role reaching only ``statements``."""
+        child = pulumi.ResourceOptions(parent=self)
+        log_group = aws.cloudwatch.LogGroup(
+            function_name,
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=self._args.log_retention_days,
+            tags=self._tags,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            function_name,
+            assume_role_policy=service_trust_policy("lambda.amazonaws.com"),
+            tags=self._tags,
+            opts=child,
+        )
+        log_statement = Statement(
+            ("logs:CreateLogStream", "logs:PutLogEvents"),
+            [log_group.arn.apply(lambda arn: f"{arn}:*")],
+        )
+        role_policy = aws.iam.RolePolicy(
+            function_name,
+            role=role.id,
+            policy=policy_json([log_statement, *statements]),
+            opts=child,
+        )
+        return log_group, role, role_policy
 
     def _worker_trigger(self, worker: _Function, queue: aws.sqs.Queue) -> None:
         aws.lambda_.EventSourceMapping(
@@ -425,6 +429,19 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             target=integration.id.apply(lambda i: f"integrations/{i}"),
             opts=child,
         )
+        self._default_stage(http_api)
+        aws.lambda_.Permission(
+            f"{self._name}-api-invoke",
+            action="lambda:InvokeFunction",
+            function=api.function.name,
+            principal="apigateway.amazonaws.com",
+            source_arn=http_api.execution_arn.apply(lambda arn: f"{arn}/*/*"),
+            opts=child,
+        )
+        return http_api
+
+    def _default_stage(self, http_api: aws.apigatewayv2.Api) -> None:
+        child = pulumi.ResourceOptions(parent=self)
         access_logs = aws.cloudwatch.LogGroup(
             f"{self._name}-http-access",
             name=f"/plinth/{self._name}/http-access",
@@ -452,12 +469,3 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             tags=self._tags,
             opts=child,
         )
-        aws.lambda_.Permission(
-            f"{self._name}-api-invoke",
-            action="lambda:InvokeFunction",
-            function=api.function.name,
-            principal="apigateway.amazonaws.com",
-            source_arn=http_api.execution_arn.apply(lambda arn: f"{arn}/*/*"),
-            opts=child,
-        )
-        return http_api

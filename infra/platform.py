@@ -21,6 +21,7 @@ DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
 DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
 DEVICE_PLUGIN_VERSION = "0.17.1"
 GATEWAY_PORT = 8080
+NODE_CACHE_PORT = 8791
 PRIORITY_CLASSES: dict[str, int] = {
     "plinth-system": 1_000_000,  # gateway and node agents: evicting them breaks every model
     "plinth-production": 100_000,  # replicas of production environments
@@ -42,6 +43,11 @@ class ClusterPlatformArgs:
     device_plugin_version: str = DEVICE_PLUGIN_VERSION
     # GKE installs its own device plugin with the driver; EKS needs NVIDIA's chart.
     install_device_plugin: bool = True
+    # Where node caches fetch chunks they miss (default: the control plane URL).
+    weights_origin_url: pulumi.Input[str] | None = None
+    # Kubernetes Secret (key "token") holding the gateways' PLINTH_INTERNAL_TOKEN; the
+    # operator creates it with the same value the control plane has.
+    internal_token_secret: str = "plinth-internal-token"
 
     def __post_init__(self) -> None:
         if self.gateway_replicas < 1:
@@ -141,29 +147,7 @@ class ClusterPlatform(pulumi.ComponentResource):
     def _gateway(self, account: k8s.core.v1.ServiceAccount) -> k8s.core.v1.Service:
         args = self._args
         labels = {"app.kubernetes.io/name": "plinth-gateway"}
-        container = k8s.core.v1.ContainerArgs(
-            name="gateway",
-            image=args.gateway_image,
-            args=["--host", "0.0.0.0", "--port", str(GATEWAY_PORT)],
-            env=[
-                k8s.core.v1.EnvVarArgs(
-                    name="PLINTH_CONTROL_PLANE_URL", value=args.control_plane_url
-                )
-            ],
-            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=GATEWAY_PORT)],
-            readiness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
-                period_seconds=5,
-            ),
-            resources=k8s.core.v1.ResourceRequirementsArgs(
-                requests={"cpu": "500m", "memory": "512Mi"}, limits={"memory": "1Gi"}
-            ),
-            security_context=k8s.core.v1.SecurityContextArgs(
-                run_as_non_root=True,
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-            ),
-        )
+        container = gateway_container(args)
         k8s.apps.v1.Deployment(
             f"{self._name}-gateway",
             metadata=self._meta("gateway", "plinth-gateway"),
@@ -214,24 +198,7 @@ class ClusterPlatform(pulumi.ComponentResource):
                                 key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule"
                             )
                         ],
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name="node-agent",
-                                image=args.node_agent_image,
-                                env=[
-                                    k8s.core.v1.EnvVarArgs(
-                                        name="PLINTH_WEIGHT_CACHE_DIR", value="/cache"
-                                    )
-                                ],
-                                volume_mounts=[
-                                    k8s.core.v1.VolumeMountArgs(name="cache", mount_path="/cache")
-                                ],
-                                resources=k8s.core.v1.ResourceRequirementsArgs(
-                                    requests={"cpu": "250m", "memory": "256Mi"},
-                                    limits={"memory": "2Gi"},
-                                ),
-                            )
-                        ],
+                        containers=[node_agent_container(args)],
                         volumes=[
                             k8s.core.v1.VolumeArgs(
                                 name="cache",
@@ -264,3 +231,83 @@ class ClusterPlatform(pulumi.ComponentResource):
             ),
             opts=self._opts,
         )
+
+
+def gateway_container(args: ClusterPlatformArgs) -> k8s.core.v1.ContainerArgs:
+    """The gateway: polls the control plane's routing table, proxies to replicas."""
+    return k8s.core.v1.ContainerArgs(
+        name="gateway",
+        image=args.gateway_image,
+        command=["python", "-m", "gpu_nodes.gateway"],
+        args=[
+            "--control-plane-url",
+            "$(PLINTH_CONTROL_PLANE_URL)",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(GATEWAY_PORT),
+        ],
+        env=[
+            k8s.core.v1.EnvVarArgs(name="PLINTH_CONTROL_PLANE_URL", value=args.control_plane_url),
+            k8s.core.v1.EnvVarArgs(
+                name="PLINTH_INTERNAL_TOKEN",
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                        name=args.internal_token_secret, key="token", optional=True
+                    )
+                ),
+            ),
+        ],
+        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=GATEWAY_PORT)],
+        readiness_probe=k8s.core.v1.ProbeArgs(
+            http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
+            period_seconds=5,
+        ),
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={"cpu": "500m", "memory": "512Mi"}, limits={"memory": "1Gi"}
+        ),
+        security_context=k8s.core.v1.SecurityContextArgs(
+            run_as_non_root=True,
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+        ),
+    )
+
+
+def node_agent_container(args: ClusterPlatformArgs) -> k8s.core.v1.ContainerArgs:
+    """The node tier of the weight cache, serving chunks to replicas on its node."""
+    return k8s.core.v1.ContainerArgs(
+        name="node-agent",
+        image=args.node_agent_image,
+        # The node tier of the weight cache: replicas on this node
+        # fetch chunks from it (hostPort) instead of the origin.
+        command=["python", "-m", "gpu_nodes.weights.cluster_cache"],
+        args=[
+            "--dir",
+            "/cache",
+            "--origin",
+            "$(PLINTH_WEIGHTS_ORIGIN_URL)",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(NODE_CACHE_PORT),
+        ],
+        env=[
+            k8s.core.v1.EnvVarArgs(
+                name="PLINTH_WEIGHTS_ORIGIN_URL",
+                value=args.weights_origin_url or args.control_plane_url,
+            )
+        ],
+        ports=[
+            k8s.core.v1.ContainerPortArgs(
+                name="cache",
+                container_port=NODE_CACHE_PORT,
+                host_port=NODE_CACHE_PORT,
+            )
+        ],
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="cache", mount_path="/cache")],
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={"cpu": "250m", "memory": "256Mi"},
+            limits={"memory": "2Gi"},
+        ),
+    )

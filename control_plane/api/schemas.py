@@ -91,6 +91,8 @@ class DeploymentOut(BaseModel):
     is_development: bool
     active_replica_count: int
     desired_replica_count: int
+    # Set while it drains after a promotion replaced it: when it will be scaled to zero.
+    scale_down_at: float | None = None
     autoscaling_settings: AutoscalingOut
     created_at: float
 
@@ -193,6 +195,7 @@ def deployment_out(
         is_development="development" in serving,
         active_replica_count=ready_replicas,
         desired_replica_count=dep.desired_replicas,
+        scale_down_at=dep.retire_at,
         autoscaling_settings=AutoscalingOut(**dep.autoscaling_settings.to_dict()),
         created_at=dep.created_at,
     )

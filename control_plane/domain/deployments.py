@@ -143,27 +143,42 @@ class DeploymentService:
 
     # -- lifecycle --------------------------------------------------------------------
     def activate(self, model_id: str, deployment_id: str) -> DeploymentRecord:
-        """Bring a scaled-to-zero deployment back up (no-op when it already has replicas)."""
+        """Bring a scaled-to-zero deployment back up, or keep a draining one up.
 
+        A deployment draining after a promotion replaced it has its retirement cancelled.
+        """
+        return self._bring_up(model_id, deployment_id, "activate", keep_draining=False)
+
+    def wake(self, model_id: str, deployment_id: str) -> DeploymentRecord:
+        """A gateway holds requests for this deployment: bring it up if scaled to zero.
+
+        Unlike activate, a draining deployment (it has ready replicas) keeps draining.
+        """
+        return self._bring_up(model_id, deployment_id, "wake", keep_draining=True)
+
+    def _bring_up(
+        self, model_id: str, deployment_id: str, action: str, *, keep_draining: bool
+    ) -> DeploymentRecord:
         def change(dep: DeploymentRecord) -> bool:
-            _require_built(dep, "activate")
+            _require_built(dep, action)
             if dep.desired_replicas > 0:
-                return False
+                if dep.retire_at is None or keep_draining:
+                    return False
+                dep.retire_at = None
+                return True
+            dep.retire_at = None
             dep.desired_replicas = dep.autoscaling_settings.replicas_when_up()
             dep.set_status(DeploymentStatus.DEPLOYING, self._clock())
             return True
 
         return self._repo.update_deployment(model_id, deployment_id, change)
 
-    def wake(self, model_id: str, deployment_id: str) -> DeploymentRecord:
-        """A gateway holds requests for this deployment: same as activate."""
-        return self.activate(model_id, deployment_id)
-
     def deactivate(self, model_id: str, deployment_id: str) -> DeploymentRecord:
         def change(dep: DeploymentRecord) -> bool:
             _require_built(dep, "deactivate")
             if dep.desired_replicas == 0 and dep.status == DeploymentStatus.INACTIVE:
                 return False
+            dep.retire_at = None
             dep.desired_replicas = 0
             dep.set_status(DeploymentStatus.INACTIVE, self._clock())
             return True

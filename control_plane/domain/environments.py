@@ -5,6 +5,11 @@ time: the environment record carries a ``promotion`` lock written with the store
 conditional put, so of two racing promoters exactly one wins and the other gets
 PROMOTION_IN_PROGRESS with nothing changed. When the target is not ACTIVE yet, the lock
 stays while it comes up; the reconciler finishes the swap once it is ACTIVE.
+
+The replaced deployment is not stopped at once: gateways poll the routing table, so for a
+moment some still send the environment's traffic to it. It keeps its replicas (and ACTIVE)
+for ``promotion_drain_s`` (``retire_at`` on its record), then the reconciler retires it
+(``retire_due``). Promoting or activating it again before then cancels the retirement.
 """
 
 from __future__ import annotations
@@ -39,11 +44,17 @@ class PromotionResult:
 
 class EnvironmentService:
     def __init__(
-        self, repo: Repository, clock: Callable[[], float], *, promotion_timeout_s: float
+        self,
+        repo: Repository,
+        clock: Callable[[], float],
+        *,
+        promotion_timeout_s: float,
+        promotion_drain_s: float,
     ) -> None:
         self._repo = repo
         self._clock = clock
         self._promotion_timeout_s = promotion_timeout_s
+        self._promotion_drain_s = promotion_drain_s
 
     # -- CRUD -------------------------------------------------------------------------
     def create(
@@ -105,7 +116,10 @@ class EnvironmentService:
                 "request; another promotion is running"
             ) from None
         if dep.status == DeploymentStatus.ACTIVE:
-            return PromotionResult(self._swap(env, dep), completed=True)
+            swapped = self._swap(env, dep)
+            if swapped is not None:
+                return PromotionResult(swapped, completed=True)
+            return PromotionResult(env, completed=False)
         self._bring_up_for(model_id, deployment_id, env)
         return PromotionResult(env, completed=False)
 
@@ -128,8 +142,7 @@ class EnvironmentService:
                 env = self._repo.put_environment_if_unchanged(env)
             except VersionConflict:
                 return False
-        self._swap(env, dep)
-        return True
+        return self._swap(env, dep) is not None
 
     def abandon_pending(self, model_id: str, deployment_id: str) -> None:
         """The target deployment FAILED: release its lock; the environment is unchanged."""
@@ -148,6 +161,37 @@ class EnvironmentService:
         except NotFound:
             pass
         self._clear_target(model_id, deployment_id)
+
+    # -- draining ---------------------------------------------------------------------
+    def retire_due(self, model_id: str, deployment_id: str) -> bool:
+        """The drain of a replaced deployment is over: scale it to zero (INACTIVE).
+
+        Does nothing if the retirement was cancelled or is not due yet; cancels it if the
+        deployment serves an environment again. True if it was retired.
+        """
+        serving = any(
+            env.current_deployment_id == deployment_id
+            for env in self._repo.list_environments(model_id)
+        )
+        now = self._clock()
+        retired = False
+
+        def change(dep: DeploymentRecord) -> bool:
+            nonlocal retired
+            retired = False  # the store may retry the change on a conflict
+            if dep.retire_at is None or (now < dep.retire_at and not serving):
+                return False
+            dep.retire_at = None
+            if serving or dep.target_environment is not None or dep.desired_replicas == 0:
+                return True  # back in use (or already down): nothing to stop
+            if dep.status != DeploymentStatus.FAILED:
+                dep.desired_replicas = 0
+                dep.set_status(DeploymentStatus.INACTIVE, now)
+                retired = True
+            return True
+
+        self._repo.update_deployment(model_id, deployment_id, change)
+        return retired
 
     # -- internals --------------------------------------------------------------------
     def _check_unlocked(self, env: EnvironmentRecord) -> None:
@@ -171,19 +215,32 @@ class EnvironmentService:
 
         self._repo.update_deployment(model_id, deployment_id, change)
 
-    def _swap(self, env: EnvironmentRecord, dep: DeploymentRecord) -> EnvironmentRecord:
-        """Point ``env`` (locked by us) at ``dep``, release the lock, retire the old deployment.
+    def _swap(self, env: EnvironmentRecord, dep: DeploymentRecord) -> EnvironmentRecord | None:
+        """Point ``env`` (locked by us) at ``dep``, release the lock, drain the old deployment.
 
         The deployment takes the environment's settings while the lock is still held, so a
-        promotion that starts right after the release cannot be undone by this one.
+        promotion that starts right after the release cannot be undone by this one. If it
+        stopped being ACTIVE since we looked (its drain ended just now), it is brought up
+        instead, the lock kept, and None returned: the reconciler swaps it in once ACTIVE.
         """
+        joined = False
 
-        def join(record: DeploymentRecord) -> None:
+        def join(record: DeploymentRecord) -> bool:
+            nonlocal joined
+            joined = False  # the store may retry the change on a conflict
+            if record.status != DeploymentStatus.ACTIVE:
+                return False
             apply_settings_to(record, env.autoscaling_settings)
+            record.retire_at = None  # a rollback during the drain: it keeps serving
             if record.target_environment == env.name:
                 record.target_environment = None
+            joined = True
+            return True
 
         self._repo.update_deployment(env.model_id, dep.id, join)
+        if not joined:
+            self._bring_up_for(env.model_id, dep.id, env)
+            return None
         for _ in range(_MAX_SWAP_ATTEMPTS):
             previous = env.current_deployment_id
             if previous != dep.id:
@@ -202,23 +259,33 @@ class EnvironmentService:
         else:
             raise Conflict(f"environment {env.name!r} is changing too fast; try again")
         if env.previous_deployment_id and env.previous_deployment_id != dep.id:
-            self._retire_if_unused(env.model_id, env.previous_deployment_id)
+            self._drain_if_unused(env.model_id, env.previous_deployment_id)
         return env
 
-    def _retire_if_unused(self, model_id: str, deployment_id: str) -> None:
-        """Scale a replaced deployment to zero unless another environment still serves it."""
+    def _drain_if_unused(self, model_id: str, deployment_id: str) -> None:
+        """Schedule a replaced deployment's scale-to-zero unless another environment serves it.
+
+        With no drain period (or no replicas to drain) it is retired at once.
+        """
         for other in self._repo.list_environments(model_id):
             if other.current_deployment_id == deployment_id:
                 return
+        now = self._clock()
 
-        def retire(dep: DeploymentRecord) -> bool:
+        def drain(dep: DeploymentRecord) -> bool:
             if dep.target_environment is not None or dep.status == DeploymentStatus.FAILED:
                 return False  # on its way into another environment, or already down
+            if self._promotion_drain_s > 0 and dep.desired_replicas > 0:
+                if dep.retire_at is not None:
+                    return False  # already draining: keep the earlier deadline
+                dep.retire_at = now + self._promotion_drain_s
+                return True
+            dep.retire_at = None
             dep.desired_replicas = 0
-            dep.set_status(DeploymentStatus.INACTIVE, self._clock())
+            dep.set_status(DeploymentStatus.INACTIVE, now)
             return True
 
-        self._repo.update_deployment(model_id, deployment_id, retire)
+        self._repo.update_deployment(model_id, deployment_id, drain)
 
     def _clear_target(self, model_id: str, deployment_id: str) -> None:
         def clear(dep: DeploymentRecord) -> None:

@@ -23,6 +23,7 @@ from control_plane.domain.reconciler import (
     Observation,
     ReconcilerPolicy,
     ReconcilerState,
+    Retire,
     Scale,
     SetStatus,
 )
@@ -106,6 +107,8 @@ class ReconcileLoop:
             self._environments.complete_pending(decision.model_id, decision.deployment_id)
         elif isinstance(decision, AbandonPromotion):
             self._environments.abandon_pending(decision.model_id, decision.deployment_id)
+        elif isinstance(decision, Retire):
+            self._environments.retire_due(decision.model_id, decision.deployment_id)
 
     def _scale(self, decision: Scale) -> None:
         dep = self._repo.get_deployment(decision.model_id, decision.deployment_id)
@@ -165,6 +168,7 @@ def _observation(dep: DeploymentRecord, replicas: list[ReplicaState]) -> Deploym
         target_environment=dep.target_environment,
         replica_phases=tuple(r.phase for r in replicas),
         replica_messages=tuple(r.message for r in replicas),
+        retire_at=dep.retire_at,
     )
 
 

@@ -23,6 +23,8 @@ class DeploymentObservation:
     target_environment: str | None
     replica_phases: tuple[ReplicaPhase, ...] = ()
     replica_messages: tuple[str, ...] = ()
+    # Set while the deployment drains after a promotion replaced it (see environments.py).
+    retire_at: float | None = None
 
     @property
     def key(self) -> str:
@@ -68,7 +70,16 @@ class AbandonPromotion:
     deployment_id: str
 
 
-Decision = Scale | SetStatus | CompletePromotion | AbandonPromotion
+@dataclass(frozen=True)
+class Retire:
+    """The drain is over: scale the replaced deployment to zero (the applier re-checks that
+    no environment took it back meanwhile; the scale-down follows on the next tick)."""
+
+    model_id: str
+    deployment_id: str
+
+
+Decision = Scale | SetStatus | CompletePromotion | AbandonPromotion | Retire
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,7 @@ class ReconcilerPolicy:
         if dep.status == DeploymentStatus.BUILDING:
             return [], None
         if dep.status == DeploymentStatus.FAILED:
-            return _stop_failed(state, dep), 0
+            return _stop_failed(state, dep) + _retire_if_due(dep, now), 0
         status, message = self._next_status(dep, now)
         desired = 0 if status == DeploymentStatus.FAILED else dep.desired_replicas
         status_change: list[Decision] = []
@@ -111,6 +122,8 @@ class ReconcilerPolicy:
                 decisions.append(CompletePromotion(dep.model_id, dep.deployment_id))
             elif status == DeploymentStatus.FAILED:
                 decisions.append(AbandonPromotion(dep.model_id, dep.deployment_id))
+        else:
+            decisions.extend(_retire_if_due(dep, now))
         return decisions, desired
 
     def _next_status(self, dep: DeploymentObservation, now: float) -> tuple[DeploymentStatus, str]:
@@ -135,6 +148,12 @@ class ReconcilerPolicy:
         if dep.status == DeploymentStatus.LOADING_MODEL:
             return DeploymentStatus.LOADING_MODEL, ""
         return DeploymentStatus.DEPLOYING, ""
+
+
+def _retire_if_due(dep: DeploymentObservation, now: float) -> list[Decision]:
+    if dep.retire_at is None or now < dep.retire_at:
+        return []
+    return [Retire(dep.model_id, dep.deployment_id)]
 
 
 def _stop_failed(state: ReconcilerState, dep: DeploymentObservation) -> list[Decision]:

@@ -131,6 +131,9 @@ class DeploymentRecord:
     model_dir: str | None = None
     python: str | None = None
     status_message: str = ""
+    # Replaced in an environment: keeps serving (stale gateway tables, in-flight requests)
+    # until this time, then the reconciler scales it to zero. None: not draining.
+    retire_at: float | None = None
     version: int = 0
 
     @property

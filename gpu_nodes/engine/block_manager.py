@@ -33,7 +33,9 @@ class Block:
 class BlockManager:
     def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True):
         if num_blocks < 1 or block_size < 1:
-            raise ValueError(f"num_blocks ({num_blocks}) and block_size ({block_size}) must be >= 1")
+            raise ValueError(
+                f"num_blocks ({num_blocks}) and block_size ({block_size}) must be >= 1"
+            )
         self.block_size = block_size
         self.num_blocks = num_blocks
         self.enable_prefix_caching = enable_prefix_caching
@@ -41,6 +43,10 @@ class BlockManager:
         # block_id -> None, oldest (evicted first) at the front.
         self.free_blocks: OrderedDict[int, None] = OrderedDict((i, None) for i in range(num_blocks))
         self.hash_to_block: dict[int, int] = {}
+        # Hashes of full blocks allocated to a sequence but not computed yet -> how many
+        # sequences are computing them. A request whose prefix is pending waits a step to reuse
+        # it instead of computing a duplicate (e.g. the n choices of one prompt).
+        self.pending: dict[int, int] = {}
 
     @property
     def num_free_blocks(self) -> int:
@@ -72,6 +78,16 @@ class BlockManager:
         if block_id is None or self.blocks[block_id].token_ids != tokens:
             return None
         return block_id
+
+    def waits_for_pending(self, seq: Sequence) -> bool:
+        """True if the block right after seq's cached prefix is being computed by another
+        sequence, so admitting seq a step later turns that block into a cache hit."""
+        if not self.pending:
+            return False
+        for block_hash, tokens in self._cacheable_prefix_hashes(seq):
+            if self._lookup(block_hash, tokens) is None:
+                return block_hash in self.pending
+        return False
 
     def _prefix_hits(self, seq: Sequence) -> list[int]:
         hits: list[int] = []
@@ -119,9 +135,26 @@ class BlockManager:
             seq.block_table.append(self._take_free_block())
         seq.num_cached_tokens = len(hits) * self.block_size
         seq.num_computed_tokens = seq.num_cached_tokens
+        if self.enable_prefix_caching:
+            seq.pending_hashes = [h for h, _ in self._cacheable_prefix_hashes(seq)[len(hits) :]]
+            for block_hash in seq.pending_hashes:
+                self.pending[block_hash] = self.pending.get(block_hash, 0) + 1
+
+    def _drop_pending(self, seq: Sequence, count: int | None = None) -> None:
+        """Forget the first `count` (default: all) of seq's pending hashes, in block order."""
+        done = seq.pending_hashes if count is None else seq.pending_hashes[:count]
+        for block_hash in done:
+            left = self.pending.get(block_hash, 0) - 1
+            if left > 0:
+                self.pending[block_hash] = left
+            else:
+                self.pending.pop(block_hash, None)
+        seq.pending_hashes = seq.pending_hashes[len(done) :]
 
     def can_append_slot(self, seq: Sequence) -> bool:
-        return len(seq.block_table) >= self.blocks_needed(seq.num_tokens) or self.num_free_blocks > 0
+        return (
+            len(seq.block_table) >= self.blocks_needed(seq.num_tokens) or self.num_free_blocks > 0
+        )
 
     def append_slot(self, seq: Sequence) -> None:
         """Make sure seq's block table has room for all its tokens (one new block at most)."""
@@ -144,10 +177,13 @@ class BlockManager:
                 block.block_hash = parent
                 block.token_ids = tokens
                 self.hash_to_block[parent] = block.block_id
+        if num_full > seq.num_hashed_blocks:
+            self._drop_pending(seq, num_full - seq.num_hashed_blocks)
         seq.num_hashed_blocks = max(seq.num_hashed_blocks, num_full)
 
     def free(self, seq: Sequence) -> None:
         """Release seq's blocks, tail first; cached ones stay reusable until evicted."""
+        self._drop_pending(seq)
         for block_id in reversed(seq.block_table):
             block = self.blocks[block_id]
             block.ref_count -= 1

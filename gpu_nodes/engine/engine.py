@@ -57,6 +57,9 @@ class LLMEngine:
             config.max_num_seqs,
         )
         self.tokenizer = AutoTokenizer.from_pretrained(config.model_path)
+        # A private copy for detokenizing on the engine thread: callers tokenize with
+        # `tokenizer` on other threads, and Rust tokenizers refuse concurrent mutable use.
+        self._detok_tokenizer = AutoTokenizer.from_pretrained(config.model_path)
         self.model_name = path.name
         self.max_model_len = self.runner.max_model_len
         self.vocab_size = self.runner.spec.vocab_size  # logits width (bitmask covers this)
@@ -72,6 +75,7 @@ class LLMEngine:
         self._arrivals = itertools.count()
         self._token_text: dict[int, str] = {}
         self.num_preemptions = 0  # total since start (observability and tests)
+        self.last_step_num_scheduled = 0
 
     # ---- requests --------------------------------------------------------------------------
     def validate_request(self, prompt_token_ids: list[int], params: SamplingParams) -> None:
@@ -113,7 +117,7 @@ class LLMEngine:
             request_id=request_id,
             token_ids=list(prompt_token_ids),
             params=params,
-            detokenizer=IncrementalDetokenizer(self.tokenizer, params.stop),
+            detokenizer=IncrementalDetokenizer(self._detok_tokenizer, params.stop),
             arrival=next(self._arrivals),
         )
         self._seqs[request_id] = seq
@@ -136,6 +140,7 @@ class LLMEngine:
         outputs, self._pending = self._pending, []
         plan = self.scheduler.schedule()
         self.num_preemptions += len(plan.preempted)
+        self.last_step_num_scheduled = len(plan.scheduled)
         if not plan.scheduled:
             return outputs
         logits, _rows = self.runner.execute(plan.scheduled)
@@ -153,7 +158,9 @@ class LLMEngine:
 
     def _finish_reason(self, seq: Sequence, token: int, text_stopped: bool, ok: bool) -> str | None:
         params = seq.params
-        if token in params.stop_token_ids or (not params.ignore_eos and token in self.eos_token_ids):
+        if token in params.stop_token_ids or (
+            not params.ignore_eos and token in self.eos_token_ids
+        ):
             return "stop"
         if text_stopped or not ok:
             return "stop"
@@ -163,11 +170,24 @@ class LLMEngine:
             return "length"
         return None
 
+    def _fail_guided(self, seq: Sequence, error: str) -> RequestOutput:
+        logger.warning("request %s: token guide failed (%s); aborting it", seq.request_id, error)
+        self.scheduler.remove(seq)
+        self._seqs.pop(seq.request_id, None)
+        seq.status = SequenceStatus.FINISHED
+        seq.finish_reason = "abort"
+        return self._output(seq, seq.detokenizer.take_delta(final=True), [], None)
+
     def _append_token(self, seq: Sequence, result: SampleResult) -> RequestOutput:
+        if result.guide_error is not None:
+            return self._fail_guided(seq, result.guide_error)
         token = result.token_id
-        seq.token_ids.append(token)
         params = seq.params
-        accepted = params.guide.accept(token) if params.guide is not None else True
+        try:
+            accepted = params.guide.accept(token) if params.guide is not None else True
+        except Exception as exc:
+            return self._fail_guided(seq, f"{type(exc).__name__}: {exc}")
+        seq.token_ids.append(token)
         is_stop_token = token in params.stop_token_ids or (
             not params.ignore_eos and token in self.eos_token_ids
         )
@@ -189,7 +209,7 @@ class LLMEngine:
     def _text_of(self, token_id: int) -> str:
         text = self._token_text.get(token_id)
         if text is None:
-            text = str(self.tokenizer.decode([token_id]))
+            text = str(self._detok_tokenizer.decode([token_id]))
             self._token_text[token_id] = text
         return text
 
@@ -249,8 +269,12 @@ class AsyncLLMEngine:
                 for command in commands:
                     command()
                 if self.engine.has_unfinished_requests():
-                    for output in self.engine.step():
+                    outputs = self.engine.step()
+                    for output in outputs:
                         self._deliver(output)
+                    if not outputs and self.engine.last_step_num_scheduled == 0:
+                        self._wakeup.wait(IDLE_WAIT_S)  # nothing runnable: do not spin
+                        self._wakeup.clear()
                 else:
                     self._wakeup.wait(IDLE_WAIT_S)
                     self._wakeup.clear()
@@ -273,7 +297,7 @@ class AsyncLLMEngine:
     def _add(self, request_id: str, prompt: list[int], params: SamplingParams) -> None:
         try:
             self.engine.add_request(request_id, prompt, params)
-        except InvalidRequestError as exc:
+        except Exception as exc:  # a bad request must not stop the loop
             with self._lock:
                 stream = self._streams.pop(request_id, None)
             if stream is not None:

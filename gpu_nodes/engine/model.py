@@ -41,6 +41,7 @@ class ModelSpec:
     tie_word_embeddings: bool
     max_position_embeddings: int
     hidden_act: str
+    sliding_window: int | None = None  # attention window; max_model_len is capped to it
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ModelSpec:
@@ -76,9 +77,18 @@ class ModelSpec:
                 tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
                 max_position_embeddings=int(cfg.get("max_position_embeddings", 2048)),
                 hidden_act=str(cfg.get("hidden_act", "silu")),
+                sliding_window=_sliding_window(model_type, cfg),
             )
         except KeyError as exc:
             raise ModelLoadError(f"config.json is missing field {exc.args[0]!r}") from exc
+
+
+def _sliding_window(model_type: str, cfg: dict[str, Any]) -> int | None:
+    # Qwen2 configs carry a sliding_window that is off unless use_sliding_window is true.
+    if model_type == "qwen2" and not cfg.get("use_sliding_window", False):
+        return None
+    window = cfg.get("sliding_window")
+    return int(window) if window else None
 
 
 @dataclass
@@ -147,37 +157,61 @@ class Attention(nn.Module):
         k_cache.index_copy_(0, meta.slot_mapping, k)
         v_cache.index_copy_(0, meta.slot_mapping, v)
         out = torch.empty_like(q)
-        nd = meta.num_decodes
-        if nd:
-            assert meta.decode_key_slots is not None
-            keys = k_cache[meta.decode_key_slots].transpose(1, 2)  # [B, kvh, L, d]
-            values = v_cache[meta.decode_key_slots].transpose(1, 2)
-            attn = F.scaled_dot_product_attention(
-                q[:nd].unsqueeze(2),
-                keys,
-                values,
-                attn_mask=meta.decode_mask,
-                scale=self.scale,
-                enable_gqa=True,
-            )
-            out[:nd] = attn.squeeze(2)
+        if meta.num_decodes:
+            self._decode_attention(q, k_cache, v_cache, meta, out)
         for chunk in meta.prefills:
-            span = slice(chunk.token_start, chunk.token_start + chunk.num_tokens)
-            if chunk.key_slots is None:
-                keys, values = k[span], v[span]
-            else:
-                keys, values = k_cache[chunk.key_slots], v_cache[chunk.key_slots]
-            attn = F.scaled_dot_product_attention(
-                q[span].transpose(0, 1).unsqueeze(0),
-                keys.transpose(0, 1).unsqueeze(0),
-                values.transpose(0, 1).unsqueeze(0),
-                attn_mask=chunk.mask,
-                is_causal=chunk.mask is None,
-                scale=self.scale,
-                enable_gqa=True,
-            )
-            out[span] = attn.squeeze(0).transpose(0, 1)
+            self._prefill_attention(q, k, v, k_cache, v_cache, chunk, out)
         return self.o_proj(out.view(num_tokens, self.q_size))
+
+    def _decode_attention(
+        self,
+        q: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        meta: AttentionMetadata,
+        out: torch.Tensor,
+    ) -> None:
+        """All single-token queries as one padded batch over keys gathered from the cache."""
+        nd = meta.num_decodes
+        assert meta.decode_key_slots is not None
+        keys = k_cache[meta.decode_key_slots].transpose(1, 2)  # [B, kvh, L, d]
+        values = v_cache[meta.decode_key_slots].transpose(1, 2)
+        attn = F.scaled_dot_product_attention(
+            q[:nd].unsqueeze(2),
+            keys,
+            values,
+            attn_mask=meta.decode_mask,
+            scale=self.scale,
+            enable_gqa=True,
+        )
+        out[:nd] = attn.squeeze(2)
+
+    def _prefill_attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        chunk: PrefillChunk,
+        out: torch.Tensor,
+    ) -> None:
+        """One prefill chunk; a chunk starting at position 0 is its own whole context."""
+        span = slice(chunk.token_start, chunk.token_start + chunk.num_tokens)
+        if chunk.key_slots is None:
+            keys, values = k[span], v[span]
+        else:
+            keys, values = k_cache[chunk.key_slots], v_cache[chunk.key_slots]
+        attn = F.scaled_dot_product_attention(
+            q[span].transpose(0, 1).unsqueeze(0),
+            keys.transpose(0, 1).unsqueeze(0),
+            values.transpose(0, 1).unsqueeze(0),
+            attn_mask=chunk.mask,
+            is_causal=chunk.mask is None,
+            scale=self.scale,
+            enable_gqa=True,
+        )
+        out[span] = attn.squeeze(0).transpose(0, 1)
 
 
 class MLP(nn.Module):

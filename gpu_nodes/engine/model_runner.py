@@ -8,7 +8,7 @@ sequence lives in slot block_table[t // block_size] * block_size + t % block_siz
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,9 @@ def resolve_device(device: str) -> torch.device:
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     try:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
             dtype
@@ -66,8 +68,7 @@ def _weight_files(model_path: Path) -> list[Path]:
     return files
 
 
-def load_weights(model: CausalLM, model_path: Path) -> None:
-    """Copy HF-named tensors into the model, fusing q/k/v and gate/up projections."""
+def _read_tensors(model_path: Path) -> dict[str, torch.Tensor]:
     raw: dict[str, torch.Tensor] = {}
     for file in _weight_files(model_path):
         if not file.is_file():
@@ -75,49 +76,83 @@ def load_weights(model: CausalLM, model_path: Path) -> None:
         with safe_open(str(file), framework="pt") as handle:
             for name in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
                 raw[name.removeprefix("model.")] = handle.get_tensor(name)
-    params = dict(model.named_parameters())
-    spec = model.spec
+    return raw
 
-    def take(name: str) -> torch.Tensor:
-        if name not in raw:
+
+class _WeightLoader:
+    """Copies HF-named tensors into the model, fusing q/k/v and gate/up projections."""
+
+    def __init__(self, model: CausalLM, raw: dict[str, torch.Tensor]) -> None:
+        self.raw = raw
+        self.params = dict(model.named_parameters())
+        self.spec = model.spec
+
+    def take(self, name: str) -> torch.Tensor:
+        if name not in self.raw:
             raise ModelLoadError(f"weights are missing tensor {name!r}")
-        return raw.pop(name)
+        return self.raw.pop(name)
 
-    def put(target: str, tensor: torch.Tensor) -> None:
-        param = params[target]
+    def put(self, target: str, tensor: torch.Tensor) -> None:
+        param = self.params[target]
         if param.shape != tensor.shape:
             raise ModelLoadError(f"{target}: shape {tuple(tensor.shape)} != {tuple(param.shape)}")
         with torch.no_grad():
             param.copy_(tensor)
 
-    put("embed_tokens.weight", take("embed_tokens.weight"))
-    put("norm.weight", take("norm.weight"))
-    lm_head = raw.pop("lm_head.weight", None)
-    if lm_head is None:
-        if not spec.tie_word_embeddings:
-            raise ModelLoadError("weights are missing tensor 'lm_head.weight'")
-        lm_head = params["embed_tokens.weight"].detach()
-    put("lm_head.weight", lm_head)
-    for i in range(spec.num_layers):
-        p = f"layers.{i}."
+    def fused(self, target: str, sources: list[str]) -> None:
+        self.put(target, torch.cat([self.take(name) for name in sources]))
+
+    def load(self) -> None:
+        self.put("embed_tokens.weight", self.take("embed_tokens.weight"))
+        self.put("norm.weight", self.take("norm.weight"))
+        lm_head = self.raw.pop("lm_head.weight", None)
+        if lm_head is None:
+            if not self.spec.tie_word_embeddings:
+                raise ModelLoadError("weights are missing tensor 'lm_head.weight'")
+            lm_head = self.params["embed_tokens.weight"].detach()
+        self.put("lm_head.weight", lm_head)
+        for i in range(self.spec.num_layers):
+            self.load_layer(f"layers.{i}.")
+
+    def load_layer(self, p: str) -> None:
+        spec = self.spec
         for norm in ("input_layernorm", "post_attention_layernorm"):
-            put(f"{p}{norm}.weight", take(f"{p}{norm}.weight"))
-        attn = f"{p}self_attn."
-        qkv = [take(f"{attn}{n}_proj.weight") for n in "qkv"]
-        put(f"{attn}qkv_proj.weight", torch.cat(qkv))
+            self.put(f"{p}{norm}.weight", self.take(f"{p}{norm}.weight"))
+        attn, mlp = f"{p}self_attn.", f"{p}mlp."
+        self.fused(f"{attn}qkv_proj.weight", [f"{attn}{n}_proj.weight" for n in "qkv"])
         if spec.qkv_bias:
-            put(f"{attn}qkv_proj.bias", torch.cat([take(f"{attn}{n}_proj.bias") for n in "qkv"]))
-        put(f"{attn}o_proj.weight", take(f"{attn}o_proj.weight"))
+            self.fused(f"{attn}qkv_proj.bias", [f"{attn}{n}_proj.bias" for n in "qkv"])
+        self.put(f"{attn}o_proj.weight", self.take(f"{attn}o_proj.weight"))
         if spec.o_bias:
-            put(f"{attn}o_proj.bias", take(f"{attn}o_proj.bias"))
-        mlp = f"{p}mlp."
-        gate_up = [take(f"{mlp}gate_proj.weight"), take(f"{mlp}up_proj.weight")]
-        put(f"{mlp}gate_up_proj.weight", torch.cat(gate_up))
-        put(f"{mlp}down_proj.weight", take(f"{mlp}down_proj.weight"))
+            self.put(f"{attn}o_proj.bias", self.take(f"{attn}o_proj.bias"))
+        self.fused(f"{mlp}gate_up_proj.weight", [f"{mlp}gate_proj.weight", f"{mlp}up_proj.weight"])
+        self.put(f"{mlp}down_proj.weight", self.take(f"{mlp}down_proj.weight"))
         if spec.mlp_bias:
-            gate_up_bias = [take(f"{mlp}gate_proj.bias"), take(f"{mlp}up_proj.bias")]
-            put(f"{mlp}gate_up_proj.bias", torch.cat(gate_up_bias))
-            put(f"{mlp}down_proj.bias", take(f"{mlp}down_proj.bias"))
+            self.fused(f"{mlp}gate_up_proj.bias", [f"{mlp}gate_proj.bias", f"{mlp}up_proj.bias"])
+            self.put(f"{mlp}down_proj.bias", self.take(f"{mlp}down_proj.bias"))
+
+
+def load_weights(model: CausalLM, model_path: Path) -> None:
+    """Load a safetensors checkpoint (one file or index + shards) into the model."""
+    _WeightLoader(model, _read_tensors(model_path)).load()
+
+
+@dataclass
+class _FlatBatch:
+    """The step's tokens flattened, built up sequence by sequence."""
+
+    ids: list[int] = field(default_factory=list)
+    positions: list[torch.Tensor] = field(default_factory=list)
+    slots: list[torch.Tensor] = field(default_factory=list)
+    logits_pos: dict[int, int] = field(default_factory=dict)  # scheduled index -> token index
+    last_start: int = 0
+
+    def add(self, index: int, tokens: list[int], start: int, n: int, samples: bool) -> None:
+        self.ids.extend(tokens[start : start + n])
+        self.positions.append(torch.arange(start, start + n))
+        self.last_start = start
+        if samples:
+            self.logits_pos[index] = len(self.ids) - 1
 
 
 @dataclass
@@ -146,13 +181,21 @@ class ModelRunner:
         self.dtype = resolve_dtype(dtype, self.device)
         self.block_size = block_size
         with torch.device("meta"):
-            model = CausalLM(self.spec)
-        model = model.to_empty(device=self.device).to(self.dtype)
+            model = CausalLM(self.spec).to(self.dtype)  # no memory yet: cast before placing
+        model = model.to_empty(device=self.device)
         load_weights(model, path)
         self.model = model.eval()
         self.num_blocks = num_blocks or self._blocks_from_budget(max_model_len, max_num_seqs)
         capacity = self.num_blocks * block_size
-        limit = max_model_len or min(self.spec.max_position_embeddings, capacity)
+        # Full attention equals sliding-window attention while the context fits the window.
+        window = self.spec.sliding_window or self.spec.max_position_embeddings
+        natural = min(self.spec.max_position_embeddings, window)
+        limit = max_model_len or min(natural, capacity)
+        if limit > natural:
+            raise ModelLoadError(
+                f"max_model_len {limit} exceeds what the model supports ({natural}: "
+                "max_position_embeddings / sliding_window)"
+            )
         if limit > capacity:
             raise ModelLoadError(
                 f"max_model_len {limit} does not fit the KV cache "
@@ -205,56 +248,47 @@ class ModelRunner:
         samples, its row in the logits (-1 for partial prefill chunks)."""
         decodes = [i for i, s in enumerate(scheduled) if s.num_new_tokens == 1]
         prefills = [i for i, s in enumerate(scheduled) if s.num_new_tokens > 1]
-        ids: list[int] = []
-        positions: list[torch.Tensor] = []
-        slots: list[torch.Tensor] = []
-        logits_pos: dict[int, int] = {}
+        flat = _FlatBatch()
         for i in decodes:
             seq = scheduled[i].seq
-            pos = seq.num_computed_tokens
-            logits_pos[i] = len(ids)
-            ids.append(seq.token_ids[pos])
-            positions.append(torch.tensor([pos]))
-            slots.append(self._slots(seq.block_table, pos, pos + 1))
+            flat.add(i, seq.token_ids, seq.num_computed_tokens, 1, True)
+            flat.slots.append(self._slots(seq.block_table, flat.last_start, flat.last_start + 1))
         decode_slots, decode_mask = self._decode_keys([scheduled[i] for i in decodes])
-        chunks: list[PrefillChunk] = []
-        for i in prefills:
-            seq, n = scheduled[i].seq, scheduled[i].num_new_tokens
-            start = seq.num_computed_tokens
-            chunk_slots = self._slots(seq.block_table, start, start + n)
-            if start == 0:
-                chunk = PrefillChunk(len(ids), n, None, None)
-            else:
-                q_pos = torch.arange(start, start + n)
-                mask = torch.arange(start + n)[None, :] <= q_pos[:, None]
-                key_slots = self._slots(seq.block_table, 0, start + n).to(self.device)
-                chunk = PrefillChunk(len(ids), n, key_slots, mask.to(self.device))
-            chunks.append(chunk)
-            ids.extend(seq.token_ids[start : start + n])
-            positions.append(torch.arange(start, start + n))
-            slots.append(chunk_slots)
-            if scheduled[i].completes:
-                logits_pos[i] = len(ids) - 1
+        chunks = [self._prefill_chunk(scheduled[i], flat, i) for i in prefills]
+        order = sorted(flat.logits_pos)
         rows = [-1] * len(scheduled)
-        order = sorted(logits_pos)
         for row, i in enumerate(order):
             rows[i] = row
         meta = AttentionMetadata(
-            slot_mapping=torch.cat(slots).to(self.device),
+            slot_mapping=torch.cat(flat.slots).to(self.device),
             num_decodes=len(decodes),
             decode_key_slots=decode_slots,
             decode_mask=decode_mask,
             prefills=chunks,
         )
         inputs = StepInputs(
-            input_ids=torch.tensor(ids, dtype=torch.int64, device=self.device),
-            positions=torch.cat(positions).to(self.device),
+            input_ids=torch.tensor(flat.ids, dtype=torch.int64, device=self.device),
+            positions=torch.cat(flat.positions).to(self.device),
             meta=meta,
             logits_indices=torch.tensor(
-                [logits_pos[i] for i in order], dtype=torch.int64, device=self.device
+                [flat.logits_pos[i] for i in order], dtype=torch.int64, device=self.device
             ),
         )
         return inputs, rows
+
+    def _prefill_chunk(self, item: ScheduledSeq, flat: _FlatBatch, index: int) -> PrefillChunk:
+        seq, n = item.seq, item.num_new_tokens
+        start = seq.num_computed_tokens
+        token_start = len(flat.ids)
+        flat.add(index, seq.token_ids, start, n, item.completes)
+        flat.slots.append(self._slots(seq.block_table, start, start + n))
+        if start == 0:
+            return PrefillChunk(token_start, n, None, None)
+        # Earlier context comes from the cache: query i (position start+i) sees keys <= it.
+        q_pos = torch.arange(start, start + n)
+        mask = torch.arange(start + n)[None, :] <= q_pos[:, None]
+        key_slots = self._slots(seq.block_table, 0, start + n).to(self.device)
+        return PrefillChunk(token_start, n, key_slots, mask.to(self.device))
 
     def _decode_keys(
         self, decodes: list[ScheduledSeq]

@@ -16,6 +16,7 @@ class SampleResult:
     token_id: int
     logprob: float | None  # chosen token's logprob (raw distribution) when requested
     top: list[tuple[int, float]]  # top-k (token_id, logprob) when requested
+    guide_error: str | None = None  # the request's TokenGuide raised; the engine aborts it
 
 
 def bitmask_width(vocab_size: int) -> int:
@@ -54,16 +55,7 @@ def _sample_row(logits: torch.Tensor, params: SamplingParams, seq: Sequence) -> 
 def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[SampleResult]:
     """Sample one token per row of float32 logits [len(seqs), V]."""
     logits = logits.cpu()
-    vocab = logits.shape[-1]
-    guided = [i for i, s in enumerate(seqs) if s.params.guide is not None]
-    masked = logits
-    if guided:
-        bitmask = torch.full((len(seqs), bitmask_width(vocab)), -1, dtype=torch.int32)
-        for i in guided:
-            guide = seqs[i].params.guide
-            assert guide is not None
-            guide.fill_bitmask(bitmask, i)
-        masked = logits.masked_fill(~allowed_from_bitmask(bitmask, vocab), float("-inf"))
+    masked, guide_errors = _apply_guides(logits, seqs)
     want_logprobs = [s.params.logprobs is not None for s in seqs]
     logprobs = torch.log_softmax(logits, dim=-1) if any(want_logprobs) else None
     greedy_rows = [i for i, s in enumerate(seqs) if s.params.temperature == 0]
@@ -79,5 +71,32 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[SampleResult]:
             if seq.params.logprobs > 0:
                 values, ids = torch.topk(logprobs[i], seq.params.logprobs)
                 top = list(zip(ids.tolist(), values.tolist(), strict=True))
-        results.append(SampleResult(token, logprob, top))
+        results.append(SampleResult(token, logprob, top, guide_errors.get(i)))
     return results
+
+
+def _apply_guides(
+    logits: torch.Tensor, seqs: list[Sequence]
+) -> tuple[torch.Tensor, dict[int, str]]:
+    """Mask disallowed tokens of guided rows; a guide that raises only fails its own row."""
+    guided = [i for i, s in enumerate(seqs) if s.params.guide is not None]
+    errors: dict[int, str] = {}
+    if not guided:
+        return logits, errors
+    vocab = logits.shape[-1]
+    bitmask = torch.full((len(seqs), bitmask_width(vocab)), -1, dtype=torch.int32)
+    for i in guided:
+        guide = seqs[i].params.guide
+        assert guide is not None
+        try:
+            guide.fill_bitmask(bitmask, i)
+        except Exception as exc:
+            errors[i] = f"{type(exc).__name__}: {exc}"
+            bitmask[i] = -1
+    allowed = allowed_from_bitmask(bitmask, vocab)
+    # A row with nothing allowed would sample from NaNs: treat it as a guide error.
+    for i in guided:
+        if i not in errors and not bool(allowed[i].any()):
+            errors[i] = "the guide allows no token"
+            allowed[i] = True
+    return logits.masked_fill(~allowed, float("-inf")), errors

@@ -95,11 +95,14 @@ class Scheduler:
 
     def _admit_waiting(self, out: SchedulerOutput, budget: int) -> int:
         reserve = self._decode_block_reserve()
-        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
-            seq = self.waiting[0]
+        for seq in list(self.waiting):
+            if budget <= 0 or len(self.running) >= self.max_num_seqs:
+                break
+            if self.block_manager.waits_for_pending(seq):
+                continue  # its prefix is being computed now: admit it next step, as a hit
             if not self.block_manager.can_allocate(seq, reserve=reserve):
                 break  # FCFS: later requests wait behind the head
-            self.waiting.popleft()
+            self.waiting.remove(seq)
             self.block_manager.allocate(seq)
             seq.status = SequenceStatus.RUNNING
             if not seq.admitted_once:

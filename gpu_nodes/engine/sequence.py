@@ -38,6 +38,7 @@ class Sequence:
     prompt_cache_hit_tokens: int = 0  # prompt tokens served from the cache at first admission
     num_hashed_blocks: int = 0  # leading blocks already registered in the prefix cache
     block_hashes: list[int] = field(default_factory=list)
+    pending_hashes: list[int] = field(default_factory=list)  # allocated, not yet computed
     status: SequenceStatus = SequenceStatus.WAITING
     finish_reason: str | None = None
     generator: torch.Generator | None = None

@@ -15,6 +15,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -33,7 +34,7 @@ CHAT_TEMPLATE = (
     "{%- if tools is defined and tools %}"
     "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
     "{{- 'You can call these functions. To call one, reply with JSON "
-    '{\"name\": function name, \"parameters\": arguments}.\\n\\n\' }}'
+    '{"name": function name, "parameters": arguments}.\\n\\n\' }}'
     "{%- for tool in tools %}{{- tool | tojson }}{{- '\\n' }}{%- endfor %}"
     "{{- '<|eot_id|>' }}"
     "{%- endif %}"
@@ -49,7 +50,7 @@ CHAT_TEMPLATE = (
     "{%- if message['tool_calls'] is defined and message['tool_calls'] %}"
     "{%- for call in message['tool_calls'] %}"
     "{%- set fn = call['function'] if call['function'] is defined else call %}"
-    '{{- \'{"name": "\' + fn[\'name\'] + \'", "parameters": \' }}'
+    "{{- '{\"name\": \"' + fn['name'] + '\", \"parameters\": ' }}"
     "{%- if fn['arguments'] is string %}{{- fn['arguments'] }}"
     "{%- else %}{{- fn['arguments'] | tojson }}{%- endif %}"
     "{{- '}' }}"
@@ -78,7 +79,7 @@ class TinyModelSpec:
     intermediate_size: int = 688
     max_position_embeddings: int = 4096
     tie_word_embeddings: bool = False
-    arch: str = "llama"  # "llama" or "qwen2" (qkv bias)
+    arch: str = "llama"  # "llama", "qwen2" (qkv bias) or "mistral"
     train_steps: int = 0
     max_shard_size: str = "4MB"
 
@@ -142,10 +143,17 @@ def write_tokenizer(out: Path, tokenizer: Tokenizer, max_len: int) -> None:
     (out / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2) + "\n")
 
 
-def _make_hf_model(spec: TinyModelSpec, tokenizer: Tokenizer) -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+def _make_hf_model(spec: TinyModelSpec, tokenizer: Tokenizer) -> Any:
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
-    common = {
+    common: dict[str, Any] = {
         "vocab_size": tokenizer.get_vocab_size(),
         "hidden_size": spec.hidden_size,
         "intermediate_size": spec.intermediate_size,
@@ -167,10 +175,12 @@ def _make_hf_model(spec: TinyModelSpec, tokenizer: Tokenizer) -> torch.nn.Module
         return LlamaForCausalLM(LlamaConfig(**common))
     if spec.arch == "qwen2":
         return Qwen2ForCausalLM(Qwen2Config(**common))
-    raise ValueError(f"unknown arch {spec.arch!r}: expected 'llama' or 'qwen2'")
+    if spec.arch == "mistral":
+        return MistralForCausalLM(MistralConfig(**common, sliding_window=None))
+    raise ValueError(f"unknown arch {spec.arch!r}: expected 'llama', 'qwen2' or 'mistral'")
 
 
-def _train(model: torch.nn.Module, tokenizer: Tokenizer, steps: int, seed: int) -> None:
+def _train(model: Any, tokenizer: Tokenizer, steps: int, seed: int) -> None:
     """A few hundred steps of next-token prediction on the corpus so text is English-ish."""
     ids = torch.tensor(
         [i for enc in tokenizer.encode_batch(_training_texts()[:4000]) for i in enc.ids]
@@ -197,7 +207,6 @@ def make_tiny_model(out: Path, spec: TinyModelSpec | None = None) -> Path:
     write_tokenizer(out, tokenizer, spec.max_position_embeddings)
     model = _make_hf_model(spec, tokenizer)
     if spec.train_steps > 0:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         _train(model, tokenizer, spec.train_steps, spec.seed)
     model.save_pretrained(str(out), max_shard_size=spec.max_shard_size, safe_serialization=True)
     generation = {
@@ -229,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kv-heads", type=int, default=4)
     parser.add_argument("--intermediate", type=int, default=688)
     parser.add_argument("--vocab", type=int, default=2048)
-    parser.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
+    parser.add_argument("--arch", choices=["llama", "qwen2", "mistral"], default="llama")
     parser.add_argument("--train-steps", type=int, default=0, help="CPU training steps")
     args = parser.parse_args(argv)
     spec = TinyModelSpec(

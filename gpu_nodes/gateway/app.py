@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI, Request
@@ -37,6 +37,8 @@ log = logging.getLogger("plinth.gateway")
 
 OPENAI_GATEWAY_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 PREDICT_PATH = "/v1/models/model:predict"
+PickedT = TypeVar("PickedT")
+
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -74,6 +76,24 @@ class Gateway:
             )
         if not snapshot.key_is_valid(key.strip()):
             raise UnauthorizedError("invalid API key")
+
+    async def resolve(
+        self, request: Request, pick: Callable[[RoutingSnapshot], PickedT]
+    ) -> tuple[RoutingSnapshot, PickedT]:
+        """Authenticate and pick a target; on a miss, refresh the table once and try again.
+
+        A model pushed or an API key created a moment ago may not be in our copy yet: the
+        user should not see a 404/401 for the length of a poll interval.
+        """
+        try:
+            snapshot = self.snapshot()
+            self.authenticate(request, snapshot)
+            return snapshot, pick(snapshot)
+        except (NotFoundError, UnauthorizedError):
+            await self.source.refresh_on_miss()
+        snapshot = self.snapshot()
+        self.authenticate(request, snapshot)
+        return snapshot, pick(snapshot)
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_bytes
@@ -120,7 +140,9 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
                 await poller
             await gateway.close()
 
-    app = FastAPI(title="plinth gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="plinth gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.add_middleware(RequestIdMiddleware)
     app.state.gateway = gateway
 
@@ -153,9 +175,9 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
 
 
 async def _model_path(gateway: Gateway, request: Request, parsed: InferencePath) -> Response:
-    snapshot = gateway.snapshot()
-    gateway.authenticate(request, snapshot)
-    target = snapshot.resolve(parsed.model_id, parsed.selector)
+    _, target = await gateway.resolve(
+        request, lambda snapshot: snapshot.resolve(parsed.model_id, parsed.selector)
+    )
     if parsed.action == "openai":
         body = await gateway.read_body(request)
         return await gateway.forward(request, target, request.method, parsed.upstream_path, body)
@@ -176,8 +198,7 @@ async def _model_path(gateway: Gateway, request: Request, parsed: InferencePath)
 
 
 async def _gateway_openai(gateway: Gateway, request: Request, path: str) -> Response:
-    snapshot = gateway.snapshot()
-    gateway.authenticate(request, snapshot)
+    snapshot, _ = await gateway.resolve(request, lambda _: None)
     if path == "/v1/models":
         if request.method != "GET":
             raise MethodNotAllowedError(f"/v1/models takes GET, not {request.method}")
@@ -187,7 +208,8 @@ async def _gateway_openai(gateway: Gateway, request: Request, path: str) -> Resp
     if request.method != "POST":
         raise MethodNotAllowedError(f"{path} takes POST, not {request.method}")
     body = await gateway.read_body(request)
-    target = snapshot.resolve_openai_model(_model_field(body))
+    model = _model_field(body)
+    _, target = await gateway.resolve(request, lambda table: table.resolve_openai_model(model))
     return await gateway.forward(request, target, "POST", path, body)
 
 

@@ -87,6 +87,7 @@ class ReplicaProxy:
                 upstream = await self._send(replica, request)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 self._balancer.release(replica.url)
+                self._balancer.eject(replica.url)
                 log.warning(
                     "request_id=%s replica %s unreachable (%s)%s",
                     request.request_id,

@@ -23,6 +23,10 @@ from gpu_nodes.gateway.settings import GatewaySettings
 log = logging.getLogger("plinth.gateway")
 
 WAKE_REPEAT_S = 5.0  # one wake per deployment per this many seconds, however many requests park
+# A request for something the table lacks triggers an immediate refresh (a model pushed or a
+# key created since the last poll), but no more often than this, so a flood of requests for
+# unknown names cannot turn into a flood of control-plane calls.
+MISS_REFRESH_MIN_S = 0.25
 
 
 class RoutingTableSource:
@@ -33,8 +37,10 @@ class RoutingTableSource:
         self._digest: str | None = None
         self._changed = asyncio.Event()
         self._in_outage = False
-        self._last_wake: dict[str, float] = {}
+        self._last_wake: dict[tuple[str, str], float] = {}
         self.parked = 0  # requests waiting for a replica: poll faster meanwhile
+        self._miss_lock = asyncio.Lock()
+        self._miss_refresh_started_at = float("-inf")  # monotonic start of the last miss refresh
 
     @property
     def _headers(self) -> dict[str, str]:
@@ -87,6 +93,23 @@ class RoutingTableSource:
             log.info("routing table reachable again at %s", url)
         return True
 
+    async def refresh_on_miss(self) -> None:
+        """Refresh now because a request named something our copy lacks.
+
+        Single-flight: a request whose miss came before a miss refresh started reuses that
+        refresh. Rate-limited by waiting, not skipping, so every miss is answered from a
+        table fetched after it happened.
+        """
+        missed_at = time.monotonic()
+        async with self._miss_lock:
+            if self._miss_refresh_started_at >= missed_at:
+                return
+            wait = self._miss_refresh_started_at + MISS_REFRESH_MIN_S - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._miss_refresh_started_at = time.monotonic()
+            await self.refresh()
+
     async def run(self) -> None:
         """Poll until cancelled."""
         while True:
@@ -106,9 +129,10 @@ class RoutingTableSource:
     async def request_wake(self, model_id: str, deployment_id: str, *, force: bool = False) -> bool:
         """POST the control plane's wake for a deployment; deduplicated unless ``force``."""
         now = time.monotonic()
-        if not force and now - self._last_wake.get(deployment_id, -WAKE_REPEAT_S) < WAKE_REPEAT_S:
+        key = (model_id, deployment_id)
+        if not force and now - self._last_wake.get(key, -WAKE_REPEAT_S) < WAKE_REPEAT_S:
             return True
-        self._last_wake[deployment_id] = now
+        self._last_wake[key] = now
         url = (
             f"{self._settings.control_plane_base}/v1/models/{model_id}"
             f"/deployments/{deployment_id}/wake"

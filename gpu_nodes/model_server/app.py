@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from gpu_nodes.model_server.exceptions import InputError, PackageError, ResultNotSerializableError

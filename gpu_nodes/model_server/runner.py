@@ -8,6 +8,7 @@ import inspect
 import logging
 import threading
 import time
+import typing
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from pydantic import BaseModel, ValidationError
 
-from gpu_nodes.model_server.exceptions import PackageError
+from gpu_nodes.model_server.exceptions import InputError, PackageError
 from gpu_nodes.model_server.loader import import_model_class, instantiate_model, package_roots
 from gpu_nodes.model_server.package_config import ServingConfig
 from gpu_nodes.model_server.secrets import SecretsMapping
@@ -52,6 +54,17 @@ def _wants_request(method: Callable[..., Any]) -> bool:
         return False
 
 
+def _input_model(method: Callable[..., Any]) -> type[BaseModel] | None:
+    """The pydantic model annotating the method's input parameter, if any (Truss typed I/O)."""
+    try:
+        params = list(inspect.signature(method).parameters.values())
+        hints = typing.get_type_hints(method)
+    except Exception:  # unresolvable annotations: treat the input as untyped
+        return None
+    hint = hints.get(params[0].name) if params else None
+    return hint if inspect.isclass(hint) and issubclass(hint, BaseModel) else None
+
+
 class ModelRunner:
     """Owns the user's model object; thread-safe state, asyncio-side pipeline."""
 
@@ -70,6 +83,7 @@ class ModelRunner:
         self._secrets = SecretsMapping(cfg.secrets, secrets_dir)
         self._environment = environment
         self._model: Any = None
+        self._input_models: dict[str, type[BaseModel] | None] = {}
         self._semaphore = asyncio.Semaphore(cfg.predict_concurrency)
         self._thread: threading.Thread | None = None
 
@@ -102,6 +116,11 @@ class ModelRunner:
         except BaseException as exc:
             self._fail_load(exc)
             return
+        self._input_models = {
+            name: _input_model(getattr(model, name))
+            for name in ("preprocess", "predict")
+            if callable(getattr(model, name, None))
+        }
         self._model = model
         elapsed = time.monotonic() - started
         self.state = LoadState(ModelStatus.READY, load_seconds=elapsed)
@@ -133,9 +152,24 @@ class ModelRunner:
             result = await result
         return result
 
+    def _validate_input(self, first_step: str, payload: Any) -> Any:
+        input_model = self._input_models.get(first_step)
+        if input_model is None:
+            return payload
+        try:
+            return input_model.model_validate(payload)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'input'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise InputError(f"invalid input for {input_model.__name__}: {problems}") from exc
+
     async def run(self, payload: Any, request: Any = None) -> Any:
         """Run the pipeline. Returns the (post-processed) result, or a ``PredictionStream``."""
-        if self._model is not None and callable(getattr(self._model, "preprocess", None)):
+        has_preprocess = callable(getattr(self._model, "preprocess", None))
+        payload = self._validate_input("preprocess" if has_preprocess else "predict", payload)
+        if has_preprocess:
             payload = await self._call("preprocess", payload, request)
         await self._semaphore.acquire()
         try:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 from gpu_nodes.engine.api import EngineConfig, RequestOutput, SamplingParams
+from gpu_nodes.engine.exceptions import EngineDeadError, InvalidRequestError
 from gpu_nodes.openai.engine_port import EngineSettings, GenerationParams, StructuredOutput
+from gpu_nodes.openai.exceptions import EngineNotReady, InvalidRequest
 from gpu_nodes.openai.guided import GrammarFactory
 
 
@@ -34,6 +37,8 @@ class BuiltinEngine:
         self.tokenizer: Any = core.tokenizer
         self.model_name: str = core.model_name
         self.max_model_len: int = core.max_model_len
+        # Ids of the last aborted requests (clients that went away), for inspection.
+        self.recent_aborts: deque[str] = deque(maxlen=256)
         # The guide bitmask spans the logits (the model's vocabulary, which may be padded past
         # the tokenizer's), and the grammar may end on any token the engine stops on.
         self._grammars = GrammarFactory(
@@ -41,6 +46,11 @@ class BuiltinEngine:
             vocab_size=core.vocab_size,
             stop_token_ids=sorted(core.eos_token_ids) or None,
         )
+
+    @property
+    def core(self) -> Any:
+        """The synchronous ``LLMEngine`` (for inspection: metrics, tests)."""
+        return self._engine.engine
 
     def compile_structured(self, spec: StructuredOutput) -> None:
         self._grammars.compile(spec)
@@ -64,6 +74,10 @@ class BuiltinEngine:
         try:
             async for output in outputs:
                 yield output
+        except InvalidRequestError as exc:
+            raise InvalidRequest(f"The engine rejected the request: {exc}") from None
+        except EngineDeadError as exc:
+            raise EngineNotReady(f"The engine stopped: {exc}") from None
         finally:
             # Closing this generator closes the engine's, which aborts the request.
             aclose = getattr(outputs, "aclose", None)
@@ -71,6 +85,7 @@ class BuiltinEngine:
                 await aclose()
 
     async def abort(self, request_id: str) -> None:
+        self.recent_aborts.append(request_id)
         await self._engine.abort(request_id)
 
     def shutdown(self) -> None:

@@ -95,6 +95,13 @@ class EngineSettings:
     max_num_batched_tokens: int | None = None
     dtype: str = "auto"
     device: str = "auto"
+    model_source: str = ""  # engine.model_path as written (vLLM / TRT-LLM: maybe a hub repo id)
+
+    def model_reference(self) -> str:
+        """A local directory when there is one, else the name as written (a hub repo id)."""
+        if self.model_path.exists() or not self.model_source:
+            return str(self.model_path)
+        return self.model_source
 
     @classmethod
     def from_spec(cls, model_dir: Path, spec: Any) -> EngineSettings:
@@ -115,16 +122,18 @@ class EngineSettings:
             max_num_batched_tokens=getattr(spec, "max_num_batched_tokens", None),
             dtype=str(getattr(spec, "dtype", None) or "auto"),
             device=str(getattr(spec, "device", None) or "auto"),
+            model_source=str(raw_path),
         )
 
 
 def load_engine(settings: EngineSettings) -> Engine:
     """Build the adapter for ``settings.kind`` (blocking: loads weights)."""
-    if not settings.model_path.exists():
-        raise EngineLoadError(
-            f"config.yaml: field 'engine.model_path': '{settings.model_path}' does not exist"
-        )
     if settings.kind == "builtin":
+        if not settings.model_path.is_dir():
+            raise EngineLoadError(
+                f"config.yaml: field 'engine.model_path': '{settings.model_path}' is not a "
+                "directory"
+            )
         from gpu_nodes.openai.builtin_engine import BuiltinEngine
 
         return BuiltinEngine(settings)

@@ -20,7 +20,7 @@ def require_cuda(runtime: str) -> None:
 def load_tokenizer(settings: EngineSettings) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(settings.model_path))
+    return AutoTokenizer.from_pretrained(settings.model_reference())
 
 
 def structured_json(schema: dict[str, Any] | None) -> str:

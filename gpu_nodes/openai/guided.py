@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -16,6 +17,11 @@ from gpu_nodes.openai.exceptions import InvalidRequest
 # Any JSON object, written compactly: a tiny or random model would otherwise be free to emit
 # whitespace forever, and "json_object" promises an object, not any JSON value.
 _ANY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": True}
+
+# xgrammar prefixes errors with "[time] /path/file.cc:line: "; clients need only the reason.
+_XGRAMMAR_LOG_PREFIX = re.compile(r"^\[[^\]]*\]\s*\S+:\d+:\s*", re.MULTILINE)
+# Compact separators: fewer tokens per object, and what OpenAI's structured outputs look like.
+_COMPACT = (",", ":")
 
 
 class XGrammarGuide:
@@ -74,15 +80,19 @@ class GrammarFactory:
     def _compile_uncached(self, spec: StructuredOutput) -> xgr.CompiledGrammar:
         if spec.kind == "json_object":
             return self._compiler.compile_json_schema(
-                json.dumps(_ANY_OBJECT_SCHEMA), any_whitespace=False, strict_mode=False
+                json.dumps(_ANY_OBJECT_SCHEMA),
+                any_whitespace=False,
+                separators=_COMPACT,
+                strict_mode=False,
             )
         if spec.schema is None:
             raise InvalidRequest("A JSON schema is required.", param=spec.param)
         try:
             return self._compiler.compile_json_schema(
-                json.dumps(spec.schema), any_whitespace=False, strict_mode=True
+                json.dumps(spec.schema), any_whitespace=False, separators=_COMPACT, strict_mode=True
             )
         except Exception as exc:  # xgrammar raises RuntimeError/ValueError subclasses
+            reason = _XGRAMMAR_LOG_PREFIX.sub("", str(exc)).strip()
             raise InvalidRequest(
-                f"The JSON schema in '{spec.param}' cannot be used: {exc}", param=spec.param
+                f"The JSON schema in '{spec.param}' cannot be used: {reason}", param=spec.param
             ) from None

@@ -128,8 +128,8 @@ async def _guarded_sse(events: AsyncIterator[str]) -> AsyncIterator[str]:
         yield "data: [DONE]\n\n"
     except Exception as exc:
         logger.exception("generation failed mid-stream")
-        body = {"error": {"message": str(exc), "type": "server_error", "param": None}}
-        yield f"data: {json.dumps({**body, 'code': None})}\n\n"
+        error = {"message": str(exc), "type": "server_error", "param": None, "code": None}
+        yield f"data: {json.dumps({'error': error})}\n\n"
         yield "data: [DONE]\n\n"
 
 
@@ -179,6 +179,13 @@ def create_openai_app(
     @app.exception_handler(OpenAIError)
     async def openai_error(_: Request, exc: OpenAIError) -> JSONResponse:
         return JSONResponse(exc.to_body(), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        logger.error("request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        message = f"The server failed to handle the request ({type(exc).__name__})."
+        body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+        return JSONResponse(body, status_code=500)
 
     _add_truss_routes(app, slot, served)
     _add_openai_routes(app, slot, served)

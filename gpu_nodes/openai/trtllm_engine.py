@@ -59,9 +59,9 @@ class TrtLlmEngine:
             options["max_batch_size"] = settings.max_num_seqs
         if settings.max_num_batched_tokens:
             options["max_num_tokens"] = settings.max_num_batched_tokens
-        self._llm = trtllm.LLM(model=str(settings.model_path), dtype=settings.dtype, **options)
+        self._llm = trtllm.LLM(model=settings.model_reference(), dtype=settings.dtype, **options)
         self.tokenizer: Any = load_tokenizer(settings)
-        self.model_name: str = settings.model_path.name
+        self.model_name: str = settings.model_reference().rstrip("/").rsplit("/", 1)[-1]
         self.max_model_len: int = int(settings.max_model_len or 2048)
         self._running: dict[str, Any] = {}
 

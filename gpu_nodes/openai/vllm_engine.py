@@ -43,21 +43,28 @@ def _structured_kwargs(vllm: Any, spec: StructuredOutput | None) -> dict[str, An
         return {"guided_decoding": GuidedDecodingParams(json=schema)}
 
 
-def _logprobs(raw: Any, start: int, tokenizer: Any) -> list[TokenLogprob] | None:
+def _logprobs(
+    raw: Any, start: int, token_ids: list[int], tokenizer: Any, top_k: int
+) -> list[TokenLogprob] | None:
+    """vLLM gives, per generated token, {token_id: Logprob(logprob, rank, decoded_token)}
+    holding the sampled token and the top-k alternatives (rank 1 = most likely)."""
     if raw is None:
         return None
     entries: list[TokenLogprob] = []
-    for step in raw[start:]:
-        ranked = sorted(step.items(), key=lambda item: item[1].rank or 0)
-        chosen_id, chosen = ranked[0]
+    for position in range(start, len(raw)):
+        step = raw[position]
+        chosen_id = token_ids[position]
+        chosen = step[chosen_id]
+        ranked = sorted(
+            ((tid, lp) for tid, lp in step.items() if lp.rank is not None),
+            key=lambda item: item[1].rank,
+        )
         top = [
             (tid, lp.decoded_token or tokenizer.decode([tid]), float(lp.logprob))
-            for tid, lp in ranked
-            if lp.rank is not None and lp.rank >= 1
+            for tid, lp in ranked[:top_k]  # the sampled token is added when outside the top k
         ]
-        entries.append(
-            TokenLogprob(chosen_id, chosen.decoded_token or "", float(chosen.logprob), top)
-        )
+        text = chosen.decoded_token or tokenizer.decode([chosen_id])
+        entries.append(TokenLogprob(chosen_id, text, float(chosen.logprob), top))
     return entries
 
 
@@ -67,7 +74,7 @@ class VllmEngine:
         require_cuda("vllm")
         self._vllm = vllm
         args = vllm.AsyncEngineArgs(
-            model=str(settings.model_path),
+            model=settings.model_reference(),
             dtype=settings.dtype,
             max_model_len=settings.max_model_len,
             block_size=settings.block_size,
@@ -77,7 +84,7 @@ class VllmEngine:
         )
         self._engine = vllm.AsyncLLMEngine.from_engine_args(args)
         self.tokenizer: Any = load_tokenizer(settings)
-        self.model_name: str = settings.model_path.name
+        self.model_name: str = settings.model_reference().rstrip("/").rsplit("/", 1)[-1]
         model_config = getattr(self._engine, "model_config", None)
         self.max_model_len: int = int(
             getattr(model_config, "max_model_len", None) or settings.max_model_len or 2048
@@ -107,10 +114,13 @@ class VllmEngine:
         async for result in self._engine.generate(prompt, sampling, request_id):
             completion = result.outputs[0]
             start = tracker.sent_tokens
+            token_ids = list(completion.token_ids)
             yield tracker.delta(
                 completion.text,
-                list(completion.token_ids),
-                logprobs=_logprobs(completion.logprobs, start, self.tokenizer),
+                token_ids,
+                logprobs=_logprobs(
+                    completion.logprobs, start, token_ids, self.tokenizer, params.logprobs or 0
+                ),
                 finish_reason=completion.finish_reason if result.finished else None,
                 cached_prompt_tokens=int(getattr(result, "num_cached_tokens", 0) or 0),
             )

@@ -117,7 +117,7 @@ class _ChunkEnsurer:
     def __init__(self, cache: NodeCache, fetcher: ChunkFetcher, tracker: ProgressTracker) -> None:
         self._cache = cache
         self._fetcher = fetcher
-        self._tracker = tracker
+        self.tracker = tracker
         self.verified_here: set[str] = set()
 
     def __call__(self, chunk_hash: str, length: int) -> None:
@@ -225,7 +225,6 @@ def ensure_weights(
     ):
         manifest = load_manifest(manifest_url_or_path, cache, client, tiers)
         mount_dir = Path(mount_root) / manifest.mount_location.lstrip("/")
-        lease = lease or default_lease(mount_dir)
         tracker = ProgressTracker(
             Progress(
                 manifest_id=manifest.manifest_id,
@@ -235,23 +234,19 @@ def ensure_weights(
             callback=progress,
             status_path=status_path or cache.status_path(manifest.manifest_id),
         )
-        keys = [chunk_entry(h) for h in manifest.unique_chunks()]
-        keys += [file_entry(e.sha256) for e in manifest.files]
-        cache.release(lease)
-        cache.pin(lease, keys)
+        fetcher = ChunkFetcher(
+            tiers, client=client, retry=retry, on_bytes=lambda n: tracker.add(bytes_fetched=n)
+        )
+        lease = lease or default_lease(mount_dir)
         try:
-            fetcher = ChunkFetcher(
-                tiers,
-                client=client,
-                retry=retry,
-                on_bytes=lambda n: tracker.add(bytes_fetched=n),
+            files = _mount(
+                cache,
+                manifest,
+                _ChunkEnsurer(cache, fetcher, tracker),
+                mount_dir,
+                lease,
+                _MountOptions(concurrency, keep_chunks, verify_files, layout),
             )
-            ensurer = _ChunkEnsurer(cache, fetcher, tracker)
-            _fill_cache(cache, manifest, ensurer, tracker, concurrency, keep_chunks, verify_files)
-            place = materialise_hf_cache if layout == "hf" else materialise_plain
-            files = place(cache, manifest, mount_dir)
-            cache.touch(keys)
-            cache.evict()
         except BaseException as exc:
             tracker.update(state="failed", error=f"{type(exc).__name__}: {exc}", force=True)
             raise
@@ -264,6 +259,43 @@ def ensure_weights(
             bytes_fetched=tracker.current.bytes_fetched,
             lease=lease,
         )
+
+
+@dataclass(frozen=True)
+class _MountOptions:
+    concurrency: int
+    keep_chunks: bool
+    verify_files: bool
+    layout: str
+
+
+def _mount(
+    cache: NodeCache,
+    manifest: Manifest,
+    ensurer: _ChunkEnsurer,
+    mount_dir: Path,
+    lease: str,
+    options: _MountOptions,
+) -> list[Path]:
+    """Pin the manifest under ``lease``, fill the cache, place the files, trim to budget."""
+    keys = [chunk_entry(h) for h in manifest.unique_chunks()]
+    keys += [file_entry(e.sha256) for e in manifest.files]
+    cache.release(lease)
+    cache.pin(lease, keys)
+    _fill_cache(
+        cache,
+        manifest,
+        ensurer,
+        ensurer.tracker,
+        options.concurrency,
+        options.keep_chunks,
+        options.verify_files,
+    )
+    place = materialise_hf_cache if options.layout == "hf" else materialise_plain
+    files = place(cache, manifest, mount_dir)
+    cache.touch(keys)
+    cache.evict()
+    return files
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

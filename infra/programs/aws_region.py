@@ -6,18 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from infra.aws_network import AwsNetwork, AwsNetworkArgs
 from infra.buckets import S3WeightBucket, S3WeightBucketArgs
 from infra.eks import EksCluster, EksClusterArgs
-from infra.platform import DEVICE_PLUGIN_VERSION, ClusterPlatform, ClusterPlatformArgs
+from infra.platform import DEVICE_PLUGIN_VERSION
 from infra.programs.common import (
     DEFAULT_GATEWAY_IMAGE,
     DEFAULT_NODE_AGENT_IMAGE,
     GpuNodeGroupConfig,
     SystemNodeGroupConfig,
+    deploy_platform,
     export_all,
     required_output,
     standard_tags,
@@ -79,23 +79,18 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
         S3WeightBucketArgs(tags=tags, bucket_name=config.weight_bucket_name),
     )
     control_plane = pulumi.StackReference(config.control_plane_stack)
-    provider = k8s.Provider(
-        f"{config.cluster_name}-k8s",
-        kubeconfig=cluster.kubeconfig,
-        enable_server_side_apply=True,
-    )
-    platform = ClusterPlatform(
+    platform = deploy_platform(
         config.cluster_name,
-        ClusterPlatformArgs(
-            provider=provider,
-            tags=tags,
-            control_plane_url=required_output(control_plane, "apiUrl"),
-            gateway_image=config.gateway_image,
-            node_agent_image=config.node_agent_image,
-            gateway_service_type=config.gateway_service_type,
-            device_plugin_version=config.device_plugin_version,
-        ),
-        opts=pulumi.ResourceOptions(depends_on=[cluster]),
+        cluster.kubeconfig,
+        {
+            "tags": tags,
+            "control_plane_url": required_output(control_plane, "apiUrl"),
+            "gateway_image": config.gateway_image,
+            "node_agent_image": config.node_agent_image,
+            "gateway_service_type": config.gateway_service_type,
+            "device_plugin_version": config.device_plugin_version,
+        },
+        depends_on=cluster,
     )
     return {
         "vpcId": network.vpc_id,

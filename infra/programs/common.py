@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
+import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from infra.eks import GpuNodeGroupSpec, SystemNodeGroupSpec
 from infra.gke import GpuNodePoolSpec
+from infra.platform import ClusterPlatform, ClusterPlatformArgs
 from infra.programs.config import StackConfig
 from infra.tags import StandardTags
 
@@ -98,3 +100,18 @@ def required_output(reference: pulumi.StackReference, output: str) -> pulumi.Out
 def export_all(outputs: dict[str, object]) -> None:
     for name, value in outputs.items():
         pulumi.export(name, value)
+
+
+def deploy_platform(
+    name: str,
+    kubeconfig: pulumi.Input[str],
+    args_without_provider: dict[str, Any],
+    depends_on: pulumi.Resource,
+) -> ClusterPlatform:
+    """The in-cluster platform through an explicit provider built from ``kubeconfig``."""
+    provider = k8s.Provider(f"{name}-k8s", kubeconfig=kubeconfig, enable_server_side_apply=True)
+    return ClusterPlatform(
+        name,
+        ClusterPlatformArgs(provider=provider, **args_without_provider),
+        opts=pulumi.ResourceOptions(depends_on=[depends_on]),
+    )

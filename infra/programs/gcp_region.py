@@ -7,18 +7,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pulumi
-import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from infra.buckets import GcsWeightBucket, GcsWeightBucketArgs
 from infra.exceptions import InfraConfigError
 from infra.gcp_network import GcpNetwork, GcpNetworkArgs
 from infra.gke import GkeCluster, GkeClusterArgs
-from infra.platform import ClusterPlatform, ClusterPlatformArgs
 from infra.programs.common import (
     DEFAULT_GATEWAY_IMAGE,
     DEFAULT_NODE_AGENT_IMAGE,
     GpuNodePoolConfig,
+    deploy_platform,
     export_all,
     required_output,
     standard_tags,
@@ -117,22 +116,19 @@ def build(config: GcpRegionConfig) -> dict[str, Any]:
     kubeconfig = pulumi.Output.all(
         cluster.cluster_name, cluster.endpoint, cluster.ca_certificate
     ).apply(lambda v: gke_kubeconfig(v[0], v[1], v[2]))
-    provider = k8s.Provider(
-        f"{config.cluster_name}-k8s", kubeconfig=kubeconfig, enable_server_side_apply=True
-    )
     control_plane = pulumi.StackReference(config.control_plane_stack)
-    platform = ClusterPlatform(
+    platform = deploy_platform(
         config.cluster_name,
-        ClusterPlatformArgs(
-            provider=provider,
-            tags=tags,
-            control_plane_url=required_output(control_plane, "apiUrl"),
-            gateway_image=config.gateway_image,
-            node_agent_image=config.node_agent_image,
-            gateway_service_type=config.gateway_service_type,
-            install_device_plugin=False,  # GKE ships the device plugin with its driver install
-        ),
-        opts=pulumi.ResourceOptions(depends_on=[cluster]),
+        kubeconfig,
+        {
+            "tags": tags,
+            "control_plane_url": required_output(control_plane, "apiUrl"),
+            "gateway_image": config.gateway_image,
+            "node_agent_image": config.node_agent_image,
+            "gateway_service_type": config.gateway_service_type,
+            "install_device_plugin": False,  # GKE ships the device plugin with its driver install
+        },
+        depends_on=cluster,
     )
     return {
         "clusterName": cluster.cluster_name,

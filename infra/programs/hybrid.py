@@ -60,13 +60,11 @@ def registration_item(name: str, record: dict[str, Any]) -> str:
     )
 
 
-def build(config: HybridConfig) -> dict[str, Any]:
-    control_plane = pulumi.StackReference(config.control_plane_stack)
-    spill_stack = pulumi.StackReference(config.spill_over.stack)
-    table_name = required_output(control_plane, "metadataTableName")
-    role_arn = required_output(control_plane, "reconcilerRoleArn")
+def grant_customer_access(
+    config: HybridConfig, reconciler_role_arn: pulumi.Output[str]
+) -> aws.secretsmanager.Secret:
+    """Store the external id and let the reconciler role assume the customer's role."""
     customer = config.customer_cluster
-
     # The external id is a credential: it goes to Secrets Manager, never into the table.
     external_id = aws.secretsmanager.Secret(
         f"{customer.name}-external-id",
@@ -80,7 +78,7 @@ def build(config: HybridConfig) -> dict[str, Any]:
     )
     aws.iam.RolePolicy(
         f"{customer.name}-assume",
-        role=role_arn.apply(lambda arn: arn.rsplit("/", 1)[-1]),
+        role=reconciler_role_arn.apply(lambda arn: arn.rsplit("/", 1)[-1]),
         policy=policy_json(
             [
                 Statement(("sts:AssumeRole",), [customer.access_role_arn]),
@@ -88,56 +86,67 @@ def build(config: HybridConfig) -> dict[str, Any]:
             ]
         ),
     )
-    customer_item = external_id.arn.apply(
-        lambda secret_arn: registration_item(
-            customer.name,
-            {
-                "name": customer.name,
-                "kind": "eks",
-                "region": customer.region,
-                "cluster_arn": customer.cluster_arn,
-                "role_arn": customer.access_role_arn,
-                "external_id_secret_arn": secret_arn,
-                "priority": 0,
-                "max_gpus": customer.max_gpus,
-                "spill_over_to": config.spill_over.name,
-            },
-        )
-    )
-    aws.dynamodb.TableItem(
-        f"cluster-{customer.name}",
-        table_name=table_name,
-        hash_key="tbl",
-        range_key="key",
-        item=customer_item,
-    )
-    spill_record = pulumi.Output.all(
-        required_output(spill_stack, "clusterName"), required_output(spill_stack, "clusterEndpoint")
-    ).apply(
-        lambda v: registration_item(
-            config.spill_over.name,
-            {
-                "name": config.spill_over.name,
-                "kind": config.spill_over.kind,
-                "region": config.spill_over.region,
-                "cluster_name": v[0],
-                "endpoint": v[1],
-                "priority": 100,
-                "spill_over": True,
-            },
-        )
-    )
-    aws.dynamodb.TableItem(
-        f"cluster-{config.spill_over.name}",
-        table_name=table_name,
-        hash_key="tbl",
-        range_key="key",
-        item=spill_record,
-    )
+    return external_id
+
+
+def customer_record(config: HybridConfig, external_id_secret_arn: str) -> dict[str, Any]:
+    customer = config.customer_cluster
     return {
-        "registeredClusters": [customer.name, config.spill_over.name],
-        "metadataTableName": table_name,
+        "name": customer.name,
+        "kind": "eks",
+        "region": customer.region,
+        "cluster_arn": customer.cluster_arn,
+        "role_arn": customer.access_role_arn,
+        "external_id_secret_arn": external_id_secret_arn,
+        "priority": 0,
+        "max_gpus": customer.max_gpus,
+        "spill_over_to": config.spill_over.name,
     }
+
+
+def spill_over_record(config: HybridConfig, cluster_name: str, endpoint: str) -> dict[str, Any]:
+    spill = config.spill_over
+    return {
+        "name": spill.name,
+        "kind": spill.kind,
+        "region": spill.region,
+        "cluster_name": cluster_name,
+        "endpoint": endpoint,
+        "priority": 100,
+        "spill_over": True,
+    }
+
+
+def register(name: str, table_name: pulumi.Input[str], item: pulumi.Input[str]) -> None:
+    aws.dynamodb.TableItem(
+        f"cluster-{name}", table_name=table_name, hash_key="tbl", range_key="key", item=item
+    )
+
+
+def build(config: HybridConfig) -> dict[str, Any]:
+    control_plane = pulumi.StackReference(config.control_plane_stack)
+    spill_stack = pulumi.StackReference(config.spill_over.stack)
+    table_name = required_output(control_plane, "metadataTableName")
+    external_id = grant_customer_access(config, required_output(control_plane, "reconcilerRoleArn"))
+    customer, spill = config.customer_cluster.name, config.spill_over.name
+    register(
+        customer,
+        table_name,
+        external_id.arn.apply(
+            lambda arn: registration_item(customer, customer_record(config, arn))
+        ),
+    )
+    spill_cluster = pulumi.Output.all(
+        required_output(spill_stack, "clusterName"), required_output(spill_stack, "clusterEndpoint")
+    )
+    register(
+        spill,
+        table_name,
+        spill_cluster.apply(
+            lambda v: registration_item(spill, spill_over_record(config, v[0], v[1]))
+        ),
+    )
+    return {"registeredClusters": [customer, spill], "metadataTableName": table_name}
 
 
 def program(stack_dir: Path) -> dict[str, Any]:

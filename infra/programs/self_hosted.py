@@ -10,17 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from infra.buckets import S3WeightBucket, S3WeightBucketArgs
 from infra.eks import EksCluster, EksClusterArgs
-from infra.platform import ClusterPlatform, ClusterPlatformArgs
 from infra.programs.common import (
     DEFAULT_GATEWAY_IMAGE,
     DEFAULT_NODE_AGENT_IMAGE,
     GpuNodeGroupConfig,
     SystemNodeGroupConfig,
+    deploy_platform,
     export_all,
     standard_tags,
 )
@@ -70,19 +69,16 @@ def build(config: SelfHostedConfig) -> dict[str, Any]:
             bucket_arn=bucket.bucket_arn,
         ),
     )
-    provider = k8s.Provider(
-        f"{config.cluster_name}-k8s", kubeconfig=cluster.kubeconfig, enable_server_side_apply=True
-    )
-    ClusterPlatform(
+    deploy_platform(
         config.cluster_name,
-        ClusterPlatformArgs(
-            provider=provider,
-            tags=tags,
-            control_plane_url=config.control_plane_url,
-            gateway_image=config.gateway_image,
-            node_agent_image=config.node_agent_image,
-        ),
-        opts=pulumi.ResourceOptions(depends_on=[cluster]),
+        cluster.kubeconfig,
+        {
+            "tags": tags,
+            "control_plane_url": config.control_plane_url,
+            "gateway_image": config.gateway_image,
+            "node_agent_image": config.node_agent_image,
+        },
+        depends_on=cluster,
     )
     return {
         "clusterName": cluster.cluster_name,

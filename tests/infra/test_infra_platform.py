@@ -51,9 +51,14 @@ def test_namespace_rbac_and_gateway(run, tags) -> None:
     pod = deployment["spec"]["template"]["spec"]
     assert deployment["spec"]["replicas"] == 2
     assert pod["serviceAccountName"] == "plinth-gateway"
-    assert pod["containers"][0]["env"] == [
-        {"name": "PLINTH_CONTROL_PLANE_URL", "value": "https://cp.example"}
-    ]
+    container = pod["containers"][0]
+    assert container["command"] == ["python", "-m", "gpu_nodes.gateway"]
+    assert container["args"][:2] == ["--control-plane-url", "$(PLINTH_CONTROL_PLANE_URL)"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PLINTH_CONTROL_PLANE_URL"]["value"] == "https://cp.example"
+    token_ref = env["PLINTH_INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token_ref["name"] == "plinth-internal-token"
+    assert "value" not in env["PLINTH_INTERNAL_TOKEN"]
     service = result.one("kubernetes:core/v1:Service", "plinth-gateway").inputs
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
@@ -68,6 +73,10 @@ def test_node_agent_tolerates_gpu_taint_and_uses_host_cache(run, tags) -> None:
     ]
     (volume,) = pod["volumes"]
     assert volume["hostPath"] == {"path": "/mnt/nvme/plinth", "type": "DirectoryOrCreate"}
+    (container,) = pod["containers"]
+    assert container["volumeMounts"] == [{"name": "cache", "mountPath": "/cache"}]
+    assert container["args"][:2] == ["--dir", "/cache"]
+    assert container["ports"][0]["hostPort"] == container["ports"][0]["containerPort"]
 
 
 def test_device_plugin_release_is_pinned_and_priority_classes_exist(run, tags) -> None:

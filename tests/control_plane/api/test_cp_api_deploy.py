@@ -29,7 +29,7 @@ DEPLOY_TIMEOUT_S = 120.0
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningControlPlane]:
     """One platform for the module: each test uses its own model, so they stay independent."""
     running, stop = start_control_plane(
-        tmp_path_factory.mktemp("state"), run_background_workers=True
+        tmp_path_factory.mktemp("state"), run_background_workers=True, promotion_drain_s=1.0
     )
     yield running
     stop()
@@ -105,7 +105,7 @@ def test_push_promote_and_rollback(cp: RunningControlPlane, tmp_path: Path) -> N
     assert predict_via_routing(cp, model_id, "production", 1)["version"] == 2
     assert environment(cp, model_id, "development")["current_deployment_id"] == d1
 
-    # Promote d1 (ACTIVE as development): immediate swap; d2 is retired to zero.
+    # Promote d1 (ACTIVE as development): immediate swap; d2 drains, then is retired to zero.
     response = cp.client.post(f"/v1/models/{model_id}/deployments/{d1}/promote")
     assert response.status_code == 200, response.text
     prod = response.json()

@@ -45,7 +45,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def service(repo: Repository, clock: FakeClock) -> EnvironmentService:
-    return EnvironmentService(repo, clock, promotion_timeout_s=600.0)
+    # No drain: the replaced deployment retires at once (the drain: test_cp_promotion_drain).
+    return EnvironmentService(repo, clock, promotion_timeout_s=600.0, promotion_drain_s=0.0)
 
 
 def add_deployment(

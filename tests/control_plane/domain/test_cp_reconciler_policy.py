@@ -13,6 +13,7 @@ from control_plane.domain.reconciler import (
     Observation,
     ReconcilerPolicy,
     ReconcilerState,
+    Retire,
     Scale,
     SetStatus,
 )
@@ -30,6 +31,7 @@ def observe(
     since: float = 0.0,
     target: str | None = None,
     messages: tuple[str, ...] = (),
+    retire_at: float | None = None,
 ) -> DeploymentObservation:
     return DeploymentObservation(
         model_id="m1",
@@ -40,6 +42,7 @@ def observe(
         target_environment=target,
         replica_phases=phases,
         replica_messages=messages or tuple("" for _ in phases),
+        retire_at=retire_at,
     )
 
 
@@ -136,6 +139,41 @@ APPLIED_0 = ReconcilerState(applied={"m1/d1": 0})
             [Scale("m1", "d1", 0)],
         ),
         ("FAILED without replicas: nothing", ReconcilerState(), observe(S.FAILED, 0), 11.0, []),
+        (
+            "draining keeps its replicas before retire_at",
+            APPLIED_1,
+            observe(S.ACTIVE, 1, (P.READY,), retire_at=20.0),
+            19.9,
+            [],
+        ),
+        (
+            "draining is retired at retire_at",
+            APPLIED_1,
+            observe(S.ACTIVE, 1, (P.READY,), retire_at=20.0),
+            20.0,
+            [Retire("m1", "d1")],
+        ),
+        (
+            "draining UNHEALTHY is still retired when due",
+            APPLIED_1,
+            observe(S.ACTIVE, 1, (), retire_at=20.0),
+            21.0,
+            [SetStatus("m1", "d1", S.UNHEALTHY, "no replica is ready"), Retire("m1", "d1")],
+        ),
+        (
+            "draining but joining an environment: the promotion, not the retirement",
+            APPLIED_1,
+            observe(S.ACTIVE, 1, (P.READY,), target="production", retire_at=20.0),
+            21.0,
+            [CompletePromotion("m1", "d1")],
+        ),
+        (
+            "FAILED while draining: the stale retirement is cleared",
+            APPLIED_0,
+            observe(S.FAILED, 0, retire_at=20.0),
+            21.0,
+            [Retire("m1", "d1")],
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
@@ -183,6 +221,60 @@ def test_full_lifecycle_tick_by_tick() -> None:
     dep = dataclasses.replace(dep, desired_replicas=0)
     decisions, state = POLICY.decide(state, Observation((dep,)), 99.0)
     assert decisions == [Scale("m1", "d1", 0), SetStatus("m1", "d1", S.INACTIVE)]
+
+
+def drain_ticks(
+    dep: DeploymentObservation, ticks: list[tuple[float, float | None]]
+) -> list[list[object]]:
+    """Run the policy at each (now, retire_at), persisting what the loop would persist."""
+    state = APPLIED_1
+    seen: list[list[object]] = []
+    for now, retire_at in ticks:
+        dep = dataclasses.replace(dep, retire_at=retire_at)
+        decisions, state = POLICY.decide(state, Observation((dep,)), now)
+        seen.append(list(decisions))
+        if any(isinstance(d, Retire) for d in decisions):  # EnvironmentService.retire_due
+            dep = dataclasses.replace(dep, status=S.INACTIVE, desired_replicas=0)
+        for decision in decisions:
+            if isinstance(decision, Scale):
+                phases = (P.READY,) * decision.replicas
+                dep = dataclasses.replace(
+                    dep, replica_phases=phases, replica_messages=("",) * len(phases)
+                )
+    return seen
+
+
+def test_drain_then_retire_tick_by_tick() -> None:
+    """Replaced at t=100 with a 10 s drain: serves until 110, retired, then scaled to zero."""
+    dep = observe(S.ACTIVE, 1, (P.READY,))
+    ticks: list[tuple[float, float | None]] = [
+        (100.0, 110.0),
+        (105.0, 110.0),
+        (109.9, 110.0),
+        (110.0, 110.0),
+        (111.0, None),  # retire_due cleared retire_at
+        (112.0, None),
+    ]
+    assert drain_ticks(dep, ticks) == [
+        [],
+        [],
+        [],
+        [Retire("m1", "d1")],
+        [Scale("m1", "d1", 0)],
+        [],
+    ]
+
+
+def test_cancelled_drain_tick_by_tick() -> None:
+    """Rolled back at t=105 (retire_at cleared): nothing is retired at or after 110."""
+    dep = observe(S.ACTIVE, 1, (P.READY,))
+    ticks: list[tuple[float, float | None]] = [
+        (100.0, 110.0),
+        (105.0, None),
+        (110.0, None),
+        (200.0, None),
+    ]
+    assert drain_ticks(dep, ticks) == [[], [], [], []]
 
 
 def test_restart_resends_desired_counts_and_forgets_deleted() -> None:

@@ -19,6 +19,7 @@ def test_defaults_are_the_embedded_ones() -> None:
     )
     assert settings.cluster_kind == "local" and settings.state_dir == Path(".plinth")
     assert settings.run_background_workers and settings.internal_token is None
+    assert settings.promotion_drain_s == 10.0
 
 
 def test_values_are_read_and_typed() -> None:
@@ -32,12 +33,15 @@ def test_values_are_read_and_typed() -> None:
             "PLINTH_BOOTSTRAP_API_KEY": "pl_x",
             "PLINTH_BLOB": "s3",
             "PLINTH_BLOB_BUCKET": "b",
+            "PLINTH_PROMOTION_DRAIN_S": "2.5",
         }
     )
     assert settings.state_dir == Path("/tmp/x") and settings.port == 9000
     assert settings.reconcile_interval_s == 0.5 and not settings.run_background_workers
     assert (settings.internal_token, settings.bootstrap_api_key) == ("tok", "pl_x")
     assert (settings.blob_kind, settings.blob_bucket) == ("s3", "b")
+    assert settings.promotion_drain_s == 2.5
+    assert Settings.from_env({"PLINTH_PROMOTION_DRAIN_S": "0"}).promotion_drain_s == 0.0
 
 
 @pytest.mark.parametrize(
@@ -47,6 +51,9 @@ def test_values_are_read_and_typed() -> None:
         ({"PLINTH_STORE": "postgres"}, "PLINTH_STORE"),
         ({"PLINTH_RUN_BACKGROUND_WORKERS": "maybe"}, "PLINTH_RUN_BACKGROUND_WORKERS"),
         ({"PLINTH_RECONCILE_INTERVAL_S": "0"}, "PLINTH_RECONCILE_INTERVAL_S"),
+        ({"PLINTH_PROMOTION_DRAIN_S": "-1"}, "PLINTH_PROMOTION_DRAIN_S"),
+        ({"PLINTH_PROMOTION_DRAIN_S": "nan"}, "PLINTH_PROMOTION_DRAIN_S"),
+        ({"PLINTH_PROMOTION_DRAIN_S": "soon"}, "PLINTH_PROMOTION_DRAIN_S"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,12 @@ def model_dir(tmp_path: Path) -> Path:
     (root / "sub" / "tokenizer.json").write_text('{"vocab": {}}')
     (root / "README.md").write_text("# readme")
     return root
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _store(tmp_path: Path) -> DirectoryBlobStore:
@@ -220,3 +227,32 @@ def test_s3_source_against_moto(tmp_path: Path, model_dir: Path, moto_endpoint: 
     )
     manifest = _check_mirrored(store, manifest_id, model_dir)
     assert len(manifest.files) == 4  # the sibling prefix 'tinyish' is not included
+
+
+@pytest.mark.integration
+def test_gs_source_against_emulator(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcp_storage_emulator.server import create_server
+
+    from control_plane.adapters.gcs_blob import make_gcs_client
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+        client = make_gcs_client(project="test")
+        bucket = client.create_bucket("weights")
+        for path in model_dir.rglob("*"):
+            if path.is_file():
+                name = f"tiny/{path.relative_to(model_dir).as_posix()}"
+                bucket.blob(name).upload_from_filename(str(path))
+        store = _store(tmp_path)
+        (manifest_id,) = mirror_weights(
+            [{"source": "gs://weights/tiny/", "mount_location": "/m"}], store, {}
+        )
+        manifest = _check_mirrored(store, manifest_id, model_dir)
+        assert len(manifest.files) == 4
+    finally:
+        server.stop()

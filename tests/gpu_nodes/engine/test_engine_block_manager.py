@@ -45,9 +45,9 @@ def test_cannot_allocate_beyond_capacity_or_reserve() -> None:
 @pytest.mark.parametrize(
     ("first", "second", "expected_hit_tokens"),
     [
-        (list(range(12)), list(range(12)) + [99], 12),  # full shared prefix
+        (list(range(12)), [*list(range(12)), 99], 12),  # full shared prefix
         (list(range(12)), list(range(12)), 8),  # last token always recomputed
-        (list(range(12)), list(range(8)) + [50, 51, 52, 53, 54], 8),  # diverges in block 3
+        (list(range(12)), [*list(range(8)), 50, 51, 52, 53, 54], 8),  # diverges in block 3
         (list(range(12)), [7, *range(1, 12)], 0),  # differs in first block
         (list(range(6)), list(range(10)), 4),  # partial block never cached
     ],
@@ -71,12 +71,12 @@ def test_blocks_not_cached_before_computed() -> None:
     bm = BlockManager(num_blocks=16, block_size=4)
     a = make_seq(list(range(12)), "a")
     bm.allocate(a)  # allocated, K/V not computed yet (e.g. waiting for its prefill chunk)
-    b = make_seq(list(range(12)) + [1], "b")
+    b = make_seq([*list(range(12)), 1], "b")
     bm.allocate(b)
     assert b.num_cached_tokens == 0
     a.num_computed_tokens = 5  # first chunk done: only block 0 is full and computed
     bm.cache_computed_blocks(a)
-    c = make_seq(list(range(12)) + [2], "c")
+    c = make_seq([*list(range(12)), 2], "c")
     bm.allocate(c)
     assert c.num_cached_tokens == 4
 
@@ -92,7 +92,7 @@ def test_free_keeps_cached_blocks_reusable_and_refcounts() -> None:
     assert all(bm.blocks[b].ref_count == 0 for b in table)
     assert bm.blocks[table[0]].block_hash != NO_HASH
     assert bm.blocks[table[2]].block_hash == NO_HASH  # the partial block is not cached
-    b = make_seq(list(range(8)) + [42], "b")
+    b = make_seq([*list(range(8)), 42], "b")
     bm.allocate(b)
     assert b.block_table[:2] == table[:2]
     assert b.num_cached_tokens == 8
@@ -159,3 +159,26 @@ def test_prefix_caching_disabled_never_hits() -> None:
     bm.allocate(b)
     assert b.num_cached_tokens == 0
     assert not set(a.block_table) & set(b.block_table)
+
+
+def test_pending_prefix_is_waited_for_then_hit() -> None:
+    bm = BlockManager(num_blocks=16, block_size=4)
+    a = make_seq(list(range(10)), "a")
+    bm.allocate(a)  # blocks 0-1 are full and will be computed by a's prefill
+    twin = make_seq(list(range(10)), "twin")
+    unrelated = make_seq([50, *range(1, 10)], "u")
+    assert bm.waits_for_pending(twin)
+    assert not bm.waits_for_pending(unrelated)
+    compute_all(bm, a)
+    assert not bm.waits_for_pending(twin) and bm.pending == {}
+    bm.allocate(twin)
+    assert twin.num_cached_tokens == 8
+
+
+def test_freeing_uncomputed_sequence_clears_pending() -> None:
+    bm = BlockManager(num_blocks=16, block_size=4)
+    a = make_seq(list(range(10)), "a")
+    bm.allocate(a)
+    bm.free(a)  # e.g. preempted before its prefill ran
+    assert bm.pending == {}
+    assert not bm.waits_for_pending(make_seq(list(range(10)), "twin"))

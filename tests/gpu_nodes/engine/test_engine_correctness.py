@@ -38,8 +38,10 @@ def test_greedy_matches_transformers(tiny_engine, hf_model, hf_greedy, run_engin
 
 
 def test_batch_of_16_equals_each_request_alone(tiny_engine, run_engine) -> None:
-    words = "the cat reads a long letter near the window while rain falls on the garden".split()
-    prompts = [encode(tiny_engine, " ".join(words[: 2 + i % 13]) + f" {i}") for i in range(16)]
+    words = "the cat reads a long letter near the window while rain falls on the garden"
+    prompts = [
+        encode(tiny_engine, " ".join(words.split()[: 2 + i % 13]) + f" {i}") for i in range(16)
+    ]
     params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
     alone = {}
     for i, prompt in enumerate(prompts):
@@ -64,7 +66,7 @@ def test_chunked_prefill_and_preemption_still_correct(tiny_model_dir, run_engine
     )
     reference = LLMEngine(EngineConfig(model_path=str(tiny_model_dir), device="cpu"))
     params = SamplingParams(max_tokens=24, temperature=0, ignore_eos=True)
-    prompts = [encode(engine, p)[:16] for p in PROMPTS + ["A small cat paints the blue door"]]
+    prompts = [encode(engine, p)[:16] for p in [*PROMPTS, "A small cat paints the blue door"]]
     got = run_engine(engine, {str(i): (p, params) for i, p in enumerate(prompts)})
     assert engine.num_preemptions > 0
     for i, prompt in enumerate(prompts):
@@ -224,9 +226,7 @@ def test_abort_returns_final_output(tiny_engine) -> None:
     tiny_engine.step()
     tiny_engine.abort_request("ab")
     outputs = tiny_engine.step()
-    assert [(o.request_id, o.finished, o.finish_reason) for o in outputs] == [
-        ("ab", True, "abort")
-    ]
+    assert [(o.request_id, o.finished, o.finish_reason) for o in outputs] == [("ab", True, "abort")]
     assert not tiny_engine.has_unfinished_requests()
 
 
@@ -257,3 +257,62 @@ def test_qwen2_with_qkv_bias_and_tied_embeddings(tiny_qwen2_dir, hf_greedy, run_
     got = ids_of(run_engine(engine, {"q": (prompt, GREEDY)})["q"])
     expected, _ = hf_greedy(hf, prompt, GREEDY.max_tokens)
     assert got == expected
+
+
+class BrokenGuide(FixedSetGuide):
+    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
+        if len(self.accepted) == 2:
+            raise RuntimeError("grammar exploded")
+        super().fill_bitmask(bitmask, row)
+
+
+def test_failing_guide_aborts_only_its_request(tiny_engine, run_engine) -> None:
+    guide = BrokenGuide([5, 6, 7], limit=100)
+    guided = SamplingParams(max_tokens=20, temperature=0, guide=guide)
+    plain = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
+    results = run_engine(tiny_engine, {"bad": ([1, 2, 3], guided), "ok": ([1, 2, 3], plain)})
+    assert results["bad"][-1].finish_reason == "abort"
+    assert ids_of(results["bad"]) == guide.accepted == ids_of(results["bad"])[:2]
+    assert results["ok"][-1].finish_reason == "length"
+    assert results["ok"][-1].completion_tokens == 6
+
+
+def test_same_prompt_submitted_together_shares_the_prefix(tiny_engine, run_engine) -> None:
+    prompt = encode(tiny_engine, "A curious child counts " * 10)
+    params = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
+    results = run_engine(tiny_engine, {f"n{i}": (prompt, params) for i in range(3)})
+    hits = sorted(results[f"n{i}"][-1].cached_prompt_tokens for i in range(3))
+    assert hits[0] == 0 and hits[1] > 0 and hits[2] > 0
+    assert ids_of(results["n0"]) == ids_of(results["n1"]) == ids_of(results["n2"])
+
+
+def test_mistral_shaped_checkpoint_matches_transformers(
+    tmp_path_factory, hf_greedy, run_engine
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    spec = TinyModelSpec(
+        seed=5, arch="mistral", hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=1,
+        intermediate_size=96, max_shard_size="500KB",
+    )  # fmt: skip
+    model_dir = make_tiny_model(tmp_path_factory.mktemp("tiny-mistral"), spec)
+    engine = LLMEngine(EngineConfig(model_path=str(model_dir), device="cpu"))
+    assert engine.runner.spec.model_type == "mistral"
+    hf = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    prompt = encode(engine, PROMPTS[2])
+    got = ids_of(run_engine(engine, {"m": (prompt, GREEDY)})["m"])
+    assert got == hf_greedy(hf, prompt, GREEDY.max_tokens)[0]
+
+
+def test_max_model_len_beyond_model_is_rejected(tiny_model_dir) -> None:
+    from gpu_nodes.engine.exceptions import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="max_model_len 9000"):
+        LLMEngine(EngineConfig(model_path=str(tiny_model_dir), device="cpu", max_model_len=9000))
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path) -> None:
+    from gpu_nodes.engine.exceptions import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
+        LLMEngine(EngineConfig(model_path=str(tmp_path), device="cpu"))

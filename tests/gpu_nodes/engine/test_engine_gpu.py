@@ -24,7 +24,9 @@ def test_cuda_float32_greedy_matches_transformers(tiny_model_dir, run_engine) ->
 
     engine = LLMEngine(EngineConfig(str(tiny_model_dir), device="cuda", dtype="float32"))
     assert engine.runner.kv_cache.is_cuda
-    hf = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    hf: torch.nn.Module = AutoModelForCausalLM.from_pretrained(
+        str(tiny_model_dir), dtype=torch.float32
+    )
     hf = hf.to("cuda").eval()
     params = SamplingParams(max_tokens=16, temperature=0, ignore_eos=True)
     prompts = [list(engine.tokenizer(p).input_ids) for p in PROMPTS]

@@ -124,3 +124,13 @@ def test_admitted_with_one_token_left_is_scheduled_once() -> None:
     sched.remove(first)
     sched.add(make_seq("b", 9))  # 8 tokens come from the prefix cache, 1 is left to compute
     assert tick(sched) == [("b", 1)]
+
+
+def test_identical_prompts_share_prefix_by_waiting_one_step() -> None:
+    sched = make_scheduler(block_size=4)
+    a, b = make_seq("a", 10), make_seq("b", 10)
+    sched.add(a)
+    sched.add(b)
+    assert tick(sched) == [("a", 10)]  # b waits: its prefix is being computed by a
+    assert tick(sched) == [("b", 2), ("a", 1)]  # b reuses 8 cached tokens
+    assert b.prompt_cache_hit_tokens == 8

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from transformers import AutoTokenizer
 
@@ -35,7 +36,7 @@ def test_tokenizer_special_tokens_and_chat_template(tiny_model_dir: Path) -> Non
     tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     assert tok.eos_token == "<|eot_id|>" and tok.bos_token == "<|begin_of_text|>"
     assert 2000 <= len(tok) <= 4096
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "What is two plus two?"},
         {
@@ -45,7 +46,7 @@ def test_tokenizer_special_tokens_and_chat_template(tiny_model_dir: Path) -> Non
         },
         {"role": "tool", "content": "4"},
     ]
-    rendered = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    rendered = str(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
     assert rendered.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>")
     assert '{"name": "add", "parameters": {"a": 2, "b": 2}}' in rendered
     assert "<|start_header_id|>ipython<|end_header_id|>\n\n4<|eot_id|>" in rendered

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gpu_nodes.gateway import hash_api_key
 from gpu_nodes.model_server.testing import ModelServerProcess, free_port
 
 pytestmark = pytest.mark.integration
@@ -226,3 +227,31 @@ def test_control_plane_down_serving_continues_and_cache_serves_a_restart(
     finally:
         gw.control_plane.start()
     _wait_for(lambda: "routing table reachable again" in gw.gateway.log())
+
+
+def test_a_miss_refreshes_the_table_at_once(gw, headers, start_gateway) -> None:
+    """A model pushed or a key created after the last poll is served without waiting for it."""
+    slow = start_gateway("--poll-interval", "60")
+    slow.wait_version(gw.control_plane.table["version"])
+    models = gw.baseline_models()
+    models["m-new"] = {**models["m-echo"], "name": "new"}
+    gw.control_plane.set_table(models)
+    new_key = "pk-created-a-moment-ago"
+    gw.control_plane.table["api_key_hashes"].append(hash_api_key(new_key))
+
+    fresh = httpx.post(
+        slow.url + "/models/m-new/production/predict", json={"x": 1}, headers=headers, timeout=10
+    )
+    assert fresh.status_code == 200, fresh.text
+    keyed = httpx.post(
+        slow.url + "/models/m-echo/production/predict",
+        json={"x": 1},
+        headers={"Authorization": f"Api-Key {new_key}"},
+        timeout=10,
+    )
+    assert keyed.status_code == 200, keyed.text
+    # Still a clear 404 for what really does not exist.
+    missing = httpx.post(
+        slow.url + "/models/m-none/production/predict", json={}, headers=headers, timeout=10
+    )
+    assert missing.status_code == 404

@@ -122,3 +122,14 @@ def test_snapshot_lookups() -> None:
         snapshot.resolve("m1", Selector(ENV, "empty"))
     with pytest.raises(NotFoundError, match="deployment 'd9'"):
         snapshot.resolve("m1", Selector("deployment", "d9"))
+
+
+def test_balancer_sets_aside_a_refusing_replica_unless_it_is_the_only_one() -> None:
+    balancer = ReplicaBalancer(eject_seconds=60)
+    replicas = _replicas("a", "b")
+    balancer.eject("http://a")
+    assert {balancer.choose("d", replicas).id for _ in range(4)} == {"b"}
+    assert balancer.choose("d", _replicas("a")).id == "a"  # better than nothing
+    expired = ReplicaBalancer(eject_seconds=0)
+    expired.eject("http://a")
+    assert {expired.choose("d", replicas).id for _ in range(4)} == {"a", "b"}

@@ -169,3 +169,34 @@ def test_stream_failing_midway_aborts_the_response(streaming_server) -> None:
     log = server.log()
     assert "RuntimeError: generator broke after one chunk" in log
     assert "gpu_nodes/model_server" not in log
+
+
+TYPED_MODEL = """
+from pydantic import BaseModel
+
+
+class Question(BaseModel):
+    text: str
+    max_words: int = 3
+
+
+class Answer(BaseModel):
+    words: list[str]
+
+
+class Model:
+    def predict(self, question: Question) -> Answer:
+        return Answer(words=question.text.split()[: question.max_words])
+"""
+
+
+def test_pydantic_typed_input_and_output(serve) -> None:
+    server = serve(TYPED_MODEL)
+    url = f"{server.url}/v1/models/model:predict"
+    ok = httpx.post(url, json={"text": "one two three four", "max_words": 2})
+    assert ok.status_code == 200
+    assert ok.json() == {"words": ["one", "two"]}
+    bad = httpx.post(url, json={"max_words": "many"})
+    assert bad.status_code == 400
+    message = bad.json()["error"]
+    assert "Question" in message and "text: Field required" in message and "max_words" in message

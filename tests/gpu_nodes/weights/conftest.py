@@ -85,6 +85,23 @@ class FaultyOrigin:
             key = manifest_key(path.rsplit("/", 1)[-1].removesuffix(".json"))
             await self._send_blob(send, key, None, None)
             return
+        disconnected = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            # uvicorn drops body sends after the client is gone; stop counting them as sent.
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected.set()
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await self._serve_chunk(path, headers, send, disconnected)
+        finally:
+            watcher.cancel()
+
+    async def _serve_chunk(
+        self, path: str, headers: dict[str, str], send: Any, disconnected: asyncio.Event
+    ) -> None:
         chunk_hash = path.rsplit("/", 1)[-1]
         with self._lock:
             self.requests_by_chunk[chunk_hash] += 1
@@ -93,10 +110,17 @@ class FaultyOrigin:
         if self._take("fail_next"):
             await _simple(send, 500, b"injected failure")
             return
-        await self._send_blob(send, chunk_key(chunk_hash), chunk_hash, headers.get("range"))
+        await self._send_blob(
+            send, chunk_key(chunk_hash), chunk_hash, headers.get("range"), disconnected
+        )
 
     async def _send_blob(
-        self, send: Any, key: str, chunk_hash: str | None, range_header: str | None
+        self,
+        send: Any,
+        key: str,
+        chunk_hash: str | None,
+        range_header: str | None,
+        disconnected: asyncio.Event | None = None,
     ) -> None:
         info = self.store.head(key)
         if info is None:
@@ -121,6 +145,8 @@ class FaultyOrigin:
         )
         limit = len(data) // 2 if truncate else len(data)
         for pos in range(0, limit, self.piece):
+            if disconnected is not None and disconnected.is_set():
+                return
             body = data[pos : min(pos + self.piece, limit)]
             await send({"type": "http.response.body", "body": body, "more_body": True})
             with self._lock:

@@ -168,3 +168,50 @@ def test_release_and_bad_manifest_references(
     manifest_file.write_bytes(manifest.canonical_json())
     local = ensure_weights(str(manifest_file), tmp_path / "r3", tmp_path / "c")
     assert local.bytes_fetched == 0  # everything came from the node cache, no network at all
+
+
+def test_deployment_hook_reads_settings_from_env(
+    platform: Any, small_model: Path, tmp_path: Path, wt: Any
+) -> None:
+    from gpu_nodes.weights.hooks import WeightsSettings, ensure_deployment_weights
+
+    manifest = platform.mirror(small_model, "/app/model_cache/tiny")
+    assert ensure_deployment_weights(WeightsSettings.from_env({})) == []
+    with pytest.raises(WeightsError, match="ORIGIN_URL"):
+        ensure_deployment_weights(
+            WeightsSettings.from_env({"PLINTH_WEIGHTS_MANIFESTS": manifest.manifest_id})
+        )
+    with pytest.raises(WeightsError, match="BUDGET_BYTES"):
+        WeightsSettings.from_env({"PLINTH_WEIGHTS_CACHE_BUDGET_BYTES": "lots"})
+    with wt.serve(create_origin_app(platform.store)) as origin:
+        settings = WeightsSettings.from_env(
+            {
+                "PLINTH_WEIGHTS_MANIFESTS": f" {manifest.manifest_id}, ",
+                "PLINTH_WEIGHTS_MOUNT_ROOT": str(tmp_path / "replica"),
+                "PLINTH_WEIGHTS_CACHE_DIR": str(tmp_path / "node-cache"),
+                "PLINTH_WEIGHTS_ORIGIN_URL": origin,
+                "PLINTH_WEIGHTS_STATUS_DIR": str(tmp_path / "status"),
+            }
+        )
+        (result,) = ensure_deployment_weights(settings)
+    assert wt.tree(tmp_path / "replica" / "app" / "model_cache" / "tiny") == wt.tree(small_model)
+    status = read_status(tmp_path / "status" / f"{manifest.manifest_id}.json")
+    assert status is not None and status.state == "ready"
+    assert result.bytes_fetched == manifest.total_bytes
+
+
+def test_empty_duplicate_and_cdc_files(platform: Any, tmp_path: Path, wt: Any) -> None:
+    source = tmp_path / "odd"
+    (source / "nested" / "deeper").mkdir(parents=True)
+    (source / "empty.txt").write_bytes(b"")
+    blob = os.urandom(3 << 20)
+    (source / "tokenizer.bin").write_bytes(blob)
+    (source / "nested" / "deeper" / "copy.bin").write_bytes(blob)  # same sha: one blob
+    manifest = platform.mirror(source, "/odd")
+    with wt.serve(create_origin_app(platform.store)) as origin:
+        result = ensure_weights(manifest.manifest_id, tmp_path / "r", tmp_path / "c", None, origin)
+    assert wt.tree(result.mount_dir) == wt.tree(source)
+    assert result.bytes_fetched == len(blob)  # the duplicate and the empty file cost nothing
+    assert os.path.samefile(
+        result.mount_dir / "tokenizer.bin", result.mount_dir / "nested" / "deeper" / "copy.bin"
+    )

@@ -43,7 +43,13 @@ def test_errors_and_truncation_are_retried_and_resumed(
     manifest = platform.mirror(small_model)
     origin.fail_next, origin.truncate_next = 3, 3
     result = ensure_weights(
-        manifest.manifest_id, tmp_path / "root", tmp_path / "cache", None, url, retry=FAST_RETRY
+        manifest.manifest_id,
+        tmp_path / "root",
+        tmp_path / "cache",
+        None,
+        url,
+        retry=FAST_RETRY,
+        verify_files=True,
     )
     assert wt.tree(result.mount_dir) == wt.tree(small_model)
     assert origin.fail_next == 0 and origin.truncate_next == 0
@@ -119,8 +125,11 @@ def test_agent_killed_mid_download_resumes_without_refetching(
     assert {h for h in partial if (cache_dir / "parts" / f"{h}.part").exists()} == set()
     assert partial <= resumed | finished | {h for h in partial if origin.requests_by_chunk[h] == 1}
     total = sum(manifest.unique_chunks().values())
-    # Only bytes lost in flight when the process died (socket buffers) may be fetched twice.
-    assert sum(origin.bytes_by_chunk.values()) <= total + 2 * (1 << 20)
+    # Only what was in flight when the process died may cross twice: the origin counts bytes
+    # handed to loopback socket buffers that the dead agent never read, at most one chunk per
+    # concurrent download (--concurrency 2).
+    in_flight = 2 * max(manifest.unique_chunks().values())
+    assert sum(origin.bytes_by_chunk.values()) <= total + in_flight
 
 
 def test_two_agents_racing_fetch_each_chunk_once(
