@@ -20,7 +20,7 @@ from typing import Any
 
 import pulumi
 import yaml
-from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 
 from infra.exceptions import InfraConfigError
 
@@ -44,6 +44,7 @@ class RecordedResource:
 class OfflineRun:
     resources: list[RecordedResource]
     outputs: dict[str, Any]  # the program's returned outputs, resolved
+    urns: list[str] = field(default_factory=list)  # every registered URN (parents show as Type$)
 
     def of_type(self, type_token: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type == type_token]
@@ -181,7 +182,8 @@ def run_offline(
     """Run ``program`` under mocks and return every resource it registered and its outputs."""
     pulumi.runtime.set_all_config(dict(config or {}))
     mocks = RecordingMocks(region=region, stack_outputs=dict(stack_outputs or {}))
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
+    monitor = MockMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     resolved: dict[str, Any] = {}
 
     def _resolve_outputs(values: dict[str, Any]) -> None:
@@ -195,7 +197,7 @@ def run_offline(
     _run()
     with mocks._lock:
         recorded = list(mocks.recorded)
-    return OfflineRun(resources=recorded, outputs=resolved)
+    return OfflineRun(resources=recorded, outputs=resolved, urns=sorted(monitor.resources))
 
 
 def _config_string(value: Any) -> str:

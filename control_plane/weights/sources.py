@@ -124,18 +124,28 @@ def _http_range(client: httpx.Client, url: str, start: int, end: int, what: str)
     raise WeightSourceError(f"{what}: range GET returned HTTP {response.status_code}")
 
 
+def redact_url(url: str) -> str:
+    """The URL without user info, query or fragment (presigned signatures live there)."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    netloc = f"{host}:{parsed.port}" if parsed.port else host
+    return parsed._replace(netloc=netloc, query="", fragment="").geturl()
+
+
 class HttpsFileSource:
     """A single file at an http(s) URL."""
 
     def __init__(self, url: str, token: str | None = None) -> None:
-        self.uri = url
+        # The URL may be presigned: keep it private, report it without query or credentials.
+        self._url = url
+        self.uri = redact_url(url)
         self.revision = ""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(headers=headers, timeout=_HTTP_TIMEOUT, follow_redirects=True)
         self._name = Path(urlparse(url).path).name or "download"
 
     def list_files(self) -> list[SourceFile]:
-        response = self._client.head(self.uri)
+        response = self._client.head(self._url)
         if response.status_code != 200:
             raise WeightSourceError(f"{self._name}: HEAD returned HTTP {response.status_code}")
         size = response.headers.get("content-length")
@@ -144,10 +154,10 @@ class HttpsFileSource:
         return [SourceFile(self._name, int(size))]
 
     def read_range(self, path: str, start: int, end: int) -> bytes:
-        return _http_range(self._client, self.uri, start, end, self._name)
+        return _http_range(self._client, self._url, start, end, self._name)
 
     def download(self, path: str, dest: Path) -> None:
-        _http_download(self._client, self.uri, dest, self._name)
+        _http_download(self._client, self._url, dest, self._name)
 
 
 class HuggingFaceSource:
@@ -228,7 +238,9 @@ def _gcs_source(uri: str, bucket: str, prefix: str, secret: str | None) -> Weigh
 def _hf_source(uri: str, rest: str, secret: str | None, hf_endpoint: str | None) -> WeightSource:
     repo, _, revision = rest.partition("@")
     if repo.count("/") != 1 or not all(repo.split("/")):
-        raise WeightSourceError(f"hf source must look like hf://org/repo@revision, got {uri!r}")
+        raise WeightSourceError(
+            f"hf source must look like hf://org/repo@revision, got {redact_url(uri)!r}"
+        )
     endpoint = hf_endpoint or os.environ.get("PLINTH_HF_ENDPOINT") or DEFAULT_HF_ENDPOINT
     return HuggingFaceSource(endpoint, repo, revision or "main", secret)
 
@@ -241,7 +253,7 @@ def open_source(
     scheme = parsed.scheme.lower()
     if scheme in ("s3", "gs"):
         if not parsed.netloc:
-            raise WeightSourceError(f"{scheme}:// source needs a bucket: {uri!r}")
+            raise WeightSourceError(f"{scheme}:// source needs a bucket: {redact_url(uri)!r}")
         opener = _s3_source if scheme == "s3" else _gcs_source
         return opener(uri, parsed.netloc, parsed.path.lstrip("/"), secret)
     if scheme == "hf":
@@ -251,6 +263,6 @@ def open_source(
     if scheme in ("", "file"):
         return LocalSource(Path(parsed.path if scheme == "file" else uri).expanduser())
     raise WeightSourceError(
-        f"unsupported weights source scheme {scheme!r} in {uri!r} "
+        f"unsupported weights source scheme {scheme!r} in {redact_url(uri)!r} "
         "(use s3://, gs://, hf://, https:// or a local path)"
     )

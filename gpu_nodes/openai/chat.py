@@ -169,19 +169,53 @@ class _ChunkWriter:
         return self.event([entry])
 
 
-def _final_events(
-    writer: _ChunkWriter, prepared: PreparedChat, index: int, result: ChoiceResult
-) -> list[str]:
-    events = []
-    reason = result.finish_reason or "stop"
-    if prepared.forced_tools:  # buffered while generating: emit the whole call at once
-        call = _tool_call_of(prepared, result)
-        if call is None:
-            events.append(writer.choice(index, {"content": result.text}))
+_PYTHON_TAG = "<|python_tag|>"
+
+
+@dataclass
+class _StreamedChoice:
+    """What one choice has generated and how much of it the client has been sent.
+
+    Text that may be a tool call (``tool_choice`` forcing one, or ``auto`` and the answer starts
+    like JSON) is held back and sent at the end: as a tool call if it parses, else as text."""
+
+    result: ChoiceResult
+    sent_chars: int = 0
+    sent_logprobs: int = 0
+    holding: bool | None = None  # None: undecided (only whitespace or a tag prefix so far)
+
+    def decide(self, prepared: PreparedChat) -> None:
+        if self.holding is not None:
+            return
+        if prepared.forced_tools:
+            self.holding = True
+        elif not prepared.auto_tools:
+            self.holding = False
         else:
-            delta = {"tool_calls": [{"index": 0, **call.model_dump()}]}
-            events.append(writer.choice(index, delta))
-            reason = "tool_calls"
+            start = self.result.text.lstrip()
+            if start and not _PYTHON_TAG.startswith(start):
+                self.holding = start.startswith(("{", _PYTHON_TAG))
+
+    def unsent(self, writer: _ChunkWriter, index: int, want_logprobs: bool) -> list[str]:
+        text = self.result.text[self.sent_chars :]
+        logprobs = self.result.logprobs[self.sent_logprobs :] if want_logprobs else []
+        self.sent_chars = len(self.result.text)
+        self.sent_logprobs = len(self.result.logprobs)
+        if not (text or logprobs):
+            return []
+        return [writer.choice(index, {"content": text}, logprobs=logprobs or None)]
+
+
+def _final_events(
+    writer: _ChunkWriter, prepared: PreparedChat, index: int, choice: _StreamedChoice
+) -> list[str]:
+    reason = choice.result.finish_reason or "stop"
+    call = _tool_call_of(prepared, choice.result) if choice.holding is not False else None
+    if call is None:
+        events = choice.unsent(writer, index, prepared.want_logprobs)
+    else:
+        events = [writer.choice(index, {"tool_calls": [{"index": 0, **call.model_dump()}]})]
+        reason = "tool_calls"
     events.append(writer.choice(index, {}, finish_reason=reason))
     return events
 
@@ -191,19 +225,21 @@ async def stream_chat(
 ) -> AsyncIterator[str]:
     options = prepared.request.stream_options
     writer = _ChunkWriter(model_name, include_usage=bool(options and options.include_usage))
-    results = [ChoiceResult() for _ in prepared.jobs]
+    choices = [_StreamedChoice(ChoiceResult()) for _ in prepared.jobs]
     for job in prepared.jobs:
         yield writer.choice(job.index, {"role": "assistant", "content": ""})
     async with aclosing(run_choices(engine, prepared.jobs)) as outputs:
         async for index, output in outputs:
-            results[index].add(output)
-            has_news = output.text_delta or output.logprobs_delta
-            if has_news and not prepared.forced_tools:
-                logprobs = output.logprobs_delta if prepared.want_logprobs else None
-                yield writer.choice(index, {"content": output.text_delta}, logprobs=logprobs)
+            choice = choices[index]
+            choice.result.add(output)
+            choice.decide(prepared)
             if output.finished:
-                for event in _final_events(writer, prepared, index, results[index]):
+                for event in _final_events(writer, prepared, index, choice):
                     yield event
+            elif choice.holding is False:
+                for event in choice.unsent(writer, index, prepared.want_logprobs):
+                    yield event
+    results = [choice.result for choice in choices]
     if writer.include_usage:
         yield writer.event([], usage_of(results, prepared.jobs).model_dump())
     yield "data: [DONE]\n\n"

@@ -5,7 +5,9 @@ A tool call is generated as ``{"name": <tool name>, "arguments": {<that tool's p
 (several tools: an ``anyOf``). ``tool_choice="auto"`` lets the model answer freely; if the whole
 answer (after an optional Llama ``<|python_tag|>``) is JSON of that shape naming a known tool --
 ``"parameters"`` is accepted for ``"arguments"``, as Llama 3 writes it -- it is returned as a tool
-call, otherwise as text. Streaming with ``auto`` streams text (no tool-call parsing).
+call, otherwise as text. When streaming with ``auto``, an answer that starts like a call (``{``
+or the tag) is held back until it ends, then sent as a tool call or as text; others stream.
+Only one call is produced per choice (``parallel_tool_calls`` is accepted and ignored).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ class RetryPolicy:
     attempts: int = 8
     base_delay_s: float = 0.05
     max_delay_s: float = 2.0
+    tier_cooldown_s: float = 30.0
 
     def delay(self, attempt: int) -> float:
         return float(min(self.max_delay_s, self.base_delay_s * (2**attempt)))
@@ -60,6 +62,24 @@ class ChunkFetcher:
         self._client = client
         self._retry = retry or RetryPolicy()
         self._on_bytes = on_bytes
+        # A tier that refused a connection is skipped for a while, so a dead cluster cache costs
+        # one failed connect per cool-down instead of one per chunk.
+        self._down_until: dict[str, float] = {}
+        self._down_lock = threading.Lock()
+
+    def _pick_tier(self, attempt: int) -> str:
+        now = time.monotonic()
+        with self._down_lock:
+            healthy = [t for t in self._tiers if self._down_until.get(t, 0.0) <= now]
+        candidates = healthy or self._tiers
+        return candidates[attempt % len(candidates)]
+
+    def _mark_down(self, tier: str) -> bool:
+        """Cool ``tier`` down; True if another tier is still up."""
+        now = time.monotonic()
+        with self._down_lock:
+            self._down_until[tier] = now + self._retry.tier_cooldown_s
+            return any(self._down_until.get(t, 0.0) <= now for t in self._tiers)
 
     def fetch(self, chunk_hash: str, length: int, part: Path, dest: Path) -> None:
         """Download the chunk to ``dest`` via ``part``; ChunkFetchError when out of tries."""
@@ -69,12 +89,16 @@ class ChunkFetcher:
             )
         errors: list[str] = []
         for attempt in range(self._retry.attempts):
-            tier = self._tiers[attempt % len(self._tiers)] if attempt else self._tiers[0]
+            tier = self._pick_tier(attempt)
             try:
                 if self._try_tier(tier, chunk_hash, length, part):
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(part, dest)
                     return
+            except httpx.ConnectError as exc:
+                errors.append(f"{tier}: {type(exc).__name__}: {exc}")
+                if self._mark_down(tier):
+                    continue  # another tier is up: try it without backing off
             except (httpx.HTTPError, OSError, IntegrityError, ChunkFetchError) as exc:
                 errors.append(f"{tier}: {type(exc).__name__}: {exc}")
             time.sleep(self._retry.delay(attempt))

@@ -188,3 +188,9 @@ def test_missing_code_package_is_rejected(tags, tmp_path) -> None:
     with pytest.raises(InfraConfigError) as excinfo:
         _args(tags, code_root=str(tmp_path))
     assert excinfo.value.field == "code_packages"
+
+
+def test_every_child_is_parented_to_the_component(plane) -> None:
+    children = [u for u in plane.urns if not u.endswith("ServerlessControlPlane::cp")]
+    assert len(children) > 30
+    assert all("::plinth:control_plane:ServerlessControlPlane$" in u for u in children)

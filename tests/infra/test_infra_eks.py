@@ -161,3 +161,13 @@ def test_bad_cluster_args_name_the_field(tags, overrides, field) -> None:
     with pytest.raises(InfraConfigError) as excinfo:
         EksClusterArgs(**{**kwargs, **overrides})
     assert excinfo.value.field == field
+
+
+def test_every_child_is_parented_to_the_component(run, tags) -> None:
+    result = run(_cluster(tags))
+    component = [u for u in result.urns if u.endswith("plinth:eks:EksCluster::plinth")]
+    assert len(component) == 1
+    resource_urns = [u for u in result.urns if u not in component]
+    assert len(resource_urns) > 20
+    # A child's URN type is "<parent type>$<own type>".
+    assert all("::plinth:eks:EksCluster$" in u for u in resource_urns), resource_urns

@@ -36,7 +36,8 @@ class Model:
             raise RuntimeError("load exploded on purpose")
 
     def predict(self, model_input: dict) -> dict:
-        greeting = self._secrets["greeting"] if "greeting" in self._config["secrets"] else None
+        declared = self._config.get("secrets") or {}
+        greeting = self._secrets["greeting"] if "greeting" in declared else None
         version = self._config["model_metadata"].get("version")
         return {"doubled": 2 * model_input["x"], "greeting": greeting, "version": version}
 """

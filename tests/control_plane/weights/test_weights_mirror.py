@@ -256,3 +256,23 @@ def test_gs_source_against_emulator(
         assert len(manifest.files) == 4
     finally:
         server.stop()
+
+
+def test_presigned_url_is_not_kept_in_the_manifest(
+    tmp_path: Path, model_dir: Path, serve_app: Any
+) -> None:
+    app = FastAPI()
+
+    @app.api_route("/f/{name}", methods=["GET", "HEAD"])
+    def get_file(name: str, request: Request) -> FileResponse:
+        if request.query_params.get("X-Amz-Signature") != "s3cr3t":
+            raise HTTPException(403, "signature")
+        return FileResponse(model_dir / name)
+
+    store = _store(tmp_path)
+    with serve_app(app) as host:
+        url = f"{host}/f/config.json?X-Amz-Signature=s3cr3t"
+        (manifest_id,) = mirror_weights([{"source": url, "mount_location": "/m"}], store, {})
+    raw = store.get_bytes(manifest_key(manifest_id))
+    assert b"s3cr3t" not in raw
+    assert parse_manifest(raw).source == f"{host}/f/config.json"

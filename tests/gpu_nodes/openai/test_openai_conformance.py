@@ -457,3 +457,16 @@ def test_streamed_logprobs(client: openai.OpenAI) -> None:
         assert joined == text
     assert len(entries) >= 1
     assert all(len(entry.top_logprobs) == 1 for entry in entries)
+
+
+def test_auto_tool_choice_stream_matches_non_stream(client: openai.OpenAI) -> None:
+    common: Any = {"model": MODEL, "messages": HELLO, "tools": [TIME_TOOL], "max_tokens": 8}
+    whole = client.chat.completions.create(**common, temperature=0).choices[0]
+    chunks = list(client.chat.completions.create(**common, temperature=0, stream=True))
+    deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
+    calls = [call for delta in deltas for call in delta.tool_calls or []]
+    if whole.message.tool_calls:
+        assert [call.function.name for call in calls] == ["get_time"]  # type: ignore[union-attr]
+    else:
+        assert not calls
+        assert "".join(delta.content or "" for delta in deltas) == whole.message.content

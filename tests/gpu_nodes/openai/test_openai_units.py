@@ -193,3 +193,49 @@ def test_load_engine_errors_name_the_field(tmp_path: Path) -> None:
         load_engine(missing)
     with pytest.raises(EngineLoadError, match=r"engine\.kind"):
         load_engine(EngineSettings(kind="onnx", model_path=tmp_path))
+
+
+def test_engine_settings_resolve_model_path(tmp_path: Path) -> None:
+    from plinth.spec.config import EngineSpec
+
+    (tmp_path / "weights").mkdir()
+    local = EngineSettings.from_spec(tmp_path, EngineSpec(model_path="weights", max_num_seqs=4))
+    assert local.model_path == (tmp_path / "weights").resolve()
+    assert local.model_reference() == str(local.model_path)
+    assert local.kind == "builtin" and local.max_num_seqs == 4
+    hub = EngineSettings.from_spec(tmp_path, EngineSpec(kind="vllm", model_path="org/some-model"))
+    assert hub.model_reference() == "org/some-model"  # not a local dir: a hub repo id for vLLM
+
+
+@pytest.mark.parametrize(
+    ("text", "holding", "finish"),
+    [
+        ('  {"name":"get_time","arguments":{"utc":true}}', True, "tool_calls"),
+        ('<|python_tag|>{"name":"get_time","parameters":{"utc":false}}', True, "tool_calls"),
+        ('{"not": "a call"}', True, "stop"),
+        ("<|pyth", None, "stop"),
+        ("   ", None, "stop"),
+        ("Noon, UTC.", False, "stop"),
+    ],
+)
+def test_auto_tool_streaming_holds_json_like_answers(
+    text: str, holding: bool | None, finish: str
+) -> None:
+    from gpu_nodes.openai.chat import PreparedChat, _ChunkWriter, _final_events, _StreamedChoice
+    from gpu_nodes.openai.generation import ChoiceResult
+
+    request = parse_request(ChatCompletionRequest, {**BASE, "tools": [TOOL.model_dump()]})
+    prepared = PreparedChat(request, [], forced_tools=[], auto_tools=[TOOL], want_logprobs=False)
+    choice = _StreamedChoice(ChoiceResult(text=text, finish_reason="stop"))
+    choice.decide(prepared)
+    assert choice.holding is holding
+    events = [
+        json.loads(e.removeprefix("data: "))
+        for e in _final_events(_ChunkWriter("m", include_usage=False), prepared, 0, choice)
+    ]
+    assert events[-1]["choices"][0]["finish_reason"] == finish
+    deltas = [event["choices"][0]["delta"] for event in events]
+    if finish == "tool_calls":
+        assert deltas[0]["tool_calls"][0]["function"]["name"] == "get_time"
+    else:
+        assert "".join(delta.get("content", "") for delta in deltas) == text

@@ -207,3 +207,16 @@ def test_node_cache_evicts_in_lru_order_and_skips_leases(tmp_path: Path) -> None
     cache.release("job-1")
     assert cache.evict(incoming_bytes=100) == [chunk_entry(keys["x"])]
     assert cache.used_bytes() == 0
+
+
+def test_dead_cluster_tier_falls_back_to_origin(
+    platform: Any, small_model: Path, tmp_path: Path, faulty_origin: Any, wt: Any
+) -> None:
+    origin, url = faulty_origin
+    manifest = platform.mirror(small_model)
+    dead_cluster = f"http://127.0.0.1:{wt.free_port()}"  # nothing listens here
+    result = ensure_weights(
+        manifest.manifest_id, tmp_path / "root", tmp_path / "cache", dead_cluster, url
+    )
+    assert wt.tree(result.mount_dir) == wt.tree(small_model)
+    assert set(origin.requests_by_chunk.values()) == {1}
