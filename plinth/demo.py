@@ -79,7 +79,7 @@ def demo_chat(platform: LocalPlatform, console: Console) -> None:
     from openai import OpenAI
 
     package = EXAMPLES / "tiny-llm"
-    ensure_tiny_model(package / "data" / "tiny-llama")
+    ensure_tiny_model(package / "weights")
     plinth_cli(["push", str(package), "--promote"], platform.state_dir, console)
     ep = platform.endpoints
     client = OpenAI(base_url=f"{ep.gateway_url}/v1", api_key=ep.api_key)

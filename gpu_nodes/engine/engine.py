@@ -281,10 +281,13 @@ class AsyncLLMEngine:
         except Exception as exc:  # the loop must not die silently: fail every waiter
             logger.exception("engine loop failed")
             self._error = exc
-            with self._lock:
-                streams, self._streams = list(self._streams.values()), {}
-            for stream in streams:
-                stream.put(EngineDeadError(f"engine loop failed: {exc}"))
+            self._fail_streams(f"engine loop failed: {exc}")
+
+    def _fail_streams(self, message: str) -> None:
+        with self._lock:
+            streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            stream.put(EngineDeadError(message))
 
     def _deliver(self, output: RequestOutput) -> None:
         with self._lock:
@@ -339,6 +342,8 @@ class AsyncLLMEngine:
         self._submit(lambda: self.engine.abort_request(request_id))
 
     def shutdown(self) -> None:
+        """Stop the loop; requests still streaming end with EngineDeadError."""
         self._stopping.set()
         self._wakeup.set()
         self._thread.join(timeout=30)
+        self._fail_streams("the engine was shut down")

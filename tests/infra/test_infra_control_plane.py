@@ -192,5 +192,5 @@ def test_missing_code_package_is_rejected(tags, tmp_path) -> None:
 
 def test_every_child_is_parented_to_the_component(plane) -> None:
     children = [u for u in plane.urns if not u.endswith("ServerlessControlPlane::cp")]
-    assert len(children) > 30
+    assert len(children) + 1 == len(plane.resources) > 30  # + the component
     assert all("::plinth:control_plane:ServerlessControlPlane$" in u for u in children)

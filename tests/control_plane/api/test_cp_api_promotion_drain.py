@@ -76,9 +76,14 @@ class LoadGenerator:
         with self._lock:
             return {r.version for r in self.replies if r.at >= since and r.status == 200}
 
-    def call_once(self) -> Reply:
+    def wait_until_served(self, timeout_s: float) -> None:
+        """One request at a time until one succeeds (the gateway has polled the table)."""
+        deadline = time.monotonic() + timeout_s
         with httpx.Client(headers={"Authorization": f"Api-Key {ADMIN_KEY}"}, timeout=30) as c:
-            return self._one(c, 0)
+            while (reply := self._one(c, 0)).status != 200:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the gateway does not route {self.url}: {reply}")
+                time.sleep(0.2)
 
     def _run(self) -> None:
         deadline = time.monotonic() + LOAD_CAP_S
@@ -193,11 +198,7 @@ def test_promotion_and_rollback_fail_no_request(
     wait_for(lambda: production_is(cp, model_id, d1), timeout_s=DEPLOY_TIMEOUT_S, what="d1 live")
     load = LoadGenerator(f"{gateway_url}/models/{model_id}/production/predict")
     # The gateway learns about the model on its next poll; only then does the load start.
-    wait_for(
-        lambda: (reply := load.call_once()).status == 200 or print(reply.detail),
-        timeout_s=30,
-        what="the gateway to route production",
-    )
+    load.wait_until_served(timeout_s=30)
     load.start()
     try:
         # Promotion: d2 is pushed with promote=true and swapped in once ACTIVE.

@@ -107,3 +107,22 @@ def test_invalid_request_raises_before_streaming(async_engine) -> None:
 
     with pytest.raises(InvalidRequestError, match="top_k"):
         asyncio.run(main())
+
+
+def test_shutdown_ends_open_streams_and_refuses_new_ones(tiny_model_dir: Path) -> None:
+    from gpu_nodes.engine.exceptions import EngineDeadError
+
+    engine = AsyncLLMEngine(EngineConfig(model_path=str(tiny_model_dir), device="cpu"))
+    params = SamplingParams(max_tokens=4000, ignore_eos=True)
+
+    async def main() -> None:
+        stream = engine.generate("long", [1, 2, 3], params)
+        await stream.__anext__()
+        engine.shutdown()
+        with pytest.raises(EngineDeadError):
+            async for _ in stream:
+                pass
+        with pytest.raises(EngineDeadError):
+            await collect(engine, "late", [1, 2], params)
+
+    asyncio.run(asyncio.wait_for(main(), timeout=60))
