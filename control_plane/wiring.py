@@ -31,6 +31,7 @@ from control_plane.ports.cluster import ClusterDriver
 from control_plane.ports.queue import Queue
 from control_plane.ports.store import MetadataStore
 from control_plane.settings import Settings
+from control_plane.weights.deploy import weights_delivery_for
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class Platform:
             lambda: self.builder,
             self.settings.state_dir / "builds",
             self.clock,
+            secret_values=self.secrets.values_for,
         )
 
     @cached_property
@@ -155,6 +157,7 @@ class Platform:
             self.blobs,
             policy,
             self.clock,
+            weights=weights_delivery_for(self.settings),
         )
 
     # -- operations -------------------------------------------------------------------

@@ -75,11 +75,14 @@ def demo_predict(platform: LocalPlatform, console: Console) -> None:
 
 
 def demo_chat(platform: LocalPlatform, console: Console) -> None:
-    from gpu_nodes.engine.tiny_model import ensure_tiny_model
     from openai import OpenAI
 
+    from gpu_nodes.engine.tiny_model import TinyModelSpec, ensure_tiny_model
+
     package = EXAMPLES / "tiny-llm"
-    ensure_tiny_model(package / "weights")
+    # A hundred training steps on the bundled corpus (seconds on a laptop) make the
+    # tiny model answer in English-ish text rather than random tokens.
+    ensure_tiny_model(package / "weights", TinyModelSpec(train_steps=100))
     plinth_cli(["push", str(package), "--promote"], platform.state_dir, console)
     ep = platform.endpoints
     client = OpenAI(base_url=f"{ep.gateway_url}/v1", api_key=ep.api_key)

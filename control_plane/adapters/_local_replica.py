@@ -21,6 +21,7 @@ import httpx
 
 from control_plane.adapters.exceptions import ClusterError
 from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec
+from control_plane.weights.deploy import progress_message
 
 SECRETS_DIR_ENV = "PLINTH_SECRETS_DIR"
 
@@ -181,6 +182,9 @@ def probe(client: httpx.Client, url: str) -> ProbeResult:
         body = parsed if isinstance(parsed, dict) else {}
     if str(body.get("status", "")).upper() == "FAILED":
         return ProbeResult(ReplicaPhase.FAILED, str(body.get("error") or "model load failed"))
+    weights = body.get("weights")  # the model server is still fetching weights
+    if isinstance(weights, dict):
+        return ProbeResult(ReplicaPhase.LOADING, progress_message(weights))
     return ProbeResult(ReplicaPhase.LOADING)
 
 

@@ -239,8 +239,6 @@ class LocalProcessDriver:
                 replica.message = "not answering health checks"
             return
         replica.failed_probes = 0
-        if phase is ReplicaPhase.FAILED:
-            replica.message = message
-        elif replica.phase is not phase:
-            replica.message = ""
+        # FAILED: why; LOADING: weights progress or ""; a phase change clears older text.
+        replica.message = message
         replica.phase = phase

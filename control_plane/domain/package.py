@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from control_plane.domain.records import DeploymentRecord
 from control_plane.exceptions import ValidationFailed
 from control_plane.ports.cluster import ReplicaSpec
+from control_plane.weights.deploy import WeightsDelivery, weights_env
 from plinth.spec.config import TrussConfig
 
 
@@ -49,15 +50,23 @@ def requirements_of(config: TrussConfig, package_dir: Path) -> list[str]:
 
 
 def replica_spec_for(
-    deployment: DeploymentRecord, secret_values: Callable[[list[str]], dict[str, str]]
+    deployment: DeploymentRecord,
+    secret_values: Callable[[list[str]], dict[str, str]],
+    *,
+    weights: WeightsDelivery | None = None,
 ) -> ReplicaSpec:
-    """What the cluster driver runs for ``deployment`` (secrets resolved by name)."""
+    """What the cluster driver runs for ``deployment`` (secrets resolved by name).
+
+    With ``weights`` and mirrored manifests, the env carries ``PLINTH_WEIGHTS_*`` so the model
+    server fetches them before ``load()``.
+    """
     config = validate_config(deployment.config)
     env = dict(config.environment_variables)
     env["PLINTH_MODEL_ID"] = deployment.model_id
     env["PLINTH_DEPLOYMENT_ID"] = deployment.id
     if deployment.target_environment:
         env["PLINTH_ENVIRONMENT"] = deployment.target_environment
+    env.update(weights_env(deployment.weights_manifests, weights))
     return ReplicaSpec(
         deployment_id=deployment.id,
         model_id=deployment.model_id,

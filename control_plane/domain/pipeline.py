@@ -27,6 +27,8 @@ from control_plane.domain.repository import Repository
 from control_plane.exceptions import ControlPlaneError, NotFound
 from control_plane.ports.blob import BlobNotFound, BlobStore
 from control_plane.ports.queue import Message, Queue
+from control_plane.weights.deploy import mirror_for_build
+from gpu_nodes.weights.exceptions import WeightsError
 from plinth.exceptions import PlinthError
 from plinth.spec.archive import extract_archive
 
@@ -73,8 +75,12 @@ class BuildWorker:
         builder: Callable[[], EnvironmentBuilderLike],
         builds_dir: Path,
         clock: Callable[[], float],
+        *,
+        secret_values: Callable[[list[str]], dict[str, str]] | None = None,
     ) -> None:
         self._repo = repo
+        # Credentials of ``weights:`` sources (auth_secret_name), looked up by name.
+        self._secret_values = secret_values or (lambda names: {})
         self._blobs = blobs
         self._queue = queue
         self._builder = builder  # lazy: building it may import heavy things
@@ -135,23 +141,25 @@ class BuildWorker:
             return  # a redelivered job whose build already finished
         log = BuildLogWriter(self._blobs, dep.id)
         try:
-            model_dir, python = self._build_steps(dep, log)
+            model_dir, python, manifests = self._build_steps(dep, log)
         except BuildError as exc:
             last_line = exc.output_tail[-1] if exc.output_tail else ""
             self._fail(dep, log, f"{exc} {last_line}".strip())
-        except (ControlPlaneError, PlinthError, BlobNotFound, AdapterError) as exc:
+        except (ControlPlaneError, PlinthError, BlobNotFound, AdapterError, WeightsError) as exc:
             self._fail(dep, log, str(exc))
         except Exception as exc:
             logger.exception("build of %s failed unexpectedly", dep.id)
             self._fail(dep, log, f"internal error: {type(exc).__name__}: {exc}")
         else:
-            self._built(dep, model_dir, python)
+            self._built(dep, model_dir, python, manifests)
             replicas = dep.autoscaling_settings.replicas_when_up()
             log(f"build finished; deploying {replicas} replica(s)")
         finally:
             log.close()
 
-    def _build_steps(self, dep: DeploymentRecord, log: Callable[[str], None]) -> tuple[Path, Path]:
+    def _build_steps(
+        self, dep: DeploymentRecord, log: Callable[[str], None]
+    ) -> tuple[Path, Path, list[str]]:
         work_dir = self._builds_dir / dep.id
         src = work_dir / "src"
         if work_dir.exists():  # a previous attempt died half-way
@@ -164,16 +172,21 @@ class BuildWorker:
         archive_path.unlink()
         config = validate_config(dep.config)
         requirements = requirements_of(config, src)
+        # Before the environment: a bad weights source fails the deploy in seconds.
+        manifests = mirror_for_build(config.weights, self._blobs, self._secret_values, log)
         log(f"building Python environment ({len(requirements)} requirement(s))")
         built = self._builder().build(requirements, log=log)
-        return src, Path(built.python)
+        return src, Path(built.python), manifests
 
-    def _built(self, dep: DeploymentRecord, model_dir: Path, python: Path) -> None:
+    def _built(
+        self, dep: DeploymentRecord, model_dir: Path, python: Path, manifests: list[str]
+    ) -> None:
         def change(record: DeploymentRecord) -> bool:
             if record.status != DeploymentStatus.BUILDING:
                 return False
             record.model_dir = str(model_dir)
             record.python = str(python)
+            record.weights_manifests = manifests
             record.desired_replicas = record.autoscaling_settings.replicas_when_up()
             record.set_status(DeploymentStatus.DEPLOYING, self._clock())
             return True

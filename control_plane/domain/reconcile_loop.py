@@ -32,6 +32,7 @@ from control_plane.domain.repository import Repository
 from control_plane.domain.secrets import SecretService
 from control_plane.ports.blob import BlobStore
 from control_plane.ports.cluster import ClusterDriver, ReplicaPhase, ReplicaState
+from control_plane.weights.deploy import WeightsDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +49,12 @@ class ReconcileLoop:
         blobs: BlobStore,
         policy: ReconcilerPolicy,
         clock: Callable[[], float],
+        *,
+        weights: WeightsDelivery | None = None,
     ) -> None:
         self._repo = repo
         self._driver = driver
+        self._weights = weights  # where replicas fetch mirrored weights
         self._environments = environments
         self._secrets = secrets
         self._blobs = blobs
@@ -112,7 +116,7 @@ class ReconcileLoop:
 
     def _scale(self, decision: Scale) -> None:
         dep = self._repo.get_deployment(decision.model_id, decision.deployment_id)
-        spec = replica_spec_for(dep, self._secrets.values_for)
+        spec = replica_spec_for(dep, self._secrets.values_for, weights=self._weights)
         self._driver.scale(spec, decision.replicas)
 
     def _set_status(self, decision: SetStatus, observed: DeploymentRecord) -> None:
@@ -168,6 +172,7 @@ def _observation(dep: DeploymentRecord, replicas: list[ReplicaState]) -> Deploym
         target_environment=dep.target_environment,
         replica_phases=tuple(r.phase for r in replicas),
         replica_messages=tuple(r.message for r in replicas),
+        status_message=dep.status_message,
         retire_at=dep.retire_at,
     )
 

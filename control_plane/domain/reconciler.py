@@ -25,6 +25,8 @@ class DeploymentObservation:
     replica_messages: tuple[str, ...] = ()
     # Set while the deployment drains after a promotion replaced it (see environments.py).
     retire_at: float | None = None
+    # The record's current status_message (loading progress is refreshed while it changes).
+    status_message: str = ""
 
     @property
     def key(self) -> str:
@@ -109,7 +111,10 @@ class ReconcilerPolicy:
         status, message = self._next_status(dep, now)
         desired = 0 if status == DeploymentStatus.FAILED else dep.desired_replicas
         status_change: list[Decision] = []
-        if status != dep.status:
+        progress_changed = (
+            status == DeploymentStatus.LOADING_MODEL and message != dep.status_message
+        )
+        if status != dep.status or progress_changed:
             status_change.append(SetStatus(dep.model_id, dep.deployment_id, status, message))
         scale: list[Decision] = []
         if state.applied.get(dep.key) != desired:
@@ -144,7 +149,10 @@ class ReconcilerPolicy:
                 f"no replica became ready within {self.load_timeout_s:.0f} s",
             )
         if ReplicaPhase.LOADING in phases:
-            return DeploymentStatus.LOADING_MODEL, ""
+            # e.g. "fetching weights 120/512 MB" from a replica still fetching weights.
+            loading = zip(phases, dep.replica_messages, strict=False)
+            progress = next((m for p, m in loading if p == ReplicaPhase.LOADING and m), "")
+            return DeploymentStatus.LOADING_MODEL, progress
         if dep.status == DeploymentStatus.LOADING_MODEL:
             return DeploymentStatus.LOADING_MODEL, ""
         return DeploymentStatus.DEPLOYING, ""

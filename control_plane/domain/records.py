@@ -131,6 +131,8 @@ class DeploymentRecord:
     model_dir: str | None = None
     python: str | None = None
     status_message: str = ""
+    # Manifest ids of the mirrored ``weights:`` entries (set by the build), in config order.
+    weights_manifests: list[str] = field(default_factory=list)
     # Replaced in an environment: keeps serving (stale gateway tables, in-flight requests)
     # until this time, then the reconciler scales it to zero. None: not draining.
     retire_at: float | None = None

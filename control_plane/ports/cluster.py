@@ -8,11 +8,11 @@ free loopback port; the Kubernetes adapter renders a Deployment + Service.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 
-class ReplicaPhase(str, Enum):
+class ReplicaPhase(StrEnum):
     STARTING = "STARTING"  # process/pod started, model server not answering yet
     LOADING = "LOADING"  # server answers, model load() still running
     READY = "READY"  # load() done: takes traffic

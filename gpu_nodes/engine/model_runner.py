@@ -145,12 +145,10 @@ class _FlatBatch:
     positions: list[torch.Tensor] = field(default_factory=list)
     slots: list[torch.Tensor] = field(default_factory=list)
     logits_pos: dict[int, int] = field(default_factory=dict)  # scheduled index -> token index
-    last_start: int = 0
 
     def add(self, index: int, tokens: list[int], start: int, n: int, samples: bool) -> None:
         self.ids.extend(tokens[start : start + n])
         self.positions.append(torch.arange(start, start + n))
-        self.last_start = start
         if samples:
             self.logits_pos[index] = len(self.ids) - 1
 
@@ -249,10 +247,8 @@ class ModelRunner:
         decodes = [i for i, s in enumerate(scheduled) if s.num_new_tokens == 1]
         prefills = [i for i, s in enumerate(scheduled) if s.num_new_tokens > 1]
         flat = _FlatBatch()
-        for i in decodes:
-            seq = scheduled[i].seq
-            flat.add(i, seq.token_ids, seq.num_computed_tokens, 1, True)
-            flat.slots.append(self._slots(seq.block_table, flat.last_start, flat.last_start + 1))
+        if decodes:
+            self._add_decodes([scheduled[i] for i in decodes], decodes, flat)
         decode_slots, decode_mask = self._decode_keys([scheduled[i] for i in decodes])
         chunks = [self._prefill_chunk(scheduled[i], flat, i) for i in prefills]
         order = sorted(flat.logits_pos)
@@ -276,6 +272,21 @@ class ModelRunner:
         )
         return inputs, rows
 
+    def _add_decodes(self, items: list[ScheduledSeq], indices: list[int], flat: _FlatBatch) -> None:
+        """Single-token entries, built with plain ints (the per-step hot path)."""
+        bs = self.block_size
+        positions: list[int] = []
+        slots: list[int] = []
+        for index, item in zip(indices, items, strict=True):
+            seq = item.seq
+            pos = seq.num_computed_tokens
+            flat.ids.append(seq.token_ids[pos])
+            flat.logits_pos[index] = len(flat.ids) - 1
+            positions.append(pos)
+            slots.append(seq.block_table[pos // bs] * bs + pos % bs)
+        flat.positions.append(torch.tensor(positions, dtype=torch.int64))
+        flat.slots.append(torch.tensor(slots, dtype=torch.int64))
+
     def _prefill_chunk(self, item: ScheduledSeq, flat: _FlatBatch, index: int) -> PrefillChunk:
         seq, n = item.seq, item.num_new_tokens
         start = seq.num_computed_tokens
@@ -296,13 +307,12 @@ class ModelRunner:
         if not decodes:
             return None, None
         bs = self.block_size
-        context_lens = torch.tensor([s.seq.num_computed_tokens + 1 for s in decodes])
-        max_len = int(context_lens.max())
+        lens = [s.seq.num_computed_tokens + 1 for s in decodes]
+        max_len = max(lens)
         max_blocks = (max_len + bs - 1) // bs
-        tables = torch.zeros((len(decodes), max_blocks), dtype=torch.int64)
-        for row, s in enumerate(decodes):
-            used = s.seq.block_table[:max_blocks]
-            tables[row, : len(used)] = torch.tensor(used, dtype=torch.int64)
+        padded = [(s.seq.block_table[:max_blocks] + [0] * max_blocks)[:max_blocks] for s in decodes]
+        tables = torch.tensor(padded, dtype=torch.int64)
+        context_lens = torch.tensor(lens)
         key_slots = (tables[:, :, None] * bs + torch.arange(bs)).view(len(decodes), -1)
         key_slots = key_slots[:, :max_len]
         mask = torch.arange(max_len)[None, :] < context_lens[:, None]

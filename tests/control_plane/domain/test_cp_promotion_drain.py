@@ -176,6 +176,20 @@ def test_rollback_during_drain_is_immediate_and_cancels_retirement(
     assert state(platform, "d1") == (DeploymentStatus.ACTIVE, 1, None)
 
 
+def test_rollback_after_the_drain_brings_the_deployment_up_first(
+    platform: Platform, clock: FakeClock
+) -> None:
+    loop = loop_of(platform)
+    swap_d1_for_d2(platform)
+    clock.now = START + DRAIN_S
+    assert Retire("m1", "d1") in loop.tick()
+    rollback = platform.environments.promote("m1", "production", "d1")
+    assert not rollback.completed  # d1 was stopped: the swap waits until it is ACTIVE
+    assert rollback.environment.current_deployment_id == "d2"
+    assert state(platform, "d1") == (DeploymentStatus.DEPLOYING, 1, None)
+    assert state(platform, "d2") == (DeploymentStatus.ACTIVE, 1, None)  # keeps serving
+
+
 def test_activate_cancels_the_drain_but_wake_does_not(platform: Platform, clock: FakeClock) -> None:
     swap_d1_for_d2(platform)
     woken = platform.deployments.wake("m1", "d1")

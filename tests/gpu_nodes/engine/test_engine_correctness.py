@@ -316,3 +316,11 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path) -> None:
 
     with pytest.raises(ModelLoadError, match=r"no config\.json"):
         LLMEngine(EngineConfig(model_path=str(tmp_path), device="cpu"))
+
+
+def test_generation_stops_at_max_model_len(tiny_model_dir, run_engine) -> None:
+    engine = LLMEngine(EngineConfig(model_path=str(tiny_model_dir), device="cpu", max_model_len=40))
+    params = SamplingParams(max_tokens=100, temperature=0, ignore_eos=True)
+    outputs = run_engine(engine, {"m": (list(range(5, 35)), params)})["m"]
+    assert outputs[-1].finish_reason == "length"
+    assert outputs[-1].completion_tokens == 10
