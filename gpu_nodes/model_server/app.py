@@ -102,6 +102,8 @@ def _build_app(runner: ModelRunner) -> FastAPI:
         }
         if state.error is not None:
             body["error"] = state.error
+        if state.weights is not None:  # still fetching the deployment's weights
+            body["weights"] = dict(state.weights)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @app.post("/v1/models/model:predict")

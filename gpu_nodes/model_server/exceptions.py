@@ -15,6 +15,10 @@ class PackageError(ModelServerError):
     """The package directory is unusable (missing config.yaml, missing model file or class)."""
 
 
+class WeightsFetchError(PackageError):
+    """The deployment's mirrored weights (``PLINTH_WEIGHTS_*``) could not be fetched."""
+
+
 class SecretNotFoundError(ModelServerError, KeyError):
     """A secret the model asked for is not declared, or declared but not provided."""
 

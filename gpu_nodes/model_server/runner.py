@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import inspect
 import logging
+import os
 import threading
 import time
 import typing
@@ -18,13 +20,17 @@ import anyio
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
 
-from gpu_nodes.model_server.exceptions import InputError, PackageError
+from gpu_nodes.model_server.exceptions import InputError, PackageError, WeightsFetchError
 from gpu_nodes.model_server.loader import import_model_class, instantiate_model, package_roots
 from gpu_nodes.model_server.package_config import ServingConfig
 from gpu_nodes.model_server.secrets import SecretsMapping
 from gpu_nodes.model_server.tracebacks import describe_exception, format_user_traceback
 
 log = logging.getLogger("plinth.model_server")
+
+WEIGHTS_MANIFESTS_ENV = "PLINTH_WEIGHTS_MANIFESTS"
+WEIGHTS_MOUNT_ROOT_ENV = "PLINTH_WEIGHTS_MOUNT_ROOT"
+_WEIGHTS_PROGRESS_KEYS = ("bytes_done", "bytes_total", "files_done", "files_total")
 
 _END = object()  # sentinel for sync generator exhaustion
 
@@ -41,6 +47,8 @@ class LoadState:
     error: str | None = None
     load_seconds: float | None = None
     started_at: float = field(default_factory=time.monotonic)
+    # While weights are fetched: bytes_done, bytes_total, files_done, files_total.
+    weights: dict[str, int] | None = None
 
 
 def _is_stream(value: Any) -> bool:
@@ -98,6 +106,7 @@ class ModelRunner:
     def _load(self) -> None:
         started = time.monotonic()
         try:
+            self._fetch_weights()
             model_class = import_model_class(self.model_dir, self.cfg)
             model = instantiate_model(
                 model_class,
@@ -125,6 +134,44 @@ class ModelRunner:
         elapsed = time.monotonic() - started
         self.state = LoadState(ModelStatus.READY, load_seconds=elapsed)
         log.info("model %s loaded in %.2fs", self.cfg.model_name, elapsed)
+
+    def _fetch_weights(self) -> None:
+        """Materialise the deployment's mirrored weights (``PLINTH_WEIGHTS_*``) before load().
+
+        A relative ``PLINTH_WEIGHTS_MOUNT_ROOT`` (local driver: the replica's directory) is made
+        absolute and exported, so model code finds a file at ``mount_root + mount_location``.
+        """
+        if not os.environ.get(WEIGHTS_MANIFESTS_ENV):
+            return
+        # Imported only here: replicas without weights never load the agent.
+        from gpu_nodes.weights.exceptions import WeightsError
+        from gpu_nodes.weights.hooks import WeightsSettings, ensure_deployment_weights
+        from gpu_nodes.weights.progress import Progress
+
+        per_manifest: dict[str, Progress] = {}
+        lock = threading.Lock()  # the agent reports from its fetch threads
+
+        def report(progress: Progress) -> None:
+            with lock:
+                per_manifest[progress.manifest_id] = progress
+                self.state.weights = {
+                    key: sum(getattr(p, key) for p in per_manifest.values())
+                    for key in _WEIGHTS_PROGRESS_KEYS
+                }
+
+        try:
+            settings = WeightsSettings.from_env()
+            mount_root = settings.mount_root.resolve()
+            os.environ[WEIGHTS_MOUNT_ROOT_ENV] = str(mount_root)
+            settings = dataclasses.replace(settings, mount_root=mount_root)
+            self.state.weights = dict.fromkeys(_WEIGHTS_PROGRESS_KEYS, 0)
+            results = ensure_deployment_weights(settings, progress=report)
+        except (WeightsError, OSError) as exc:
+            raise WeightsFetchError(f"fetching weights failed: {exc}") from exc
+        finally:
+            self.state.weights = None
+        fetched = sum(r.bytes_fetched for r in results)
+        log.info("weights ready under %s (%d bytes fetched)", mount_root, fetched)
 
     def _fail_load(self, exc: BaseException) -> None:
         if isinstance(exc, PackageError):

@@ -118,5 +118,7 @@ def test_sqs_queue_adapter_finds_the_queues_the_stack_creates(runs, moto_endpoin
         (message,) = queue.receive(logical, max_messages=1, visibility_timeout_s=5)
         assert json.loads(message.body) == {"probe": logical}
         queue.ack(logical, message.receipt)
-    names = sorted(url.rsplit("/", 1)[-1] for url in client.list_queues()["QueueUrls"])
+    # The moto server is shared with other tests: look only at this stack's queues.
+    listed = client.list_queues(QueueNamePrefix=env["PLINTH_SQS_QUEUE_PREFIX"])["QueueUrls"]
+    names = sorted(url.rsplit("/", 1)[-1] for url in listed)
     assert names == sorted(q.inputs["name"] for q in run.of_type("aws:sqs/queue:Queue"))

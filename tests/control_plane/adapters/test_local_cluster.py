@@ -194,12 +194,17 @@ def test_crash_loop_gives_up_after_max_restarts(driver: LocalProcessDriver, tmp_
 
 
 def test_close_leaves_no_process(tmp_path: Path, echo_package: Path) -> None:
+    def model_servers() -> set[psutil.Process]:
+        children = psutil.Process().children(recursive=True)
+        return {p for p in children if "gpu_nodes.model_server" in " ".join(p.cmdline())}
+
+    # Session fixtures of other test files in this worker may run model servers too.
+    others = model_servers()
     driver = LocalProcessDriver(tmp_path / "state", poll_interval_s=0.1)
     driver.scale(_spec(echo_package, secrets={"hf_token": "t"}), 2)
     driver.scale(_spec(echo_package, deployment_id="dep-2", secrets={"hf_token": "t"}), 1)
     _wait_for(driver, "dep-1", _all_ready(2))
-    children = psutil.Process().children(recursive=True)
-    servers = [p for p in children if "gpu_nodes.model_server" in " ".join(p.cmdline())]
+    servers = list(model_servers() - others)
     assert len(servers) == 3
     driver.close()
     _gone, alive = psutil.wait_procs(servers, timeout=10)
