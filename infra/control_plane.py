@@ -25,7 +25,9 @@ from infra.exceptions import InfraConfigError
 from infra.iam import Statement, policy_json, service_trust_policy
 from infra.tags import StandardTags
 
-CODE_PACKAGES: tuple[str, ...] = ("control_plane", "lambdas", "plinth")
+# gpu_nodes travels too: the control plane's weight mirror shares the manifest and chunking
+# code (gpu_nodes.weights) with the node agents that read what it writes.
+CODE_PACKAGES: tuple[str, ...] = ("control_plane", "gpu_nodes", "lambdas", "plinth")
 DYNAMODB_ITEM_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:PutItem",

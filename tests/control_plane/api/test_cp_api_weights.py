@@ -12,6 +12,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ import uvicorn
 import yaml
 from cp_api_helpers import (  # type: ignore[import-not-found]
     ADMIN_KEY,
-    RunningControlPlane,
     free_port,
     make_settings,
     upload_and_push,
@@ -64,6 +64,13 @@ class ThreadedServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
+
+
+@dataclass
+class RunningControlPlane:
+    platform: Platform
+    url: str
+    client: httpx.Client  # authenticated with the admin key
 
 
 def fake_hf_hub(repos: dict[str, dict[str, bytes]], revision: str) -> FastAPI:
@@ -125,7 +132,7 @@ def cp(tmp_path_factory: pytest.TempPathFactory, hf_endpoint: str) -> Iterator[R
     client = httpx.Client(
         base_url=server.url, headers={"Authorization": f"Api-Key {ADMIN_KEY}"}, timeout=30
     )
-    yield RunningControlPlane(platform, server, client)
+    yield RunningControlPlane(platform, server.url, client)
     client.close()
     server.stop()
     platform.close()
