@@ -41,14 +41,17 @@ class WeightsDelivery:
     mount_root: str
 
 
-def weights_delivery_for(settings: Settings) -> WeightsDelivery:
-    """Local platform: origin on the control plane, node cache under the state dir."""
+def weights_delivery_for(
+    settings: Settings, *, origin_url: str | None = None
+) -> WeightsDelivery:
+    """Origin on the control plane (``origin_url`` overrides it, e.g. its in-cluster URL),
+    node cache under the state dir."""
     host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
     on_laptop = settings.cluster_kind != "kubernetes"
     return WeightsDelivery(
-        origin_url=f"http://{host}:{settings.port}{WEIGHTS_ORIGIN_PATH}",
+        origin_url=origin_url or f"http://{host}:{settings.port}{WEIGHTS_ORIGIN_PATH}",
         cache_dir=str((settings.state_dir / "weights-cache").resolve()),
         # In a pod mount_location is used as is (Truss: /app/model_cache/...).
         mount_root=LOCAL_MOUNT_ROOT if on_laptop else "/",

@@ -1,0 +1,38 @@
+"""The replica environment the control plane derives for mirrored weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from control_plane.settings import Settings
+from control_plane.weights.deploy import weights_delivery_for, weights_env
+from gpu_nodes.weights.hooks import WeightsSettings
+
+
+def test_local_delivery_reaches_the_control_plane_and_shares_one_node_cache(
+    tmp_path: Path,
+) -> None:
+    delivery = weights_delivery_for(Settings(state_dir=tmp_path, host="0.0.0.0", port=9123))
+    env = weights_env(["a" * 64, "b" * 64], delivery)
+    assert env == {
+        "PLINTH_WEIGHTS_MANIFESTS": f"{'a' * 64},{'b' * 64}",
+        "PLINTH_WEIGHTS_ORIGIN_URL": "http://127.0.0.1:9123/weights",
+        "PLINTH_WEIGHTS_CACHE_DIR": str((tmp_path / "weights-cache").resolve()),
+        "PLINTH_WEIGHTS_MOUNT_ROOT": "weights",
+    }
+    # What the model server reads back.
+    settings = WeightsSettings.from_env(env)
+    assert settings.manifests == ("a" * 64, "b" * 64)
+    assert settings.origin_url == "http://127.0.0.1:9123/weights"
+
+
+def test_kubernetes_mounts_at_truss_paths_and_origin_can_be_overridden(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, cluster_kind="kubernetes")
+    delivery = weights_delivery_for(settings, origin_url="http://plinth-cp.plinth:8800/weights")
+    assert delivery.mount_root == "/"
+    assert delivery.origin_url == "http://plinth-cp.plinth:8800/weights"
+
+
+def test_no_weights_means_no_variables(tmp_path: Path) -> None:
+    assert weights_env([], weights_delivery_for(Settings(state_dir=tmp_path))) == {}
+    assert weights_env(["a" * 64], None) == {}
