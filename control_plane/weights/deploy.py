@@ -41,9 +41,7 @@ class WeightsDelivery:
     mount_root: str
 
 
-def weights_delivery_for(
-    settings: Settings, *, origin_url: str | None = None
-) -> WeightsDelivery:
+def weights_delivery_for(settings: Settings, *, origin_url: str | None = None) -> WeightsDelivery:
     """Origin on the control plane (``origin_url`` overrides it, e.g. its in-cluster URL),
     node cache under the state dir."""
     host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
