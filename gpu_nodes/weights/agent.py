@@ -154,8 +154,8 @@ def _fill_cache(
     keep_chunks: bool,
     verify_files: bool,
 ) -> None:
-    """Fetch missing chunks (file by file, in parallel) and assemble each file once its chunks
-    are in, so assembling one file overlaps with downloading the next."""
+    """Fetch missing chunks (file by file, in parallel) while each file is assembled in order as
+    its chunks come in, so copying overlaps with downloading."""
     missing = _missing_chunks(cache, manifest)
     unique = manifest.unique_chunks()
     tracker.update(bytes_done=sum(unique.values()) - sum(missing.values()), force=True)
@@ -175,10 +175,12 @@ def _fill_cache(
                 if ref.hash in missing and ref.hash not in fetches:
                     fetches[ref.hash] = fetch_pool.submit(fetch_one, ref.hash, ref.length)
 
+        def await_chunk(chunk_hash: str) -> None:
+            download = fetches.get(chunk_hash)
+            if download is not None:
+                download.result()
+
         def assemble(entry: FileEntry) -> None:
-            for ref in entry.chunks:
-                if ref.hash in fetches:
-                    fetches[ref.hash].result()
             assemble_file(
                 cache,
                 entry,
@@ -186,6 +188,7 @@ def _fill_cache(
                 ensurer.verified_here,
                 keep_chunks=keep_chunks,
                 verify_file=verify_files,
+                await_chunk=await_chunk,
             )
 
         for future in [assemble_pool.submit(assemble, e) for e in pending_files]:

@@ -23,6 +23,8 @@ from gpu_nodes.weights.node_cache import NodeCache, chunk_entry, file_entry
 _READ_ROUNDS = 3
 
 EnsureChunk = Callable[[str, int], None]
+# Blocks until a chunk's download (if one is under way in this process) has finished.
+AwaitChunk = Callable[[str], None]
 
 
 def _read_at(path: Path, offset: int, length: int) -> bytes:
@@ -108,10 +110,13 @@ def _write_blob(
     ensure_chunk: EnsureChunk,
     trusted: set[str],
     verify_file: bool,
+    await_chunk: AwaitChunk | None,
 ) -> None:
     out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         for ref in entry.chunks:
+            if await_chunk is not None:
+                await_chunk(ref.hash)
             if ref.hash in trusted and _copy_trusted(cache, ref, out_fd):
                 continue
             data = read_chunk(cache, ref, ensure_chunk, trusted)
@@ -134,12 +139,15 @@ def assemble_file(
     *,
     keep_chunks: bool,
     verify_file: bool = False,
+    await_chunk: AwaitChunk | None = None,
 ) -> None:
     """Build ``files/<sha256>`` for ``entry`` unless present; single-flight across processes.
 
     Each chunk is verified (on download, or re-hashed when read from the cache), and the chunk
     list comes from a manifest verified against its id, so the file is the verified
     concatenation; ``verify_file`` additionally re-hashes the whole file (one more pass).
+    With ``await_chunk`` the file is written chunk by chunk as downloads finish, so assembling
+    overlaps with fetching and little is left to copy after the last byte arrives.
     """
     target = cache.file_path(entry.sha256)
     with cache.lock(file_entry(entry.sha256)):
@@ -147,7 +155,7 @@ def assemble_file(
             return
         tmp = target.with_name(f".{entry.sha256}.{os.getpid()}.tmp")
         try:
-            _write_blob(cache, entry, tmp, ensure_chunk, trusted, verify_file)
+            _write_blob(cache, entry, tmp, ensure_chunk, trusted, verify_file, await_chunk)
             tmp.chmod(0o444)
             os.replace(tmp, target)
         finally:

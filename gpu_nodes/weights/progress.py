@@ -47,7 +47,11 @@ def read_status(path: Path) -> Progress | None:
 
 
 class ProgressTracker:
-    """Thread-safe counters; reports to the callback and the status file, throttled."""
+    """Thread-safe counters; reports to the callback and the status file, throttled.
+
+    ``add`` runs once per network read on every download thread, so it only bumps integers
+    under the lock; the ``Progress`` snapshot is built when something reads or reports it.
+    """
 
     def __init__(
         self,
@@ -58,6 +62,8 @@ class ProgressTracker:
         interval_s: float = 0.2,
     ) -> None:
         self._state = initial
+        # Deltas added since the last snapshot: bytes_done, files_done, bytes_fetched.
+        self._pending = [0, 0, 0]
         self._callback = callback
         self._status_path = status_path
         self._interval_s = interval_s
@@ -65,25 +71,37 @@ class ProgressTracker:
         self._lock = threading.Lock()
         self._report(force=True)
 
+    def _snapshot_locked(self) -> Progress:
+        done, files, fetched = self._pending
+        if done or files or fetched:
+            self._state = replace(
+                self._state,
+                bytes_done=self._state.bytes_done + done,
+                files_done=self._state.files_done + files,
+                bytes_fetched=self._state.bytes_fetched + fetched,
+            )
+            self._pending = [0, 0, 0]
+        return self._state
+
     @property
     def current(self) -> Progress:
         with self._lock:
-            return self._state
+            return self._snapshot_locked()
 
     def update(self, *, force: bool = False, **changes: object) -> None:
         with self._lock:
-            self._state = replace(self._state, **changes)  # type: ignore[arg-type]
+            self._state = replace(self._snapshot_locked(), **changes)  # type: ignore[arg-type]
         self._report(force=force)
 
     def add(self, *, bytes_done: int = 0, files_done: int = 0, bytes_fetched: int = 0) -> None:
         with self._lock:
-            self._state = replace(
-                self._state,
-                bytes_done=self._state.bytes_done + bytes_done,
-                files_done=self._state.files_done + files_done,
-                bytes_fetched=self._state.bytes_fetched + bytes_fetched,
-            )
-        self._report(force=False)
+            pending = self._pending
+            pending[0] += bytes_done
+            pending[1] += files_done
+            pending[2] += bytes_fetched
+            due = time.monotonic() - self._last_report >= self._interval_s
+        if due:
+            self._report(force=False)
 
     def _report(self, *, force: bool) -> None:
         now = time.monotonic()
@@ -91,7 +109,7 @@ class ProgressTracker:
             if not force and now - self._last_report < self._interval_s:
                 return
             self._last_report = now
-            snapshot = self._state
+            snapshot = self._snapshot_locked()
         if self._callback is not None:
             self._callback(snapshot)
         if self._status_path is not None:
