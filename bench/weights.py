@@ -334,7 +334,7 @@ def main() -> int:
     )
     parser.add_argument("--replicas", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--trials", type=int, default=2, help="cold-pull repetitions (best)")
+    parser.add_argument("--trials", type=int, default=3, help="cold-pull repetitions (best)")
     parser.add_argument("--serve-origin", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -31,6 +31,7 @@ import httpx
 from gpu_nodes.weights.assembly import assemble_file, materialise_hf_cache, materialise_plain
 from gpu_nodes.weights.exceptions import ManifestError, WeightsError
 from gpu_nodes.weights.fetcher import ChunkFetcher, RetryPolicy
+from gpu_nodes.weights.in_place import fetch_file_in_place
 from gpu_nodes.weights.manifest import FileEntry, Manifest, parse_manifest
 from gpu_nodes.weights.node_cache import NodeCache, chunk_entry, file_entry
 from gpu_nodes.weights.progress import Progress, ProgressCallback, ProgressTracker
@@ -116,7 +117,7 @@ class _ChunkEnsurer:
 
     def __init__(self, cache: NodeCache, fetcher: ChunkFetcher, tracker: ProgressTracker) -> None:
         self._cache = cache
-        self._fetcher = fetcher
+        self.fetcher = fetcher
         self.tracker = tracker
         self.verified_here: set[str] = set()
 
@@ -124,7 +125,7 @@ class _ChunkEnsurer:
         with self._cache.lock(chunk_entry(chunk_hash)):
             if self._cache.locate_chunk(chunk_hash) is not None:
                 return
-            self._fetcher.fetch(
+            self.fetcher.fetch(
                 chunk_hash,
                 length,
                 self._cache.part_path(chunk_hash),
@@ -145,6 +146,20 @@ def _missing_chunks(cache: NodeCache, manifest: Manifest) -> dict[str, int]:
     return needed
 
 
+def _cold_files(pending: list[FileEntry], missing: dict[str, int]) -> set[str]:
+    """sha256 of the files none of whose chunks is on the node or shared with another pending
+    file: they are downloaded in place instead of through ``chunks/``."""
+    holders: dict[str, set[str]] = {}
+    for entry in pending:
+        for ref in entry.chunks:
+            holders.setdefault(ref.hash, set()).add(entry.sha256)
+    return {
+        entry.sha256
+        for entry in pending
+        if all(ref.hash in missing and len(holders[ref.hash]) == 1 for ref in entry.chunks)
+    }
+
+
 def _fill_cache(
     cache: NodeCache,
     manifest: Manifest,
@@ -154,13 +169,17 @@ def _fill_cache(
     keep_chunks: bool,
     verify_files: bool,
 ) -> None:
-    """Fetch missing chunks (file by file, in parallel) while each file is assembled in order as
-    its chunks come in, so copying overlaps with downloading."""
+    """Fetch what is missing with ``concurrency`` parallel downloads, two files at a time.
+
+    Cold files are downloaded in place (``in_place.py``); the others are assembled in order
+    from cached chunks while their missing chunks download, so copying overlaps with fetching.
+    """
     missing = _missing_chunks(cache, manifest)
     unique = manifest.unique_chunks()
     tracker.update(bytes_done=sum(unique.values()) - sum(missing.values()), force=True)
     pending_files = [e for e in manifest.files if not cache.file_path(e.sha256).exists()]
     cache.evict(sum(missing.values()) + sum(e.size for e in pending_files))
+    cold = set() if keep_chunks else _cold_files(pending_files, missing)
 
     def fetch_one(chunk_hash: str, length: int) -> None:
         ensurer(chunk_hash, length)
@@ -172,7 +191,7 @@ def _fill_cache(
         fetches: dict[str, Future[None]] = {}
         for entry in pending_files:
             for ref in entry.chunks:
-                if ref.hash in missing and ref.hash not in fetches:
+                if entry.sha256 not in cold and ref.hash in missing and ref.hash not in fetches:
                     fetches[ref.hash] = fetch_pool.submit(fetch_one, ref.hash, ref.length)
 
         def await_chunk(chunk_hash: str) -> None:
@@ -181,6 +200,16 @@ def _fill_cache(
                 download.result()
 
         def assemble(entry: FileEntry) -> None:
+            if entry.sha256 in cold:
+                fetch_file_in_place(
+                    cache,
+                    entry,
+                    ensurer.fetcher.fetch_into,
+                    fetch_pool,
+                    lambda ref: tracker.add(bytes_done=ref.length),
+                    verify_file=verify_files,
+                )
+                return
             assemble_file(
                 cache,
                 entry,

@@ -95,7 +95,7 @@ def _copy_trusted(cache: NodeCache, ref: ChunkRef, out_fd: int) -> bool:
     return True
 
 
-def _hash_file(path: Path) -> str:
+def hash_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while piece := handle.read(8 << 20):
@@ -127,7 +127,7 @@ def _write_blob(
         os.close(out_fd)
     if tmp.stat().st_size != entry.size:
         raise IntegrityError(f"{entry.path}: assembled {tmp.stat().st_size} of {entry.size} bytes")
-    if verify_file and _hash_file(tmp) != entry.sha256:
+    if verify_file and hash_file(tmp) != entry.sha256:
         raise IntegrityError(f"{entry.path}: assembled file does not match its sha256")
 
 

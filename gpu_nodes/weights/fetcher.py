@@ -1,10 +1,11 @@
 """Fetch one chunk over HTTP from the first tier that has it, resuming partial downloads.
 
 Tiers are base URLs serving ``GET /chunks/<sha256>`` with Range support (cluster cache first,
-then origin). A download streams into ``<hash>.part``; after a dropped connection, a 5xx or a
+then origin). ``fetch`` streams into ``<hash>.part``; after a dropped connection, a 5xx or a
 crash of the whole process, the next attempt asks for ``Range: bytes=<part size>-`` so finished
 bytes are never fetched twice. The completed part is verified against its sha256 before it is
-renamed into place; a mismatch deletes it and starts over.
+renamed into place; a mismatch deletes it and starts over. ``fetch_into`` writes the chunk
+straight into its place in a file blob (no second copy), resuming the same way in process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -36,15 +38,32 @@ class RetryPolicy:
         return float(min(self.max_delay_s, self.base_delay_s * (2**attempt)))
 
 
-def _hash_existing(part: Path) -> tuple[hashlib._Hash, int]:
-    digest = hashlib.sha256()
-    size = 0
+@dataclass
+class _Received:
+    """What has arrived of one chunk so far: resumed from here after a dropped transfer."""
+
+    digest: Any
+    have: int = 0
+
+    def restart(self) -> None:
+        self.digest, self.have = hashlib.sha256(), 0
+
+
+def _hash_existing(part: Path) -> _Received:
+    received = _Received(hashlib.sha256())
     if part.exists():
         with part.open("rb") as handle:
             while piece := handle.read(8 << 20):
-                digest.update(piece)
-                size += len(piece)
-    return digest, size
+                received.digest.update(piece)
+                received.have += len(piece)
+    return received
+
+
+def _pwrite_all(fd: int, data: bytes, position: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        view, position = view[written:], position + written
 
 
 class ChunkFetcher:
@@ -82,56 +101,107 @@ class ChunkFetcher:
             return any(self._down_until.get(t, 0.0) <= now for t in self._tiers)
 
     def fetch(self, chunk_hash: str, length: int, part: Path, dest: Path) -> None:
-        """Download the chunk to ``dest`` via ``part``; ChunkFetchError when out of tries."""
+        """Download the chunk to ``dest`` via ``part`` (resumed from its size after a crash)."""
+
+        def attempt(tier: str) -> None:
+            received = _hash_existing(part)
+            if received.have > length:
+                part.unlink()
+                received.restart()
+            opened: list[int] = []
+
+            def open_part() -> int:
+                # Created only once the tier answered: an empty part is never left behind.
+                opened.append(os.open(part, os.O_WRONLY | os.O_CREAT, 0o644))
+                return opened[0]
+
+            try:
+                self._receive(tier, chunk_hash, length, received, open_part, 0, whole_file=True)
+            finally:
+                for fd in opened:
+                    os.close(fd)
+            if not self._verified(chunk_hash, length, received):
+                part.unlink(missing_ok=True)
+                raise IntegrityError(f"chunk {chunk_hash}: got bytes that do not verify")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(part, dest)
+
+        self._with_retries(chunk_hash, attempt)
+
+    def fetch_into(self, chunk_hash: str, length: int, fd: int, offset: int) -> None:
+        """Download the chunk into ``fd`` at ``offset`` (a file blob being written in place);
+        a dropped transfer resumes from what arrived, bad bytes are fetched again."""
+        received = _Received(hashlib.sha256())
+
+        def attempt(tier: str) -> None:
+            self._receive(tier, chunk_hash, length, received, lambda: fd, offset)
+            if not self._verified(chunk_hash, length, received):
+                received.restart()
+                raise IntegrityError(f"chunk {chunk_hash}: got bytes that do not verify")
+
+        self._with_retries(chunk_hash, attempt)
+
+    def _with_retries(self, chunk_hash: str, attempt: Callable[[str], None]) -> None:
+        """Run ``attempt(tier)`` until it returns; ChunkFetchError when out of tries."""
         if not self._tiers:
             raise ChunkFetchError(
                 f"chunk {chunk_hash} is not on this node and no cluster or origin URL was given"
             )
         errors: list[str] = []
-        for attempt in range(self._retry.attempts):
-            tier = self._pick_tier(attempt)
+        for number in range(self._retry.attempts):
+            tier = self._pick_tier(number)
             try:
-                if self._try_tier(tier, chunk_hash, length, part):
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(part, dest)
-                    return
+                attempt(tier)
+                return
             except httpx.ConnectError as exc:
                 errors.append(f"{tier}: {type(exc).__name__}: {exc}")
                 if self._mark_down(tier):
                     continue  # another tier is up: try it without backing off
             except (httpx.HTTPError, OSError, IntegrityError, ChunkFetchError) as exc:
                 errors.append(f"{tier}: {type(exc).__name__}: {exc}")
-            time.sleep(self._retry.delay(attempt))
+            time.sleep(self._retry.delay(number))
         raise ChunkFetchError(
             f"chunk {chunk_hash} failed after {self._retry.attempts} attempts: {errors[-3:]}"
         )
 
-    def _try_tier(self, tier: str, chunk_hash: str, length: int, part: Path) -> bool:
-        """One GET (ranged when resuming); True once ``part`` holds the verified chunk."""
-        digest, have = _hash_existing(part)
-        if have > length:
-            part.unlink()
-            digest, have = hashlib.sha256(), 0
-        if have < length:
-            headers = {"Range": f"bytes={have}-{length - 1}"} if have else {}
-            with self._client.stream("GET", f"{tier}/chunks/{chunk_hash}", headers=headers) as resp:
-                if resp.status_code == 200 and have:
-                    # The server ignored the Range header: start over.
-                    digest, have = hashlib.sha256(), 0
-                    part.unlink(missing_ok=True)
-                elif resp.status_code not in (200, 206):
-                    raise ChunkFetchError(f"HTTP {resp.status_code}")
-                with part.open("ab") as handle:
-                    for piece in resp.iter_raw():
-                        handle.write(piece)
-                        digest.update(piece)
-                        have += len(piece)
-                        if self._on_bytes is not None:
-                            self._on_bytes(len(piece))
-        if have < length:
-            # Keep the part: the next attempt resumes from here.
-            raise ChunkFetchError(f"short body: {have} of {length} bytes")
-        if have != length or digest.hexdigest() != chunk_hash:
-            part.unlink(missing_ok=True)
-            raise IntegrityError(f"chunk {chunk_hash}: got {have} bytes that do not verify")
-        return True
+    def _receive(
+        self,
+        tier: str,
+        chunk_hash: str,
+        length: int,
+        received: _Received,
+        open_fd: Callable[[], int],
+        base: int,
+        *,
+        whole_file: bool = False,
+    ) -> None:
+        """One GET (ranged when resuming) writing at ``base + received.have`` as bytes arrive.
+
+        ``open_fd`` gives the descriptor once the tier answered; ``whole_file``: it holds only
+        this chunk (a part file) and is truncated when the transfer starts over."""
+        if received.have >= length:
+            return
+        have = received.have
+        headers = {"Range": f"bytes={have}-{length - 1}"} if have else {}
+        with self._client.stream("GET", f"{tier}/chunks/{chunk_hash}", headers=headers) as resp:
+            if resp.status_code not in (200, 206):
+                raise ChunkFetchError(f"HTTP {resp.status_code}")
+            fd = open_fd()
+            if resp.status_code == 200 and have:
+                # The server ignored the Range header: start over.
+                received.restart()
+                if whole_file:
+                    os.ftruncate(fd, 0)
+            for piece in resp.iter_raw():
+                _pwrite_all(fd, piece, base + received.have)
+                received.digest.update(piece)
+                received.have += len(piece)
+                if self._on_bytes is not None:
+                    self._on_bytes(len(piece))
+
+    @staticmethod
+    def _verified(chunk_hash: str, length: int, received: _Received) -> bool:
+        """True for the whole verified chunk; raises (keeping what arrived) when it is short."""
+        if received.have < length:
+            raise ChunkFetchError(f"short body: {received.have} of {length} bytes")
+        return received.have == length and received.digest.hexdigest() == chunk_hash

@@ -3,7 +3,8 @@
 Layout under ``root``::
 
     chunks/<h[:2]>/<h>   verified chunks waiting to be assembled (or kept for dedup)
-    parts/<h>.part       partial downloads, resumed from their size after a crash
+    parts/<h>.part       partial chunk downloads, resumed from their size after a crash
+    parts/<sha256>.file  a file blob being downloaded in place (cold files, no chunk copies)
     files/<sha256>       assembled, verified, read-only file blobs (mounts hard-link to these)
     locks/<key>.lock     flock single-flight: N processes needing one chunk fetch it once
     manifests/<id>.json  manifests seen on this node
@@ -112,6 +113,9 @@ class NodeCache:
 
     def part_path(self, chunk_hash: str) -> Path:
         return self.root / "parts" / f"{chunk_hash}.part"
+
+    def partial_file_path(self, sha256: str) -> Path:
+        return self.root / "parts" / f"{sha256}.file"
 
     def file_path(self, sha256: str) -> Path:
         return self.root / "files" / sha256

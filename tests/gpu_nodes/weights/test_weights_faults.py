@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import subprocess
 import sys
@@ -94,35 +95,67 @@ def test_corrupt_chunk_on_disk_is_detected_and_refetched(
     assert result.bytes_fetched == next(c.length for c in victim_file.chunks if c.hash == victim)
 
 
+def _chunks_on_disk(cache_dir: Path, manifest: Any) -> set[str]:
+    """Chunks whose bytes are intact on the node: chunk files, and verified regions of file
+    blobs, published or still being downloaded in place."""
+    found = {p.name for p in (cache_dir / "chunks").rglob("*") if p.is_file()}
+    for entry in manifest.files:
+        for blob in (
+            cache_dir / "files" / entry.sha256,
+            cache_dir / "parts" / f"{entry.sha256}.file",
+        ):
+            data = blob.read_bytes() if blob.exists() else b""
+            for ref in entry.chunks:
+                region = data[ref.offset : ref.offset + ref.length]
+                if hashlib.sha256(region).hexdigest() == ref.hash:
+                    found.add(ref.hash)
+    return found
+
+
+# Cold files go in place (parts/<sha>.file); --keep-chunks takes the chunk-file path (.part).
+@pytest.mark.parametrize("extra_args", [[], ["--keep-chunks"]], ids=["in-place", "chunk-files"])
 def test_agent_killed_mid_download_resumes_without_refetching(
-    platform: Any, small_model: Path, tmp_path: Path, faulty_origin: Any, wt: Any
+    platform: Any,
+    small_model: Path,
+    tmp_path: Path,
+    faulty_origin: Any,
+    wt: Any,
+    extra_args: list[str],
 ) -> None:
     origin, url = faulty_origin
     manifest = platform.mirror(small_model)
     origin.delay_per_piece_s = 0.02  # ~3 MB/s per stream: slow enough to kill mid-way
     cache_dir = tmp_path / "cache"
     proc = subprocess.Popen(
-        _agent_cmd(manifest.manifest_id, tmp_path / "root", cache_dir, url),
+        [*_agent_cmd(manifest.manifest_id, tmp_path / "root", cache_dir, url), *extra_args],
         env=wt.env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        chunks_dir = cache_dir / "chunks"
-        wt.wait_for(lambda: len([p for p in chunks_dir.rglob("*") if p.is_file()]) >= 3, 30)
+        wt.wait_for(lambda: len(_chunks_on_disk(cache_dir, manifest)) >= 3, 30)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-    finished = {p.name for p in (cache_dir / "chunks").rglob("*") if p.is_file()}
+    finished = _chunks_on_disk(cache_dir, manifest)
     partial = {p.name.removesuffix(".part") for p in (cache_dir / "parts").glob("*.part")}
     assert len(finished) < len(manifest.unique_chunks())  # it really died mid-download
+    chunk_files = [p for p in (cache_dir / "chunks").rglob("*") if p.is_file()]
+    assert bool(chunk_files) == bool(extra_args)  # the path under test is the one taken
     origin.delay_per_piece_s = 0.0
-    result = ensure_weights(manifest.manifest_id, tmp_path / "root", cache_dir, None, url)
+    result = ensure_weights(
+        manifest.manifest_id,
+        tmp_path / "root",
+        cache_dir,
+        None,
+        url,
+        keep_chunks=bool(extra_args),
+    )
     assert wt.tree(result.mount_dir) == wt.tree(small_model)
     for chunk_hash in finished:
         assert origin.requests_by_chunk[chunk_hash] == 1
     resumed = {h for h, _ in origin.ranges}
-    assert {h for h in partial if (cache_dir / "parts" / f"{h}.part").exists()} == set()
+    assert list((cache_dir / "parts").iterdir()) == []  # nothing partial is left behind
     assert partial <= resumed | finished | {h for h in partial if origin.requests_by_chunk[h] == 1}
     total = sum(manifest.unique_chunks().values())
     # Only what was in flight when the process died may cross twice: the origin counts bytes

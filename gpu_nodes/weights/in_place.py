@@ -1,0 +1,113 @@
+"""Cold files: download every chunk straight into its place in the file blob being built.
+
+A file none of whose chunks is on the node gains nothing from passing through ``chunks/``:
+writing each chunk there and copying it into the blob afterwards writes every byte twice. Here
+the chunks are fetched in parallel into ``parts/<sha256>.file`` at their offsets (each verified
+against its own hash as it streams), then the finished file is published as
+``files/<sha256>`` and its chunks are remembered as (file, offset) locations, exactly as if it
+had been assembled from cached chunks.
+
+Single-flight: the file's lock is held for the whole download, so another process needing the
+same file waits and then finds it published. A process killed mid-way leaves the partial file;
+the next attempt re-hashes its chunk regions and fetches only those that do not verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
+
+from gpu_nodes.weights.assembly import hash_file
+from gpu_nodes.weights.exceptions import IntegrityError
+from gpu_nodes.weights.manifest import ChunkRef, FileEntry
+from gpu_nodes.weights.node_cache import NodeCache, file_entry
+
+# fetch_into(chunk_hash, length, fd, offset): one verified chunk written at ``offset``.
+FetchInto = Callable[[str, int, int, int], None]
+
+
+def _region_verifies(fd: int, ref: ChunkRef) -> bool:
+    data = os.pread(fd, ref.length, ref.offset)
+    return len(data) == ref.length and hashlib.sha256(data).hexdigest() == ref.hash
+
+
+def _first_occurrences(entry: FileEntry) -> dict[str, ChunkRef]:
+    first: dict[str, ChunkRef] = {}
+    for ref in entry.chunks:
+        first.setdefault(ref.hash, ref)
+    return first
+
+
+def _download(
+    fd: int,
+    refs: list[ChunkRef],
+    fetch_into: FetchInto,
+    pool: Executor,
+    on_chunk: Callable[[ChunkRef], None],
+) -> None:
+    def one(ref: ChunkRef) -> None:
+        fetch_into(ref.hash, ref.length, fd, ref.offset)
+        on_chunk(ref)
+
+    futures: list[Future[None]] = [pool.submit(one, ref) for ref in refs]
+    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    failed = [f for f in done if f.exception() is not None]
+    if failed:
+        for future in futures:
+            future.cancel()
+        # Writers still running hold ``fd``: let them finish before it is closed.
+        wait(futures)
+        failed[0].result()
+
+
+def fetch_file_in_place(
+    cache: NodeCache,
+    entry: FileEntry,
+    fetch_into: FetchInto,
+    pool: Executor,
+    on_chunk: Callable[[ChunkRef], None],
+    *,
+    verify_file: bool = False,
+) -> None:
+    """Publish ``files/<sha256>`` for ``entry`` unless present, fetching its chunks into it.
+
+    ``on_chunk`` is called for each unique chunk once its bytes are in place (fetched now, or
+    found intact in a partial file left by a killed process).
+    """
+    target = cache.file_path(entry.sha256)
+    with cache.lock(file_entry(entry.sha256)):
+        if target.exists() and target.stat().st_size == entry.size:
+            return
+        partial = cache.partial_file_path(entry.sha256)
+        resuming = partial.exists()
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.ftruncate(fd, entry.size)
+            todo = []
+            for ref in _first_occurrences(entry).values():
+                if resuming and _region_verifies(fd, ref):
+                    on_chunk(ref)
+                else:
+                    todo.append(ref)
+            _download(fd, todo, fetch_into, pool, on_chunk)
+            _copy_repeats(fd, entry)
+        finally:
+            os.close(fd)
+        if verify_file and hash_file(partial) != entry.sha256:
+            partial.unlink()
+            raise IntegrityError(f"{entry.path}: downloaded file does not match its sha256")
+        partial.chmod(0o444)
+        os.replace(partial, target)
+        cache.record(file_entry(entry.sha256), entry.size)
+        cache.add_locations(entry.sha256, [(c.hash, c.offset) for c in entry.chunks])
+
+
+def _copy_repeats(fd: int, entry: FileEntry) -> None:
+    """A chunk that occurs twice in one file is fetched once and copied to its other places."""
+    first = _first_occurrences(entry)
+    for ref in entry.chunks:
+        source = first[ref.hash]
+        if source.offset != ref.offset:
+            os.pwrite(fd, os.pread(fd, ref.length, source.offset), ref.offset)
