@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
 
 from gpu_nodes.weights.assembly import hash_file
-from gpu_nodes.weights.exceptions import IntegrityError
+from gpu_nodes.weights.exceptions import ChunkFetchError, IntegrityError
 from gpu_nodes.weights.manifest import ChunkRef, FileEntry
 from gpu_nodes.weights.node_cache import NodeCache, file_entry
 
@@ -52,14 +52,17 @@ def _download(
         on_chunk(ref)
 
     futures: list[Future[None]] = [pool.submit(one, ref) for ref in refs]
-    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-    failed = [f for f in done if f.exception() is not None]
-    if failed:
-        for future in futures:
+    _, not_done = wait(futures, return_when=FIRST_EXCEPTION)
+    if not_done:  # a chunk failed: drop what has not started
+        for future in not_done:
             future.cancel()
         # Writers still running hold ``fd``: let them finish before it is closed.
-        wait(futures)
-        failed[0].result()
+        wait(not_done)
+    for future in futures:
+        if future.cancelled():
+            # Shut down from outside (another file failed): the region was never written.
+            raise ChunkFetchError("download cancelled before every chunk arrived")
+        future.result()
 
 
 def fetch_file_in_place(

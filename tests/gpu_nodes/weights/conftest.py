@@ -59,6 +59,7 @@ class FaultyOrigin:
 
     store: DirectoryBlobStore
     fail_next: int = 0
+    failing_chunks: set[str] = field(default_factory=set)  # always 500 for these
     truncate_next: int = 0
     corrupt_next: int = 0
     piece: int = 64 << 10
@@ -107,7 +108,7 @@ class FaultyOrigin:
             self.requests_by_chunk[chunk_hash] += 1
             if "range" in headers:
                 self.ranges.append((chunk_hash, headers["range"]))
-        if self._take("fail_next"):
+        if chunk_hash in self.failing_chunks or self._take("fail_next"):
             await _simple(send, 500, b"injected failure")
             return
         await self._send_blob(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from gpu_nodes.weights.agent import ensure_weights, release_weights
+from gpu_nodes.weights.exceptions import ChunkFetchError
 from gpu_nodes.weights.fetcher import RetryPolicy
 from gpu_nodes.weights.node_cache import NodeCache, chunk_entry
 
@@ -163,6 +164,33 @@ def test_agent_killed_mid_download_resumes_without_refetching(
     # concurrent download (--concurrency 2).
     in_flight = 2 * max(manifest.unique_chunks().values())
     assert sum(origin.bytes_by_chunk.values()) <= total + in_flight
+
+
+def test_failed_cold_download_publishes_nothing_and_resumes(
+    platform: Any, small_model: Path, tmp_path: Path, faulty_origin: Any, wt: Any
+) -> None:
+    origin, url = faulty_origin
+    manifest = platform.mirror(small_model)
+    victim_file = max(manifest.files, key=lambda f: f.size)
+    victim = victim_file.chunks[1].hash
+    origin.failing_chunks.add(victim)
+    cache_dir = tmp_path / "cache"
+    give_up_fast = RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.01)
+    with pytest.raises(ChunkFetchError, match=victim):
+        ensure_weights(
+            manifest.manifest_id, tmp_path / "r1", cache_dir, None, url, retry=give_up_fast
+        )
+    # The file with a missing chunk was never published; what arrived is kept to resume.
+    assert not (cache_dir / "files" / victim_file.sha256).exists()
+    assert (cache_dir / "parts" / f"{victim_file.sha256}.file").exists()
+    kept = _chunks_on_disk(cache_dir, manifest)
+    assert victim not in kept
+    origin.failing_chunks.clear()
+    result = ensure_weights(manifest.manifest_id, tmp_path / "r1", cache_dir, None, url)
+    assert wt.tree(result.mount_dir) == wt.tree(small_model)
+    for chunk_hash in kept:
+        assert origin.requests_by_chunk[chunk_hash] == 1  # verified in place, not fetched again
+    assert origin.requests_by_chunk[victim] == 3
 
 
 def test_two_agents_racing_fetch_each_chunk_once(
