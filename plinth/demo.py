@@ -80,16 +80,16 @@ def demo_chat(platform: LocalPlatform, console: Console) -> None:
     from gpu_nodes.engine.tiny_model import TinyModelSpec, ensure_tiny_model
 
     package = EXAMPLES / "tiny-llm"
-    # A hundred training steps on the bundled corpus (seconds on a laptop) make the
-    # tiny model answer in English-ish text rather than random tokens.
-    ensure_tiny_model(package / "weights", TinyModelSpec(train_steps=100))
+    # 250 CPU training steps on the bundled corpus (about half a minute, once: the weights are
+    # kept) teach the tiny model to answer the corpus's questions in short English sentences.
+    ensure_tiny_model(package / "weights", TinyModelSpec(train_steps=250))
     plinth_cli(["push", str(package), "--promote"], platform.state_dir, console)
     ep = platform.endpoints
     client = OpenAI(base_url=f"{ep.gateway_url}/v1", api_key=ep.api_key)
     console.print("[bold]OpenAI SDK: chat.completions.create(model='tiny-llm', ...)[/]")
     completion = client.chat.completions.create(
         model="tiny-llm",
-        messages=[{"role": "user", "content": "Say hello to Plinth."}],
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
         max_tokens=24,
         temperature=0,
     )

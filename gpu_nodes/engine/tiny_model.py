@@ -11,9 +11,10 @@ with model.safetensors.index.json (so shard loading is exercised). Used by the t
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,11 +181,24 @@ def _make_hf_model(spec: TinyModelSpec, tokenizer: Tokenizer) -> Any:
     raise ValueError(f"unknown arch {spec.arch!r}: expected 'llama', 'qwen2' or 'mistral'")
 
 
+def _chat_training_texts() -> list[str]:
+    """The corpus's ``User:`` / ``Assistant:`` pairs written the way CHAT_TEMPLATE renders a
+    conversation, so a trained model answers after the assistant header and then stops."""
+    lines = CORPUS_PATH.read_text(encoding="utf-8").splitlines()
+    return [
+        f"{BOS}{START_HEADER}user{END_HEADER}\n\n{question.removeprefix('User:').strip()}{EOT}"
+        f"{START_HEADER}assistant{END_HEADER}\n\n{answer.removeprefix('Assistant:').strip()}{EOT}"
+        for question, answer in itertools.pairwise(lines)
+        if question.startswith("User:") and answer.startswith("Assistant:")
+    ]
+
+
 def _train(model: Any, tokenizer: Tokenizer, steps: int, seed: int) -> None:
-    """A few hundred steps of next-token prediction on the corpus so text is English-ish."""
-    ids = torch.tensor(
-        [i for enc in tokenizer.encode_batch(_training_texts()[:4000]) for i in enc.ids]
-    )
+    """Next-token prediction on the chat pairs and the corpus, so a few hundred CPU steps give
+    short English answers (the demo asks one of the corpus's questions)."""
+    texts = _chat_training_texts() + _training_texts()[:4000]
+    encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+    ids = torch.tensor([i for enc in encoded for i in enc.ids])
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     seq_len, batch = 64, 8
@@ -197,6 +211,15 @@ def _train(model: Any, tokenizer: Tokenizer, steps: int, seed: int) -> None:
         loss.backward()
         optimizer.step()
     model.eval()
+
+
+# Bumped when make_tiny_model's recipe changes, so ensure_tiny_model rebuilds old copies.
+RECIPE_VERSION = 2
+STAMP_NAME = ".plinth-tiny-model.json"
+
+
+def _stamp(spec: TinyModelSpec) -> str:
+    return json.dumps({"recipe": RECIPE_VERSION, **asdict(spec)}, sort_keys=True)
 
 
 def make_tiny_model(out: Path, spec: TinyModelSpec | None = None) -> Path:
@@ -215,15 +238,22 @@ def make_tiny_model(out: Path, spec: TinyModelSpec | None = None) -> Path:
         "pad_token_id": tokenizer.token_to_id(PAD),
     }
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    (out / STAMP_NAME).write_text(_stamp(spec))  # last: a complete checkpoint
     return out
 
 
 def ensure_tiny_model(directory: str | Path, spec: TinyModelSpec | None = None) -> Path:
-    """Return `directory`, creating the tiny model there first if it is not complete."""
+    """Return `directory`, (re)creating the tiny model there unless it is complete and was made
+    from this spec by this recipe."""
+    spec = spec or TinyModelSpec()
     path = Path(directory)
+    stamp = path / STAMP_NAME
     complete = (path / "config.json").is_file() and (path / "tokenizer.json").is_file()
     has_weights = any(path.glob("*.safetensors")) if path.is_dir() else False
-    if not (complete and has_weights):
+    current = stamp.is_file() and stamp.read_text() == _stamp(spec)
+    if not (complete and has_weights and current):
+        for old in [*path.glob("*.safetensors"), *path.glob("*.safetensors.index.json")]:
+            old.unlink()
         make_tiny_model(path, spec)
     return path
 

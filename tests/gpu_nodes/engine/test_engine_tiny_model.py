@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
-from gpu_nodes.engine.tiny_model import ensure_tiny_model
+from gpu_nodes.engine.tiny_model import TinyModelSpec, ensure_tiny_model
 
 
 def digest(directory: Path) -> dict[str, str]:
@@ -70,3 +71,18 @@ def test_ensure_tiny_model_creates_only_when_missing(tiny_model_dir: Path) -> No
     before = (tiny_model_dir / "config.json").stat().st_mtime_ns
     assert ensure_tiny_model(tiny_model_dir) == tiny_model_dir
     assert (tiny_model_dir / "config.json").stat().st_mtime_ns == before
+
+
+def test_ensure_tiny_model_rebuilds_what_another_spec_made(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    assert ensure_tiny_model(copy) == copy  # same spec: kept as it is
+    assert digest(copy) == digest(tiny_model_dir)
+    ensure_tiny_model(copy, TinyModelSpec(seed=1))
+    rebuilt, original = digest(copy), digest(tiny_model_dir)
+    assert rebuilt.keys() == original.keys()
+    assert rebuilt["model.safetensors.index.json"] == original["model.safetensors.index.json"]
+    shards = [name for name in original if name.endswith(".safetensors")]
+    assert all(rebuilt[name] != original[name] for name in shards)
