@@ -43,18 +43,18 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 class Gateway:
-    """Owns the gateway's state: HTTP client, routing table source, balancer, proxy."""
+    """Owns the gateway's state: control-plane client, routing table source, balancer, proxy."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+        # Only the routing table and wake calls to the control plane go through this client.
         timeout = httpx.Timeout(
-            connect=settings.connect_timeout_s, read=settings.read_timeout_s, write=60, pool=60
+            settings.control_plane_timeout_s, connect=settings.connect_timeout_s
         )
-        self.client = httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+        self.client = httpx.AsyncClient(timeout=timeout, trust_env=False)
         self.source = RoutingTableSource(settings, self.client)
         self.balancer = ReplicaBalancer()
-        self.proxy = ReplicaProxy(settings, self.client, self.source, self.balancer)
+        self.proxy = ReplicaProxy(settings, self.source, self.balancer)
 
     def snapshot(self) -> RoutingSnapshot:
         if self.source.snapshot is None:
@@ -122,6 +122,7 @@ class Gateway:
         return await self.proxy.forward(target, upstream)
 
     async def close(self) -> None:
+        await self.proxy.close()
         await self.client.aclose()
 
 
