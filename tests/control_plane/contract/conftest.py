@@ -10,6 +10,7 @@ fixture closes it after the test. Skip from inside the factory
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -100,12 +101,48 @@ def _s3_blob(ctx: AdapterContext) -> BlobStore:
     return S3BlobStore(bucket, client=client, prefix="plinth/")
 
 
+def _atomic_moto_server() -> Any:
+    """A moto server that applies one request at a time.
+
+    DynamoDB checks a ConditionExpression and writes atomically, and SQS hands a message to one
+    receiver; moto's backends do neither under its threaded server (two racing conditional puts
+    can both pass). Serialising requests makes the emulator keep the service's per-request
+    atomicity, which is what the racing contract tests rely on.
+    """
+    from moto.server import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        ThreadedMotoServer,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    class AtomicMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+            lock = threading.Lock()
+
+            def one_at_a_time(environ: Any, start_response: Any) -> list[bytes]:
+                with lock:
+                    return list(app(environ, start_response))
+
+            self._server = make_server(
+                self._ip_address,
+                self._port,
+                one_at_a_time,
+                True,
+                request_handler=MotoRequestHandler,
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+
 @pytest.fixture(scope="session")
 def contract_moto_endpoint() -> Iterator[str]:
     """One moto server on loopback for every AWS-backed contract test."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = _atomic_moto_server()
     server.start()
     host, port = server.get_host_and_port()
     try:
