@@ -59,7 +59,10 @@ def _hash_existing(part: Path) -> _Received:
     return received
 
 
-def _pwrite_all(fd: int, data: bytes, position: int) -> None:
+_BATCH_BYTES = 1 << 20
+
+
+def _pwrite_all(fd: int, data: bytes | bytearray, position: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, position)
@@ -192,12 +195,27 @@ class ChunkFetcher:
                 received.restart()
                 if whole_file:
                     os.ftruncate(fd, 0)
-            for piece in resp.iter_raw():
-                _pwrite_all(fd, piece, base + received.have)
-                received.digest.update(piece)
-                received.have += len(piece)
-                if self._on_bytes is not None:
-                    self._on_bytes(len(piece))
+            batch = bytearray()
+            try:
+                for piece in resp.iter_raw():
+                    batch += piece
+                    if len(batch) >= _BATCH_BYTES:
+                        self._store(fd, base, received, batch)
+            finally:
+                # What arrived before a dropped transfer is kept: the next attempt resumes there.
+                self._store(fd, base, received, batch)
+
+    def _store(self, fd: int, base: int, received: _Received, batch: bytearray) -> None:
+        """Write and hash the buffered bytes: one syscall and one hash call per ~1 MiB instead
+        of per 64 KiB network read keeps download threads from contending for the GIL."""
+        if not batch:
+            return
+        _pwrite_all(fd, batch, base + received.have)
+        received.digest.update(batch)
+        received.have += len(batch)
+        if self._on_bytes is not None:
+            self._on_bytes(len(batch))
+        batch.clear()
 
     @staticmethod
     def _verified(chunk_hash: str, length: int, received: _Received) -> bool:
