@@ -53,6 +53,9 @@ class Settings:
     sqs_queue_prefix: str | None = None
     k8s_namespace: str = "plinth"
     k8s_image: str | None = None
+    # How replicas reach the weights origin (``<control plane URL>/weights``) when they cannot
+    # use PLINTH_HOST:PLINTH_PORT, e.g. pods reaching the control plane's in-cluster Service.
+    weights_origin_url: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("PLINTH_STORE", self.store_kind, STORE_KINDS)
@@ -108,6 +111,7 @@ class Settings:
             sqs_queue_prefix=reader.optional("PLINTH_SQS_QUEUE_PREFIX"),
             k8s_namespace=reader.text("PLINTH_K8S_NAMESPACE", defaults.k8s_namespace),
             k8s_image=reader.optional("PLINTH_K8S_IMAGE"),
+            weights_origin_url=reader.optional("PLINTH_WEIGHTS_ORIGIN_URL"),
         )
 
     @property

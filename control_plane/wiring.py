@@ -157,7 +157,9 @@ class Platform:
             self.blobs,
             policy,
             self.clock,
-            weights=weights_delivery_for(self.settings),
+            weights=weights_delivery_for(
+                self.settings, origin_url=self.settings.weights_origin_url
+            ),
         )
 
     # -- operations -------------------------------------------------------------------

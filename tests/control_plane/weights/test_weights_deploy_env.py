@@ -36,3 +36,12 @@ def test_kubernetes_mounts_at_truss_paths_and_origin_can_be_overridden(tmp_path:
 def test_no_weights_means_no_variables(tmp_path: Path) -> None:
     assert weights_env([], weights_delivery_for(Settings(state_dir=tmp_path))) == {}
     assert weights_env(["a" * 64], None) == {}
+
+
+def test_origin_url_setting_is_read_from_the_environment(tmp_path: Path) -> None:
+    url = "http://plinth-control-plane.plinth.svc:8800/weights"
+    settings = Settings.from_env(
+        {"PLINTH_STATE_DIR": str(tmp_path), "PLINTH_WEIGHTS_ORIGIN_URL": url}
+    )
+    assert settings.weights_origin_url == url
+    assert Settings.from_env({"PLINTH_STATE_DIR": str(tmp_path)}).weights_origin_url is None
