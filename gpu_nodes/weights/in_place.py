@@ -25,6 +25,7 @@ from gpu_nodes.weights.manifest import ChunkRef, FileEntry
 from gpu_nodes.weights.node_cache import NodeCache, file_entry
 
 # fetch_into(chunk_hash, length, fd, offset): one verified chunk written at ``offset``.
+_POLL_S = 0.05
 FetchInto = Callable[[str, int, int, int], None]
 
 
@@ -52,17 +53,23 @@ def _download(
         on_chunk(ref)
 
     futures: list[Future[None]] = [pool.submit(one, ref) for ref in refs]
-    _, not_done = wait(futures, return_when=FIRST_EXCEPTION)
-    if not_done:  # a chunk failed: drop what has not started
-        for future in not_done:
-            future.cancel()
-        # Writers still running hold ``fd``: let them finish before it is closed.
-        wait(not_done)
+    # Polled, not a plain wait(): a future cancelled by pool.shutdown(cancel_futures=True) (the
+    # agent does that when another file failed) is never marked notified, and wait() would
+    # block on it forever. Writers still running hold ``fd``, so every future must settle.
+    while pending := [future for future in futures if not future.done()]:
+        if any(_failed(future) for future in futures):
+            for future in pending:
+                future.cancel()  # only those not started; running ones finish their write
+        wait(pending, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
     for future in futures:
-        if future.cancelled():
-            # Shut down from outside (another file failed): the region was never written.
-            raise ChunkFetchError("download cancelled before every chunk arrived")
-        future.result()
+        if _failed(future):
+            future.result()
+    if any(future.cancelled() for future in futures):
+        raise ChunkFetchError("download cancelled before every chunk arrived")
+
+
+def _failed(future: Future[None]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is not None
 
 
 def fetch_file_in_place(
