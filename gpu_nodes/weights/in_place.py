@@ -14,7 +14,6 @@ the next attempt re-hashes its chunk regions and fetches only those that do not 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
@@ -24,14 +23,9 @@ from gpu_nodes.weights.exceptions import ChunkFetchError, IntegrityError
 from gpu_nodes.weights.manifest import ChunkRef, FileEntry
 from gpu_nodes.weights.node_cache import NodeCache, file_entry
 
-# fetch_into(chunk_hash, length, fd, offset): one verified chunk written at ``offset``.
 _POLL_S = 0.05
+# fetch_into(chunk_hash, length, fd, offset): one verified chunk written at ``offset``.
 FetchInto = Callable[[str, int, int, int], None]
-
-
-def _region_verifies(fd: int, ref: ChunkRef) -> bool:
-    data = os.pread(fd, ref.length, ref.offset)
-    return len(data) == ref.length and hashlib.sha256(data).hexdigest() == ref.hash
 
 
 def _first_occurrences(entry: FileEntry) -> dict[str, ChunkRef]:
@@ -95,14 +89,15 @@ def fetch_file_in_place(
         fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             os.ftruncate(fd, entry.size)
+            first = _first_occurrences(entry)
             todo = []
-            for ref in _first_occurrences(entry).values():
-                if resuming and _region_verifies(fd, ref):
+            for ref in first.values():
+                if resuming and ref.matches(os.pread(fd, ref.length, ref.offset)):
                     on_chunk(ref)
                 else:
                     todo.append(ref)
             _download(fd, todo, fetch_into, pool, on_chunk)
-            _copy_repeats(fd, entry)
+            _copy_repeats(fd, entry, first)
         finally:
             os.close(fd)
         if verify_file and hash_file(partial) != entry.sha256:
@@ -114,9 +109,8 @@ def fetch_file_in_place(
         cache.add_locations(entry.sha256, [(c.hash, c.offset) for c in entry.chunks])
 
 
-def _copy_repeats(fd: int, entry: FileEntry) -> None:
+def _copy_repeats(fd: int, entry: FileEntry, first: dict[str, ChunkRef]) -> None:
     """A chunk that occurs twice in one file is fetched once and copied to its other places."""
-    first = _first_occurrences(entry)
     for ref in entry.chunks:
         source = first[ref.hash]
         if source.offset != ref.offset:

@@ -42,6 +42,10 @@ class ChunkRef:
     offset: int
     length: int
 
+    def matches(self, data: bytes) -> bool:
+        """True when ``data`` is exactly this chunk (length and sha256)."""
+        return len(data) == self.length and hashlib.sha256(data).hexdigest() == self.hash
+
 
 @dataclass(frozen=True)
 class FileEntry:

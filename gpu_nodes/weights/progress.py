@@ -49,7 +49,7 @@ def read_status(path: Path) -> Progress | None:
 class ProgressTracker:
     """Thread-safe counters; reports to the callback and the status file, throttled.
 
-    ``add`` runs once per network read on every download thread, so it only bumps integers
+    ``add`` runs for every ~1 MiB written on every download thread, so it only bumps integers
     under the lock; the ``Progress`` snapshot is built when something reads or reports it.
     """
 
