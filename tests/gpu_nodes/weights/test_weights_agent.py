@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from gpu_nodes.weights.agent import EnsureOptions, ensure_weights, release_weights
+from gpu_nodes.weights.agent import EnsureOptions, ensure_weights, observe_node, release_weights
 from gpu_nodes.weights.cluster_cache import create_cluster_cache_app
 from gpu_nodes.weights.exceptions import ManifestError, WeightsError
+from gpu_nodes.weights.node_cache import NodeCache
 from gpu_nodes.weights.origin import create_origin_app
+from gpu_nodes.weights.plan import FileAction, Tier, plan_fill
 from gpu_nodes.weights.progress import Progress, read_status
 
 pytestmark = pytest.mark.integration
@@ -162,6 +164,35 @@ def test_fine_tune_fetches_only_changed_tensors(platform: Any, tmp_path: Path, w
     assert wt.tree(result.mount_dir) == wt.tree(tmp_path / "tuned")
     manifest_json = len(tuned_manifest.canonical_json())
     assert (tuned_bytes - manifest_json) / tuned_manifest.total_bytes <= 0.15
+
+
+def test_node_observed_after_a_base_mount_plans_only_the_fine_tunes_new_chunks(
+    platform: Any, tmp_path: Path, wt: Any
+) -> None:
+    base = wt.write_model(tmp_path / "base", shards=2, tensors=6, mib=0.5)
+    wt.fine_tune(base, tmp_path / "tuned", fraction=0.2)
+    base_manifest = platform.mirror(tmp_path / "base", "/base")
+    tuned_manifest = platform.mirror(tmp_path / "tuned", "/tuned")
+    with wt.serve(create_origin_app(platform.store)) as origin:
+        ensure_weights(
+            base_manifest.manifest_id,
+            EnsureOptions(mount_root=tmp_path / "r", cache_dir=tmp_path / "c", origin_url=origin),
+        )
+    cache = NodeCache(tmp_path / "c")
+    try:
+        view = observe_node(cache, tuned_manifest)
+    finally:
+        cache.close()
+    plan = plan_fill(tuned_manifest, view, tiers={Tier.ORIGIN}, keep_chunks=False)
+    base_chunks = {ref.hash for f in base_manifest.files for ref in f.chunks}
+    pending = [f for f in tuned_manifest.files if f.sha256 not in view.files]
+    pending_chunks = {ref.hash for f in pending for ref in f.chunks}
+    assert "config.json" not in [f.path for f in pending]  # same bytes as the base: no work
+    # The base's chunks were assembled into blobs and deleted; they are found inside the blobs.
+    assert view.chunks == pending_chunks & base_chunks
+    assert {h for step in plan.files for h in step.fetched} == pending_chunks - base_chunks
+    assert [step.entry.path for step in plan.files] == [f.path for f in pending]
+    assert all(step.action is FileAction.ASSEMBLE for step in plan.files)
 
 
 def test_release_and_bad_manifest_references(
