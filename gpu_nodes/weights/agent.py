@@ -36,7 +36,7 @@ from gpu_nodes.weights.fetcher import ChunkFetcher, RetryPolicy
 from gpu_nodes.weights.fill import fill_cache
 from gpu_nodes.weights.manifest import Manifest, parse_manifest
 from gpu_nodes.weights.node_cache import NodeCache, chunk_entry, file_entry
-from gpu_nodes.weights.plan import NodeView, Tier, network_order, plan_fill
+from gpu_nodes.weights.plan import FillPlan, NodeView, Tier, network_order, plan_fill
 from gpu_nodes.weights.progress import Progress, ProgressCallback, ProgressTracker
 from gpu_nodes.weights.publish import LAYOUTS, Layout, publish
 from plinth.hashing import is_sha256_hex
@@ -162,6 +162,18 @@ def _in_order(urls: Mapping[Tier, str], order: Sequence[Tier]) -> list[str]:
     return [urls[tier] for tier in order]
 
 
+def _log_plan(manifest: Manifest, plan: FillPlan) -> None:
+    # Tier names only: tier URLs may carry credentials or signatures.
+    logger.info(
+        "weights %s: %d of %d files to build, %d bytes to fetch via %s",
+        manifest.manifest_id[:12],
+        len(plan.files),
+        len(manifest.files),
+        plan.bytes_to_fetch,
+        "/".join(tier.value for tier in plan.sources) or "no tier",
+    )
+
+
 def _mount(
     cache: NodeCache,
     manifest: Manifest,
@@ -180,6 +192,7 @@ def _mount(
     plan = plan_fill(
         manifest, observe_node(cache, manifest), tiers=urls, keep_chunks=options.keep_chunks
     )
+    _log_plan(manifest, plan)
     fetcher = ChunkFetcher(
         _in_order(urls, plan.sources),
         client=client,

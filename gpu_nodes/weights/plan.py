@@ -79,9 +79,8 @@ class FillPlan:
         """Network bytes the plan needs: each missing chunk once (repeats are copied locally)."""
         missing: dict[str, int] = {}
         for step in self.files:
-            for ref in step.entry.chunks:
-                if ref.hash in step.fetched:
-                    missing[ref.hash] = ref.length
+            fetched = set(step.fetched)
+            missing.update((r.hash, r.length) for r in step.entry.chunks if r.hash in fetched)
         return sum(missing.values())
 
 
