@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from control_plane.adapters.dir_blob import DirectoryBlobStore  # noqa: E402
 from control_plane.weights import mirror_source, open_source  # noqa: E402
-from gpu_nodes.weights.agent import ensure_weights  # noqa: E402
+from gpu_nodes.weights.agent import EnsureOptions, ensure_weights  # noqa: E402
 from gpu_nodes.weights.manifest import Manifest  # noqa: E402
 
 MIB = 1 << 20
@@ -233,11 +233,12 @@ def cold_pull_row(
             timed(
                 lambda: ensure_weights(
                     manifest.manifest_id,
-                    work / "cold",
-                    work / "cache",
-                    None,
-                    origin,
-                    concurrency=args.concurrency,
+                    EnsureOptions(
+                        mount_root=work / "cold",
+                        cache_dir=work / "cache",
+                        origin_url=origin,
+                        concurrency=args.concurrency,
+                    ),
                 )
             ),
         )
@@ -259,9 +260,15 @@ def cache_rows(
     base: Manifest, tuned: Manifest, changed: float, origin: str, work: Path, replicas: int
 ) -> list[Row]:
     rows: list[Row] = []
-    ensure_weights(base.manifest_id, work / "cold", work / "cache", None, origin)
+    ensure_weights(
+        base.manifest_id,
+        EnsureOptions(mount_root=work / "cold", cache_dir=work / "cache", origin_url=origin),
+    )
     before = origin_bytes(origin)
-    ensure_weights(tuned.manifest_id, work / "tuned-mount", work / "cache", None, origin)
+    ensure_weights(
+        tuned.manifest_id,
+        EnsureOptions(mount_root=work / "tuned-mount", cache_dir=work / "cache", origin_url=origin),
+    )
     frac = (origin_bytes(origin) - before) / tuned.total_bytes
     rows.append(
         (
@@ -285,7 +292,11 @@ def cache_rows(
         )
     )
     shutil.rmtree(work / "replica-cache")
-    warm_s = timed(lambda: ensure_weights(base.manifest_id, work / "warm", work / "cache"))
+    warm_s = timed(
+        lambda: ensure_weights(
+            base.manifest_id, EnsureOptions(mount_root=work / "warm", cache_dir=work / "cache")
+        )
+    )
     raw_s = timed(lambda: shutil.copytree(work / "cold" / "m", work / "rawcopy"))
     rows.append(
         (

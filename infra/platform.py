@@ -1,9 +1,11 @@
-"""In-cluster platform: namespace, RBAC, gateway, weight-cache node agent, device plugin.
+"""In-cluster platform: namespace, RBAC, gateway, weights chunk cache, device plugin.
 
 Everything is created through the explicit ``k8s.Provider`` in the args (never the ambient
-kubeconfig), so one program can stand up the cluster and then its contents. The node agent
-DaemonSet tolerates the GPU taint (it must run where the GPUs are) and keeps the node-tier
-weight cache on a hostPath so it survives pod restarts.
+kubeconfig), so one program can stand up the cluster and then its contents. The weights-cache
+DaemonSet runs the chunk cache (``gpu_nodes.weights.cluster_cache``, the HTTP tier in front of
+the weights origin) on every node: it tolerates the GPU taint (it must run where the GPUs are)
+and keeps its chunks on a hostPath so they survive pod restarts. The node agent itself
+(``gpu_nodes.weights.agent``) is not a pod: it runs inside each replica before the model loads.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
 DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
 DEVICE_PLUGIN_VERSION = "0.17.1"
 GATEWAY_PORT = 8080
-NODE_CACHE_PORT = 8791
+WEIGHTS_CACHE_PORT = 8791
 PRIORITY_CLASSES: dict[str, int] = {
-    "plinth-system": 1_000_000,  # gateway and node agents: evicting them breaks every model
+    "plinth-system": 1_000_000,  # gateway and weights caches: evicting them breaks every model
     "plinth-production": 100_000,  # replicas of production environments
     "plinth-development": 10_000,  # development / preview deployments, preempted first
 }
@@ -93,9 +95,9 @@ class ClusterPlatform(pulumi.ComponentResource):
                 opts=self._opts,
             )
         gateway_sa = self._service_account("gateway", ["endpoints", "pods", "services"])
-        agent_sa = self._service_account("node-agent", ["pods", "configmaps"])
+        cache_sa = self._service_account("weights-cache", ["pods", "configmaps"])
         service = self._gateway(gateway_sa)
-        self._node_agent(agent_sa)
+        self._weights_cache(cache_sa)
         if args.install_device_plugin:
             self._device_plugin()
         self.namespace = self._ns
@@ -178,17 +180,17 @@ class ClusterPlatform(pulumi.ComponentResource):
             opts=self._opts,
         )
 
-    def _node_agent(self, account: k8s.core.v1.ServiceAccount) -> None:
+    def _weights_cache(self, account: k8s.core.v1.ServiceAccount) -> None:
         args = self._args
-        labels = {"app.kubernetes.io/name": "plinth-node-agent"}
+        labels = {"app.kubernetes.io/name": "plinth-weights-cache"}
         k8s.apps.v1.DaemonSet(
-            f"{self._name}-node-agent",
-            metadata=self._meta("node-agent", "plinth-node-agent"),
+            f"{self._name}-weights-cache",
+            metadata=self._meta("weights-cache", "plinth-weights-cache"),
             spec=k8s.apps.v1.DaemonSetSpecArgs(
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels={**labels, **args.tags.k8s("node-agent")}
+                        labels={**labels, **args.tags.k8s("weights-cache")}
                     ),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=account.metadata.apply(lambda m: m.name or ""),
@@ -198,7 +200,7 @@ class ClusterPlatform(pulumi.ComponentResource):
                                 key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule"
                             )
                         ],
-                        containers=[node_agent_container(args)],
+                        containers=[weights_cache_container(args)],
                         volumes=[
                             k8s.core.v1.VolumeArgs(
                                 name="cache",
@@ -274,13 +276,13 @@ def gateway_container(args: ClusterPlatformArgs) -> k8s.core.v1.ContainerArgs:
     )
 
 
-def node_agent_container(args: ClusterPlatformArgs) -> k8s.core.v1.ContainerArgs:
-    """The node tier of the weight cache, serving chunks to replicas on its node."""
+def weights_cache_container(args: ClusterPlatformArgs) -> k8s.core.v1.ContainerArgs:
+    """The chunk cache in front of the weights origin, one per node on a hostPort: replicas
+    fetch the chunks their node cache misses from it instead of from the origin."""
     return k8s.core.v1.ContainerArgs(
-        name="node-agent",
+        name="weights-cache",
+        # The gpu_nodes image, configured in the stacks as ``node_agent_image``.
         image=args.node_agent_image,
-        # The node tier of the weight cache: replicas on this node
-        # fetch chunks from it (hostPort) instead of the origin.
         command=["python", "-m", "gpu_nodes.weights.cluster_cache"],
         args=[
             "--dir",
@@ -290,7 +292,7 @@ def node_agent_container(args: ClusterPlatformArgs) -> k8s.core.v1.ContainerArgs
             "--host",
             "0.0.0.0",
             "--port",
-            str(NODE_CACHE_PORT),
+            str(WEIGHTS_CACHE_PORT),
         ],
         env=[
             k8s.core.v1.EnvVarArgs(
@@ -301,8 +303,8 @@ def node_agent_container(args: ClusterPlatformArgs) -> k8s.core.v1.ContainerArgs
         ports=[
             k8s.core.v1.ContainerPortArgs(
                 name="cache",
-                container_port=NODE_CACHE_PORT,
-                host_port=NODE_CACHE_PORT,
+                container_port=WEIGHTS_CACHE_PORT,
+                host_port=WEIGHTS_CACHE_PORT,
             )
         ],
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="cache", mount_path="/cache")],

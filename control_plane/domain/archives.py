@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 from pathlib import Path
 
 from control_plane.exceptions import ArchiveInvalid, HashMismatch, PayloadTooLarge
 from control_plane.ports.blob import BlobStore
-
-_SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+from plinth.hashing import is_sha256_hex
 
 
 def archive_key(sha256: str) -> str:
@@ -19,7 +17,7 @@ def archive_key(sha256: str) -> str:
 
 
 def check_sha256(sha256: str) -> str:
-    if not _SHA256_PATTERN.match(sha256):
+    if not is_sha256_hex(sha256):
         raise ArchiveInvalid(f"sha256: {sha256!r} is not 64 lowercase hex characters")
     return sha256
 

@@ -25,6 +25,7 @@ from control_plane.weights.sources import SourceFile, WeightSource, open_source
 from gpu_nodes.weights.chunking import chunk_spans
 from gpu_nodes.weights.exceptions import WeightSourceError
 from gpu_nodes.weights.manifest import ChunkRef, FileEntry, Manifest, chunk_key, manifest_key
+from plinth.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 _UPLOAD_THREADS = 4
@@ -67,14 +68,6 @@ def select_files(
     return kept
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while piece := handle.read(8 << 20):
-            digest.update(piece)
-    return digest.hexdigest()
-
-
 def _store_chunk(store: BlobStore, path: Path, offset: int, length: int) -> tuple[str, int]:
     """Returns (hash, bytes uploaded); HEAD before PUT so known chunks cost one request."""
     with path.open("rb") as handle:
@@ -100,7 +93,7 @@ def mirror_file(
     size = scratch.stat().st_size
     stats.files += 1
     stats.bytes_total += size
-    return FileEntry(path=name, size=size, sha256=_file_sha256(scratch), chunks=refs)
+    return FileEntry(path=name, size=size, sha256=file_sha256(scratch), chunks=refs)
 
 
 def mirror_source(

@@ -2,11 +2,16 @@
 
 Model server hook (call before ``load()``)::
 
-    ensure_weights(manifest, mount_root, node_cache_dir, cluster_url, origin_url, progress)
+    options = EnsureOptions(mount_root, cache_dir, cluster_url=..., origin_url=...)
+    ensure_weights(manifest, options, progress)
 
 ``manifest`` is a manifest id (fetched from the cluster cache / origin ``/manifests/<id>.json``),
 an http(s) URL, or a local file path. Files land under ``mount_root / mount_location``
 (``mount_root="/"`` puts them at the config's absolute ``mount_location``).
+
+One direction: load the manifest, pin it under the mount's lease, observe what the node cache
+holds, plan (``plan.py``, pure), fill the cache by the plan (``fill.py``), publish the files
+under the mount (``publish.py``).
 
 CLI: ``python -m gpu_nodes.weights.agent --manifest ID --mount-root D --cache-dir C
 --origin-url URL [--cluster-url URL] [--budget-bytes N] [--status-file F] [--layout hf]``.
@@ -19,25 +24,51 @@ import contextlib
 import hashlib
 import json
 import logging
-import re
 import sys
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from gpu_nodes.weights.assembly import assemble_file, materialise_hf_cache, materialise_plain
 from gpu_nodes.weights.exceptions import ManifestError, WeightsError
 from gpu_nodes.weights.fetcher import ChunkFetcher, RetryPolicy
-from gpu_nodes.weights.in_place import fetch_file_in_place
-from gpu_nodes.weights.manifest import FileEntry, Manifest, parse_manifest
+from gpu_nodes.weights.fill import fill_cache
+from gpu_nodes.weights.manifest import Manifest, parse_manifest
 from gpu_nodes.weights.node_cache import NodeCache, chunk_entry, file_entry
+from gpu_nodes.weights.plan import FillPlan, NodeView, Tier, network_order, plan_fill
 from gpu_nodes.weights.progress import Progress, ProgressCallback, ProgressTracker
+from gpu_nodes.weights.publish import LAYOUTS, Layout, publish
+from plinth.hashing import is_sha256_hex
 
 logger = logging.getLogger(__name__)
-_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class EnsureOptions:
+    """Where a manifest is mounted, which tiers serve it, and the limits of the fill."""
+
+    mount_root: Path
+    cache_dir: Path  # the node cache, shared by every replica on the node
+    cluster_url: str | None = None
+    origin_url: str | None = None
+    budget_bytes: int | None = None  # node cache LRU budget; None: unlimited
+    concurrency: int = 8  # parallel chunk downloads
+    status_path: Path | None = None  # progress JSON; default: in the node cache
+    layout: Layout = "plain"
+    lease: str | None = None  # default: one lease per mount directory
+    keep_chunks: bool = False  # keep every chunk as its own file after assembly
+    verify_files: bool = False  # also re-hash each built file as a whole
+    retry: RetryPolicy | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise WeightsError(f"layout must be 'plain' or 'hf', got {self.layout!r}")
+
+    def tier_urls(self) -> dict[Tier, str]:
+        """Base URL of every configured network tier."""
+        urls = {Tier.CLUSTER: self.cluster_url, Tier.ORIGIN: self.origin_url}
+        return {tier: url for tier, url in urls.items() if url}
 
 
 @dataclass(frozen=True)
@@ -60,36 +91,38 @@ def _fetch_manifest_http(client: httpx.Client, url: str) -> bytes:
     return response.content
 
 
+def _manifest_by_id(
+    manifest_id: str, cache: NodeCache, client: httpx.Client, tier_urls: Sequence[str]
+) -> bytes:
+    """The node's copy, else the first tier that serves it."""
+    cached = cache.manifest_path(manifest_id)
+    if cached.exists():
+        return cached.read_bytes()
+    errors = []
+    for url in tier_urls:
+        try:
+            return _fetch_manifest_http(client, f"{url.rstrip('/')}/manifests/{manifest_id}.json")
+        except ManifestError as exc:
+            errors.append(f"{url}: {exc}")
+    raise ManifestError(f"manifest {manifest_id} not found: {errors}")
+
+
 def load_manifest(
-    ref: str, cache: NodeCache, client: httpx.Client, tiers: Sequence[str]
+    ref: str, cache: NodeCache, client: httpx.Client, tier_urls: Sequence[str]
 ) -> Manifest:
     """Resolve a manifest id / URL / path, verify it hashes to its id, keep a copy on the node."""
-    expected: str | None = None
     if ref.startswith(("http://", "https://")):
         name = ref.rstrip("/").rsplit("/", 1)[-1].removesuffix(".json")
-        expected = name if _ID_RE.match(name) else None
+        expected = name if is_sha256_hex(name) else None
         raw = _fetch_manifest_http(client, ref)
-    elif _ID_RE.match(ref):
+    elif is_sha256_hex(ref):
         expected = ref
-        cached = cache.manifest_path(ref)
-        if cached.exists():
-            raw = cached.read_bytes()
-        else:
-            raw = b""
-            errors = []
-            for tier in tiers:
-                try:
-                    raw = _fetch_manifest_http(client, f"{tier.rstrip('/')}/manifests/{ref}.json")
-                    break
-                except ManifestError as exc:
-                    errors.append(f"{tier}: {exc}")
-            if not raw:
-                raise ManifestError(f"manifest {ref} not found: {errors}")
+        raw = _manifest_by_id(ref, cache, client, tier_urls)
     else:
         path = Path(ref)
         if not path.is_file():
             raise ManifestError(f"manifest {ref!r} is not an id, URL or existing file")
-        expected = path.stem if _ID_RE.match(path.stem) else None
+        expected = path.stem if is_sha256_hex(path.stem) else None
         raw = path.read_bytes()
     manifest = parse_manifest(raw, expected_id=expected)
     stored = cache.manifest_path(manifest.manifest_id)
@@ -112,173 +145,105 @@ def release_weights(node_cache_dir: Path, lease: str) -> None:
         cache.close()
 
 
-class _ChunkEnsurer:
-    """Single-flight fetch of one chunk into the node cache (file lock per chunk hash)."""
-
-    def __init__(self, cache: NodeCache, fetcher: ChunkFetcher, tracker: ProgressTracker) -> None:
-        self._cache = cache
-        self.fetcher = fetcher
-        self.tracker = tracker
-        self.verified_here: set[str] = set()
-
-    def __call__(self, chunk_hash: str, length: int) -> None:
-        with self._cache.lock(chunk_entry(chunk_hash)):
-            if self._cache.locate_chunk(chunk_hash) is not None:
-                return
-            self.fetcher.fetch(
-                chunk_hash,
-                length,
-                self._cache.part_path(chunk_hash),
-                self._cache.chunk_path(chunk_hash),
-            )
-            self._cache.record(chunk_entry(chunk_hash), length)
-            self.verified_here.add(chunk_hash)
+def observe_node(cache: NodeCache, manifest: Manifest) -> NodeView:
+    """Which of the manifest's blobs, and which chunks of its missing blobs, the node holds."""
+    files = frozenset(e.sha256 for e in manifest.files if cache.file_path(e.sha256).exists())
+    pending_chunks = {ref.hash for e in manifest.files if e.sha256 not in files for ref in e.chunks}
+    chunks = frozenset(h for h in pending_chunks if cache.locate_chunk(h) is not None)
+    return NodeView(files=files, chunks=chunks)
 
 
-def _missing_chunks(cache: NodeCache, manifest: Manifest) -> dict[str, int]:
-    needed: dict[str, int] = {}
-    for entry in manifest.files:
-        if cache.file_path(entry.sha256).exists():
-            continue
-        for ref in entry.chunks:
-            if ref.hash not in needed and cache.locate_chunk(ref.hash) is None:
-                needed[ref.hash] = ref.length
-    return needed
+def _lease_keys(manifest: Manifest) -> list[str]:
+    keys = [chunk_entry(h) for h in manifest.unique_chunks()]
+    return keys + [file_entry(e.sha256) for e in manifest.files]
 
 
-def _cold_files(pending: list[FileEntry], missing: dict[str, int]) -> set[str]:
-    """sha256 of the files none of whose chunks is on the node or shared with another pending
-    file: they are downloaded in place instead of through ``chunks/``."""
-    holders: dict[str, set[str]] = {}
-    for entry in pending:
-        for ref in entry.chunks:
-            holders.setdefault(ref.hash, set()).add(entry.sha256)
-    return {
-        entry.sha256
-        for entry in pending
-        if all(ref.hash in missing and len(holders[ref.hash]) == 1 for ref in entry.chunks)
-    }
+def _in_order(urls: Mapping[Tier, str], order: Sequence[Tier]) -> list[str]:
+    return [urls[tier] for tier in order]
 
 
-def _fill_cache(
+def _log_plan(manifest: Manifest, plan: FillPlan) -> None:
+    # Tier names only: tier URLs may carry credentials or signatures.
+    logger.info(
+        "weights %s: %d of %d files to build, %d bytes to fetch via %s",
+        manifest.manifest_id[:12],
+        len(plan.files),
+        len(manifest.files),
+        plan.bytes_to_fetch,
+        "/".join(tier.value for tier in plan.sources) or "no tier",
+    )
+
+
+def _mount(
     cache: NodeCache,
     manifest: Manifest,
-    ensurer: _ChunkEnsurer,
+    client: httpx.Client,
     tracker: ProgressTracker,
-    concurrency: int,
-    keep_chunks: bool,
-    verify_files: bool,
-) -> None:
-    """Fetch what is missing with ``concurrency`` parallel downloads, two files at a time.
+    mount_dir: Path,
+    options: EnsureOptions,
+    lease: str,
+) -> list[Path]:
+    """Pin under ``lease``, observe, plan, fill, publish, then trim the cache to its budget."""
+    keys = _lease_keys(manifest)
+    # Pinned before looking, so nothing observed can be evicted by another process meanwhile.
+    cache.release(lease)
+    cache.pin(lease, keys)
+    urls = options.tier_urls()
+    plan = plan_fill(
+        manifest, observe_node(cache, manifest), tiers=urls, keep_chunks=options.keep_chunks
+    )
+    _log_plan(manifest, plan)
+    fetcher = ChunkFetcher(
+        _in_order(urls, plan.sources),
+        client=client,
+        retry=options.retry,
+        on_bytes=lambda n: tracker.add(bytes_fetched=n),
+    )
+    fill_cache(
+        cache,
+        plan,
+        fetcher,
+        tracker,
+        concurrency=options.concurrency,
+        verify_files=options.verify_files,
+    )
+    files = publish(cache, manifest, mount_dir, options.layout)
+    cache.touch(keys)
+    cache.evict()
+    return files
 
-    Cold files are downloaded in place (``in_place.py``); the others are assembled in order
-    from cached chunks while their missing chunks download, so copying overlaps with fetching.
-    """
-    missing = _missing_chunks(cache, manifest)
-    unique = manifest.unique_chunks()
-    tracker.update(bytes_done=sum(unique.values()) - sum(missing.values()), force=True)
-    pending_files = [e for e in manifest.files if not cache.file_path(e.sha256).exists()]
-    cache.evict(sum(missing.values()) + sum(e.size for e in pending_files))
-    cold = set() if keep_chunks else _cold_files(pending_files, missing)
 
-    def fetch_one(chunk_hash: str, length: int) -> None:
-        ensurer(chunk_hash, length)
-        tracker.add(bytes_done=length)
-
-    fetch_pool = ThreadPoolExecutor(max(1, concurrency))
-    assemble_pool = ThreadPoolExecutor(2)
-    try:
-        fetches: dict[str, Future[None]] = {}
-        for entry in pending_files:
-            for ref in entry.chunks:
-                if entry.sha256 not in cold and ref.hash in missing and ref.hash not in fetches:
-                    fetches[ref.hash] = fetch_pool.submit(fetch_one, ref.hash, ref.length)
-
-        def await_chunk(chunk_hash: str) -> None:
-            download = fetches.get(chunk_hash)
-            if download is not None:
-                download.result()
-
-        def assemble(entry: FileEntry) -> None:
-            if entry.sha256 in cold:
-                fetch_file_in_place(
-                    cache,
-                    entry,
-                    ensurer.fetcher.fetch_into,
-                    fetch_pool,
-                    lambda ref: tracker.add(bytes_done=ref.length),
-                    verify_file=verify_files,
-                )
-                return
-            assemble_file(
-                cache,
-                entry,
-                ensurer,
-                ensurer.verified_here,
-                keep_chunks=keep_chunks,
-                verify_file=verify_files,
-                await_chunk=await_chunk,
-            )
-
-        for future in [assemble_pool.submit(assemble, e) for e in pending_files]:
-            future.result()
-    finally:
-        # On failure, drop queued work instead of downloading what nobody will assemble.
-        fetch_pool.shutdown(wait=True, cancel_futures=True)
-        assemble_pool.shutdown(wait=True, cancel_futures=True)
+def _tracker(
+    manifest: Manifest, cache: NodeCache, options: EnsureOptions, progress: ProgressCallback | None
+) -> ProgressTracker:
+    return ProgressTracker(
+        Progress(
+            manifest_id=manifest.manifest_id,
+            bytes_total=sum(manifest.unique_chunks().values()),
+            files_total=len(manifest.files),
+        ),
+        callback=progress,
+        status_path=options.status_path or cache.status_path(manifest.manifest_id),
+    )
 
 
 def ensure_weights(
-    manifest_url_or_path: str,
-    mount_root: Path | str,
-    node_cache_dir: Path | str,
-    cluster_url: str | None = None,
-    origin_url: str | None = None,
-    progress: ProgressCallback | None = None,
-    *,
-    budget_bytes: int | None = None,
-    concurrency: int = 8,
-    status_path: Path | None = None,
-    layout: str = "plain",
-    lease: str | None = None,
-    keep_chunks: bool = False,
-    verify_files: bool = False,
-    retry: RetryPolicy | None = None,
+    manifest_ref: str, options: EnsureOptions, progress: ProgressCallback | None = None
 ) -> EnsureResult:
     """Materialise a manifest's files; returns where they are and how many bytes were fetched."""
-    if layout not in ("plain", "hf"):
-        raise WeightsError(f"layout must be 'plain' or 'hf', got {layout!r}")
-    cache = NodeCache(Path(node_cache_dir), budget_bytes=budget_bytes)
-    tiers = [t for t in (cluster_url, origin_url) if t]
-    limits = httpx.Limits(max_connections=max(1, concurrency) + 2)
+    cache = NodeCache(Path(options.cache_dir), budget_bytes=options.budget_bytes)
+    limits = httpx.Limits(max_connections=max(1, options.concurrency) + 2)
     with (
         contextlib.closing(cache),
         httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0), limits=limits) as client,
     ):
-        manifest = load_manifest(manifest_url_or_path, cache, client, tiers)
-        mount_dir = Path(mount_root) / manifest.mount_location.lstrip("/")
-        tracker = ProgressTracker(
-            Progress(
-                manifest_id=manifest.manifest_id,
-                bytes_total=sum(manifest.unique_chunks().values()),
-                files_total=len(manifest.files),
-            ),
-            callback=progress,
-            status_path=status_path or cache.status_path(manifest.manifest_id),
-        )
-        fetcher = ChunkFetcher(
-            tiers, client=client, retry=retry, on_bytes=lambda n: tracker.add(bytes_fetched=n)
-        )
-        lease = lease or default_lease(mount_dir)
+        urls = options.tier_urls()
+        manifest = load_manifest(manifest_ref, cache, client, _in_order(urls, network_order(urls)))
+        mount_dir = Path(options.mount_root) / manifest.mount_location.lstrip("/")
+        tracker = _tracker(manifest, cache, options, progress)
+        lease = options.lease or default_lease(mount_dir)
         try:
-            files = _mount(
-                cache,
-                manifest,
-                _ChunkEnsurer(cache, fetcher, tracker),
-                mount_dir,
-                lease,
-                _MountOptions(concurrency, keep_chunks, verify_files, layout),
-            )
+            files = _mount(cache, manifest, client, tracker, mount_dir, options, lease)
         except BaseException as exc:
             tracker.update(state="failed", error=f"{type(exc).__name__}: {exc}", force=True)
             raise
@@ -291,43 +256,6 @@ def ensure_weights(
             bytes_fetched=tracker.current.bytes_fetched,
             lease=lease,
         )
-
-
-@dataclass(frozen=True)
-class _MountOptions:
-    concurrency: int
-    keep_chunks: bool
-    verify_files: bool
-    layout: str
-
-
-def _mount(
-    cache: NodeCache,
-    manifest: Manifest,
-    ensurer: _ChunkEnsurer,
-    mount_dir: Path,
-    lease: str,
-    options: _MountOptions,
-) -> list[Path]:
-    """Pin the manifest under ``lease``, fill the cache, place the files, trim to budget."""
-    keys = [chunk_entry(h) for h in manifest.unique_chunks()]
-    keys += [file_entry(e.sha256) for e in manifest.files]
-    cache.release(lease)
-    cache.pin(lease, keys)
-    _fill_cache(
-        cache,
-        manifest,
-        ensurer,
-        ensurer.tracker,
-        options.concurrency,
-        options.keep_chunks,
-        options.verify_files,
-    )
-    place = materialise_hf_cache if options.layout == "hf" else materialise_plain
-    files = place(cache, manifest, mount_dir)
-    cache.touch(keys)
-    cache.evict()
-    return files
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -349,6 +277,21 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _options_from_args(args: argparse.Namespace) -> EnsureOptions:
+    return EnsureOptions(
+        mount_root=args.mount_root,
+        cache_dir=args.cache_dir,
+        cluster_url=args.cluster_url,
+        origin_url=args.origin_url,
+        budget_bytes=args.budget_bytes,
+        concurrency=args.concurrency,
+        status_path=args.status_file,
+        layout=args.layout,
+        keep_chunks=args.keep_chunks,
+        verify_files=args.verify_files,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -361,19 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --manifest is required", file=sys.stderr)
         return 2
     try:
-        result = ensure_weights(
-            args.manifest,
-            args.mount_root,
-            args.cache_dir,
-            args.cluster_url,
-            args.origin_url,
-            budget_bytes=args.budget_bytes,
-            concurrency=args.concurrency,
-            status_path=args.status_file,
-            layout=args.layout,
-            keep_chunks=args.keep_chunks,
-            verify_files=args.verify_files,
-        )
+        result = ensure_weights(args.manifest, _options_from_args(args))
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

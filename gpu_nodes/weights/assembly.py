@@ -1,23 +1,21 @@
-"""Turn verified chunks into verified file blobs, and file blobs into a mount directory.
+"""Turn verified chunks into a verified file blob (the fill's path for files that are not cold).
 
 Every chunk is re-hashed when it is read from disk (a bit flip in the cache is caught here, the
-bad copy deleted and the chunk refetched) unless this process verified it moments ago, and
-every assembled file is hashed as a whole before it is published read-only under
-``files/<sha256>``. Mounts are hard links to those blobs (copy when links cannot cross
-filesystems), so N replicas on a node share one copy of the bytes.
+bad copy deleted and the chunk refetched) unless this process verified it moments ago; with
+``verify_file`` the assembled file is also hashed as a whole before it is published read-only
+under ``files/<sha256>``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from gpu_nodes.weights.exceptions import IntegrityError, WeightsError
-from gpu_nodes.weights.manifest import ChunkRef, FileEntry, Manifest
+from gpu_nodes.weights.exceptions import IntegrityError
+from gpu_nodes.weights.manifest import ChunkRef, FileEntry
 from gpu_nodes.weights.node_cache import NodeCache, chunk_entry, file_entry
+from plinth.hashing import file_sha256
 
 # Refetch-and-retry rounds when a chunk on disk is corrupt or vanishes (evicted) mid-read.
 _READ_ROUNDS = 3
@@ -95,14 +93,6 @@ def _copy_trusted(cache: NodeCache, ref: ChunkRef, out_fd: int) -> bool:
     return True
 
 
-def hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while piece := handle.read(8 << 20):
-            digest.update(piece)
-    return digest.hexdigest()
-
-
 def _write_blob(
     cache: NodeCache,
     entry: FileEntry,
@@ -127,7 +117,7 @@ def _write_blob(
         os.close(out_fd)
     if tmp.stat().st_size != entry.size:
         raise IntegrityError(f"{entry.path}: assembled {tmp.stat().st_size} of {entry.size} bytes")
-    if verify_file and hash_file(tmp) != entry.sha256:
+    if verify_file and file_sha256(tmp) != entry.sha256:
         raise IntegrityError(f"{entry.path}: assembled file does not match its sha256")
 
 
@@ -167,59 +157,3 @@ def assemble_file(
         for ref in entry.chunks:
             cache.chunk_path(ref.hash).unlink(missing_ok=True)
             cache.forget(chunk_entry(ref.hash))
-
-
-def _link_or_copy(blob: Path, dest: Path) -> None:
-    if dest.exists() and os.path.samefile(blob, dest):
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(blob, tmp)
-    except OSError:
-        shutil.copyfile(blob, tmp)
-    os.replace(tmp, dest)
-
-
-def _safe_join(root: Path, relative: str) -> Path:
-    dest = (root / relative).resolve()
-    if not dest.is_relative_to(root.resolve()):
-        raise WeightsError(f"manifest path escapes the mount: {relative!r}")
-    return dest
-
-
-def materialise_plain(cache: NodeCache, manifest: Manifest, mount_dir: Path) -> list[Path]:
-    """Files at ``mount_dir/<path>``, hard-linked to their blobs."""
-    placed = []
-    for entry in manifest.files:
-        dest = _safe_join(mount_dir, entry.path)
-        _link_or_copy(cache.file_path(entry.sha256), dest)
-        placed.append(dest)
-    return placed
-
-
-def materialise_hf_cache(cache: NodeCache, manifest: Manifest, mount_dir: Path) -> list[Path]:
-    """HF Hub cache layout: ``models--org--repo/{blobs/<sha>, snapshots/<rev>/<path>, refs/main}``.
-
-    Point ``HF_HUB_CACHE`` at ``mount_dir`` and ``from_pretrained("org/repo", revision=rev)``
-    loads offline.
-    """
-    if not manifest.source.startswith("hf://"):
-        raise WeightsError(f"hf cache layout needs an hf:// source, got {manifest.source!r}")
-    repo = manifest.source[len("hf://") :].partition("@")[0]
-    revision = manifest.revision or "main"
-    repo_dir = mount_dir / f"models--{repo.replace('/', '--')}"
-    snapshot = repo_dir / "snapshots" / revision
-    placed = []
-    for entry in manifest.files:
-        blob = repo_dir / "blobs" / entry.sha256
-        _link_or_copy(cache.file_path(entry.sha256), blob)
-        link = _safe_join(snapshot, entry.path)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.unlink(missing_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-        placed.append(link)
-    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
-    (repo_dir / "refs" / "main").write_text(revision)
-    return placed

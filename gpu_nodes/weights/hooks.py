@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpu_nodes.weights.agent import EnsureResult, ensure_weights
+from gpu_nodes.weights.agent import EnsureOptions, EnsureResult, ensure_weights
 from gpu_nodes.weights.exceptions import WeightsError
 from gpu_nodes.weights.progress import ProgressCallback
 
@@ -69,16 +69,13 @@ def ensure_deployment_weights(
     results = []
     for manifest_id in settings.manifests:
         status = settings.status_dir / f"{manifest_id}.json" if settings.status_dir else None
-        results.append(
-            ensure_weights(
-                manifest_id,
-                settings.mount_root,
-                settings.cache_dir,
-                settings.cluster_url,
-                settings.origin_url,
-                progress,
-                budget_bytes=settings.budget_bytes,
-                status_path=status,
-            )
+        options = EnsureOptions(
+            mount_root=settings.mount_root,
+            cache_dir=settings.cache_dir,
+            cluster_url=settings.cluster_url,
+            origin_url=settings.origin_url,
+            budget_bytes=settings.budget_bytes,
+            status_path=status,
         )
+        results.append(ensure_weights(manifest_id, options, progress))
     return results

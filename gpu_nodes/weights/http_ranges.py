@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from fastapi import HTTPException
 from fastapi.responses import Response
 
+from plinth.hashing import is_sha256_hex
+
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_digest(value: str, what: str) -> str:
     """400 unless ``value`` is a lowercase sha256 hex digest (keys are built from it)."""
-    if not _HEX64.match(value):
+    if not is_sha256_hex(value):
         raise HTTPException(status_code=400, detail=f"{what} must be a sha256 hex digest")
     return value
 

@@ -18,10 +18,10 @@ import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
 
-from gpu_nodes.weights.assembly import hash_file
 from gpu_nodes.weights.exceptions import ChunkFetchError, IntegrityError
 from gpu_nodes.weights.manifest import ChunkRef, FileEntry
 from gpu_nodes.weights.node_cache import NodeCache, file_entry
+from plinth.hashing import file_sha256
 
 _POLL_S = 0.05
 # fetch_into(chunk_hash, length, fd, offset): one verified chunk written at ``offset``.
@@ -100,7 +100,7 @@ def fetch_file_in_place(
             _copy_repeats(fd, entry, first)
         finally:
             os.close(fd)
-        if verify_file and hash_file(partial) != entry.sha256:
+        if verify_file and file_sha256(partial) != entry.sha256:
             partial.unlink()
             raise IntegrityError(f"{entry.path}: downloaded file does not match its sha256")
         partial.chmod(0o444)

@@ -9,7 +9,6 @@ directory renamed into place, so a rejected archive leaves nothing behind.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import posixpath
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 import pathspec
 
 from plinth.exceptions import ArchiveError
+from plinth.hashing import file_sha256
 
 IGNORE_FILENAMES = (".truss_ignore", ".plinthignore")
 DEFAULT_IGNORE_PATTERNS = (
@@ -143,15 +143,6 @@ def create_archive(package_dir: Path | str, dest_path: Path | str) -> ArchiveInf
     return ArchiveInfo(
         path=dest, sha256=file_sha256(dest), size=dest.stat().st_size, file_count=file_count
     )
-
-
-def file_sha256(path: Path | str) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as content:
-        while chunk := content.read(_COPY_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _link_stays_inside(member_name: str, link_target: str) -> bool:

@@ -63,9 +63,9 @@ def test_namespace_rbac_and_gateway(run, tags) -> None:
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-def test_node_agent_tolerates_gpu_taint_and_uses_host_cache(run, tags) -> None:
+def test_weights_cache_tolerates_gpu_taint_and_uses_host_cache(run, tags) -> None:
     result = run(_program(tags, cache_host_path="/mnt/nvme/plinth"))
-    pod = result.one("kubernetes:apps/v1:DaemonSet", "plinth-node-agent").inputs["spec"][
+    pod = result.one("kubernetes:apps/v1:DaemonSet", "plinth-weights-cache").inputs["spec"][
         "template"
     ]["spec"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[

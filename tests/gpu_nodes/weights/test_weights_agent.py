@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from gpu_nodes.weights.agent import ensure_weights, release_weights
+from gpu_nodes.weights.agent import EnsureOptions, ensure_weights, observe_node, release_weights
 from gpu_nodes.weights.cluster_cache import create_cluster_cache_app
 from gpu_nodes.weights.exceptions import ManifestError, WeightsError
+from gpu_nodes.weights.node_cache import NodeCache
 from gpu_nodes.weights.origin import create_origin_app
+from gpu_nodes.weights.plan import FileAction, Tier, plan_fill
 from gpu_nodes.weights.progress import Progress, read_status
 
 pytestmark = pytest.mark.integration
@@ -30,14 +32,17 @@ def test_cold_then_warm_mount_is_exact_and_hard_linked(
     with wt.serve(app) as origin:
         result = ensure_weights(
             manifest.manifest_id,
-            tmp_path / "root",
-            tmp_path / "cache",
-            origin_url=origin,
+            EnsureOptions(
+                mount_root=tmp_path / "root", cache_dir=tmp_path / "cache", origin_url=origin
+            ),
             progress=seen.append,
         )
         served_cold = app.state.stats.bytes_served
         again = ensure_weights(
-            manifest.manifest_id, tmp_path / "root2", tmp_path / "cache", origin_url=origin
+            manifest.manifest_id,
+            EnsureOptions(
+                mount_root=tmp_path / "root2", cache_dir=tmp_path / "cache", origin_url=origin
+            ),
         )
         assert app.state.stats.bytes_served == served_cold  # warm: nothing from the network
     mount = tmp_path / "root" / "app" / "model_cache" / "tiny"
@@ -119,7 +124,13 @@ def test_cli_with_cluster_tier_and_hf_layout(platform: Any, tmp_path: Path, wt: 
             # A second node behind the same cluster cache adds nothing at the origin.
             before = origin_app.state.stats.bytes_served
             ensure_weights(
-                manifest.manifest_id, tmp_path / "r2", tmp_path / "cache2", cluster, origin
+                manifest.manifest_id,
+                EnsureOptions(
+                    mount_root=tmp_path / "r2",
+                    cache_dir=tmp_path / "cache2",
+                    cluster_url=cluster,
+                    origin_url=origin,
+                ),
             )
             assert origin_app.state.stats.bytes_served == before
     snapshot = tmp_path / "root" / "hf" / "models--acme--tiny" / "snapshots" / "abc123"
@@ -136,15 +147,52 @@ def test_fine_tune_fetches_only_changed_tensors(platform: Any, tmp_path: Path, w
     tuned_manifest = platform.mirror(tmp_path / "tuned", "/tuned")
     app = create_origin_app(platform.store)
     with wt.serve(app) as origin:
-        ensure_weights(base_manifest.manifest_id, tmp_path / "root", tmp_path / "c", None, origin)
+        ensure_weights(
+            base_manifest.manifest_id,
+            EnsureOptions(
+                mount_root=tmp_path / "root", cache_dir=tmp_path / "c", origin_url=origin
+            ),
+        )
         before = app.state.stats.bytes_served
         result = ensure_weights(
-            tuned_manifest.manifest_id, tmp_path / "root", tmp_path / "c", None, origin
+            tuned_manifest.manifest_id,
+            EnsureOptions(
+                mount_root=tmp_path / "root", cache_dir=tmp_path / "c", origin_url=origin
+            ),
         )
         tuned_bytes = app.state.stats.bytes_served - before
     assert wt.tree(result.mount_dir) == wt.tree(tmp_path / "tuned")
     manifest_json = len(tuned_manifest.canonical_json())
     assert (tuned_bytes - manifest_json) / tuned_manifest.total_bytes <= 0.15
+
+
+def test_node_observed_after_a_base_mount_plans_only_the_fine_tunes_new_chunks(
+    platform: Any, tmp_path: Path, wt: Any
+) -> None:
+    base = wt.write_model(tmp_path / "base", shards=2, tensors=6, mib=0.5)
+    wt.fine_tune(base, tmp_path / "tuned", fraction=0.2)
+    base_manifest = platform.mirror(tmp_path / "base", "/base")
+    tuned_manifest = platform.mirror(tmp_path / "tuned", "/tuned")
+    with wt.serve(create_origin_app(platform.store)) as origin:
+        ensure_weights(
+            base_manifest.manifest_id,
+            EnsureOptions(mount_root=tmp_path / "r", cache_dir=tmp_path / "c", origin_url=origin),
+        )
+    cache = NodeCache(tmp_path / "c")
+    try:
+        view = observe_node(cache, tuned_manifest)
+    finally:
+        cache.close()
+    plan = plan_fill(tuned_manifest, view, tiers={Tier.ORIGIN}, keep_chunks=False)
+    base_chunks = {ref.hash for f in base_manifest.files for ref in f.chunks}
+    pending = [f for f in tuned_manifest.files if f.sha256 not in view.files]
+    pending_chunks = {ref.hash for f in pending for ref in f.chunks}
+    assert "config.json" not in [f.path for f in pending]  # same bytes as the base: no work
+    # The base's chunks were assembled into blobs and deleted; they are found inside the blobs.
+    assert view.chunks == pending_chunks & base_chunks
+    assert {h for step in plan.files for h in step.fetched} == pending_chunks - base_chunks
+    assert [step.entry.path for step in plan.files] == [f.path for f in pending]
+    assert all(step.action is FileAction.ASSEMBLE for step in plan.files)
 
 
 def test_release_and_bad_manifest_references(
@@ -153,20 +201,41 @@ def test_release_and_bad_manifest_references(
     manifest = platform.mirror(small_model)
     with wt.serve(create_origin_app(platform.store)) as origin:
         with pytest.raises(ManifestError, match="not an id, URL or existing file"):
-            ensure_weights("nope", tmp_path / "r", tmp_path / "c", None, origin)
+            ensure_weights(
+                "nope",
+                EnsureOptions(
+                    mount_root=tmp_path / "r", cache_dir=tmp_path / "c", origin_url=origin
+                ),
+            )
         with pytest.raises(ManifestError, match="not found"):
-            ensure_weights("0" * 64, tmp_path / "r", tmp_path / "c", None, origin)
+            ensure_weights(
+                "0" * 64,
+                EnsureOptions(
+                    mount_root=tmp_path / "r", cache_dir=tmp_path / "c", origin_url=origin
+                ),
+            )
         with pytest.raises(WeightsError, match="layout"):
             ensure_weights(
-                manifest.manifest_id, tmp_path / "r", tmp_path / "c", None, origin, layout="bogus"
+                manifest.manifest_id,
+                EnsureOptions(
+                    mount_root=tmp_path / "r",
+                    cache_dir=tmp_path / "c",
+                    origin_url=origin,
+                    layout="bogus",
+                ),
             )
         url = f"{origin}/manifests/{manifest.manifest_id}.json"
-        result = ensure_weights(url, tmp_path / "r", tmp_path / "c", None, origin)
+        result = ensure_weights(
+            url,
+            EnsureOptions(mount_root=tmp_path / "r", cache_dir=tmp_path / "c", origin_url=origin),
+        )
         assert httpx.get(f"{origin}/chunks/xyz").status_code == 400
     release_weights(tmp_path / "c", result.lease)
     manifest_file = tmp_path / "m.json"
     manifest_file.write_bytes(manifest.canonical_json())
-    local = ensure_weights(str(manifest_file), tmp_path / "r3", tmp_path / "c")
+    local = ensure_weights(
+        str(manifest_file), EnsureOptions(mount_root=tmp_path / "r3", cache_dir=tmp_path / "c")
+    )
     assert local.bytes_fetched == 0  # everything came from the node cache, no network at all
 
 
@@ -209,7 +278,10 @@ def test_empty_duplicate_and_cdc_files(platform: Any, tmp_path: Path, wt: Any) -
     (source / "nested" / "deeper" / "copy.bin").write_bytes(blob)  # same sha: one blob
     manifest = platform.mirror(source, "/odd")
     with wt.serve(create_origin_app(platform.store)) as origin:
-        result = ensure_weights(manifest.manifest_id, tmp_path / "r", tmp_path / "c", None, origin)
+        result = ensure_weights(
+            manifest.manifest_id,
+            EnsureOptions(mount_root=tmp_path / "r", cache_dir=tmp_path / "c", origin_url=origin),
+        )
     assert wt.tree(result.mount_dir) == wt.tree(source)
     assert result.bytes_fetched == len(blob)  # the duplicate and the empty file cost nothing
     assert os.path.samefile(

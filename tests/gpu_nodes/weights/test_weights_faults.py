@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gpu_nodes.weights.agent import ensure_weights, release_weights
+from gpu_nodes.weights.agent import EnsureOptions, ensure_weights, release_weights
 from gpu_nodes.weights.exceptions import ChunkFetchError
 from gpu_nodes.weights.fetcher import RetryPolicy
 from gpu_nodes.weights.node_cache import NodeCache, chunk_entry
@@ -46,12 +46,13 @@ def test_errors_and_truncation_are_retried_and_resumed(
     origin.fail_next, origin.truncate_next = 3, 3
     result = ensure_weights(
         manifest.manifest_id,
-        tmp_path / "root",
-        tmp_path / "cache",
-        None,
-        url,
-        retry=FAST_RETRY,
-        verify_files=True,
+        EnsureOptions(
+            mount_root=tmp_path / "root",
+            cache_dir=tmp_path / "cache",
+            origin_url=url,
+            retry=FAST_RETRY,
+            verify_files=True,
+        ),
     )
     assert wt.tree(result.mount_dir) == wt.tree(small_model)
     assert origin.fail_next == 0 and origin.truncate_next == 0
@@ -68,7 +69,13 @@ def test_corrupt_bytes_from_origin_are_never_used(
     manifest = platform.mirror(small_model)
     origin.corrupt_next = 2
     result = ensure_weights(
-        manifest.manifest_id, tmp_path / "root", tmp_path / "cache", None, url, retry=FAST_RETRY
+        manifest.manifest_id,
+        EnsureOptions(
+            mount_root=tmp_path / "root",
+            cache_dir=tmp_path / "cache",
+            origin_url=url,
+            retry=FAST_RETRY,
+        ),
     )
     assert wt.tree(result.mount_dir) == wt.tree(small_model)
     assert sorted(origin.requests_by_chunk.values())[-2:] == [2, 2]
@@ -80,7 +87,12 @@ def test_corrupt_chunk_on_disk_is_detected_and_refetched(
     origin, url = faulty_origin
     manifest = platform.mirror(small_model)
     cache_dir = tmp_path / "cache"
-    ensure_weights(manifest.manifest_id, tmp_path / "r1", cache_dir, None, url, keep_chunks=True)
+    ensure_weights(
+        manifest.manifest_id,
+        EnsureOptions(
+            mount_root=tmp_path / "r1", cache_dir=cache_dir, origin_url=url, keep_chunks=True
+        ),
+    )
     cache = NodeCache(cache_dir)
     victim_file = max(manifest.files, key=lambda f: f.size)
     victim = victim_file.chunks[1].hash
@@ -90,7 +102,10 @@ def test_corrupt_chunk_on_disk_is_detected_and_refetched(
     chunk_path.write_bytes(bytes(data))
     # Drop the assembled blob so the file must be rebuilt from (the corrupt) chunks.
     cache.file_path(victim_file.sha256).unlink()
-    result = ensure_weights(manifest.manifest_id, tmp_path / "r2", cache_dir, None, url)
+    result = ensure_weights(
+        manifest.manifest_id,
+        EnsureOptions(mount_root=tmp_path / "r2", cache_dir=cache_dir, origin_url=url),
+    )
     assert wt.tree(result.mount_dir) == wt.tree(small_model)
     assert origin.requests_by_chunk[victim] == 2
     assert result.bytes_fetched == next(c.length for c in victim_file.chunks if c.hash == victim)
@@ -146,11 +161,12 @@ def test_agent_killed_mid_download_resumes_without_refetching(
     origin.delay_per_piece_s = 0.0
     result = ensure_weights(
         manifest.manifest_id,
-        tmp_path / "root",
-        cache_dir,
-        None,
-        url,
-        keep_chunks=bool(extra_args),
+        EnsureOptions(
+            mount_root=tmp_path / "root",
+            cache_dir=cache_dir,
+            origin_url=url,
+            keep_chunks=bool(extra_args),
+        ),
     )
     assert wt.tree(result.mount_dir) == wt.tree(small_model)
     for chunk_hash in finished:
@@ -178,7 +194,10 @@ def test_failed_cold_download_publishes_nothing_and_resumes(
     give_up_fast = RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.01)
     with pytest.raises(ChunkFetchError, match=victim):
         ensure_weights(
-            manifest.manifest_id, tmp_path / "r1", cache_dir, None, url, retry=give_up_fast
+            manifest.manifest_id,
+            EnsureOptions(
+                mount_root=tmp_path / "r1", cache_dir=cache_dir, origin_url=url, retry=give_up_fast
+            ),
         )
     # The file with a missing chunk was never published; what arrived is kept to resume.
     assert not (cache_dir / "files" / victim_file.sha256).exists()
@@ -186,7 +205,10 @@ def test_failed_cold_download_publishes_nothing_and_resumes(
     kept = _chunks_on_disk(cache_dir, manifest)
     assert victim not in kept
     origin.failing_chunks.clear()
-    result = ensure_weights(manifest.manifest_id, tmp_path / "r1", cache_dir, None, url)
+    result = ensure_weights(
+        manifest.manifest_id,
+        EnsureOptions(mount_root=tmp_path / "r1", cache_dir=cache_dir, origin_url=url),
+    )
     assert wt.tree(result.mount_dir) == wt.tree(small_model)
     for chunk_hash in kept:
         assert origin.requests_by_chunk[chunk_hash] == 1  # verified in place, not fetched again
@@ -231,11 +253,20 @@ def test_budget_evicts_least_recently_used_but_never_pinned(
     mounts = {}
     for name in ["b", "a"]:  # b is the least recently used, but stays mounted (pinned)
         mounts[name] = ensure_weights(
-            models[name].manifest_id, tmp_path / "root", cache_dir, None, url, budget_bytes=budget
+            models[name].manifest_id,
+            EnsureOptions(
+                mount_root=tmp_path / "root",
+                cache_dir=cache_dir,
+                origin_url=url,
+                budget_bytes=budget,
+            ),
         )
     release_weights(cache_dir, mounts["a"].lease)
     ensure_weights(
-        models["c"].manifest_id, tmp_path / "root", cache_dir, None, url, budget_bytes=budget
+        models["c"].manifest_id,
+        EnsureOptions(
+            mount_root=tmp_path / "root", cache_dir=cache_dir, origin_url=url, budget_bytes=budget
+        ),
     )
     cache = NodeCache(cache_dir)
     present = lambda m: all(cache.file_path(f.sha256).exists() for f in m.files)  # noqa: E731
@@ -246,7 +277,10 @@ def test_budget_evicts_least_recently_used_but_never_pinned(
     # Mounted files stay readable after eviction (hard links keep the bytes).
     assert wt.tree(tmp_path / "root" / "a") == wt.tree(tmp_path / "a")
     before = origin.bytes_sent
-    ensure_weights(models["a"].manifest_id, tmp_path / "r2", cache_dir, None, url)
+    ensure_weights(
+        models["a"].manifest_id,
+        EnsureOptions(mount_root=tmp_path / "r2", cache_dir=cache_dir, origin_url=url),
+    )
     # Its tensors come back over the network (its header chunk is shared with b and c).
     assert origin.bytes_sent - before >= 4 << 20
 
@@ -277,7 +311,13 @@ def test_dead_cluster_tier_falls_back_to_origin(
     manifest = platform.mirror(small_model)
     dead_cluster = f"http://127.0.0.1:{wt.free_port()}"  # nothing listens here
     result = ensure_weights(
-        manifest.manifest_id, tmp_path / "root", tmp_path / "cache", dead_cluster, url
+        manifest.manifest_id,
+        EnsureOptions(
+            mount_root=tmp_path / "root",
+            cache_dir=tmp_path / "cache",
+            cluster_url=dead_cluster,
+            origin_url=url,
+        ),
     )
     assert wt.tree(result.mount_dir) == wt.tree(small_model)
     assert set(origin.requests_by_chunk.values()) == {1}
