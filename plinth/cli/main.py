@@ -63,7 +63,8 @@ def init(
     with expected_errors():
         package = write_package_template(directory, name)
         console = make_console()
-        console.print(f"created {escape(str(package))}/config.yaml and model/model.py")
+        files = [package / "config.yaml", package / "model" / "model.py"]
+        console.print("created " + " and ".join(escape(str(path)) for path in files))
         console.print(f"next: plinth push {escape(str(package))} --promote")
 
 

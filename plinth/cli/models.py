@@ -5,6 +5,7 @@ Every MODEL argument takes a model id or a model name (`PlinthClient.resolve_mod
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -72,10 +73,25 @@ DEPLOYMENT_COLUMNS = [
 ]
 
 
-def models(url: UrlOption = None, api_key: ApiKeyOption = None, json: JsonOption = False) -> None:
-    """List models."""
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only ids, one a line (for scripts).")
+]
+
+
+def models(
+    name: Annotated[str | None, typer.Argument(help="Only the model with this name.")] = None,
+    quiet: QuietOption = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List models (`plinth models NAME -q` prints the id of the model called NAME)."""
     with connect(url, None, api_key) as (client, _):
-        items = client.list_models()
+        items = [item for item in client.list_models() if name is None or item["name"] == name]
+        if quiet:
+            for item in items:
+                sys.stdout.write(f"{item['id']}\n")
+            return
         rows = [
             [
                 item.get("id", ""),
@@ -92,15 +108,24 @@ def models(url: UrlOption = None, api_key: ApiKeyOption = None, json: JsonOption
 
 def deployments(
     model: ModelArgument,
+    quiet: QuietOption = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List a model's deployments: status and why, every environment each serves, replicas,
-    autoscaling range and when a replaced deployment drains."""
+    """List a model's deployments, newest first: status and why, every environment each
+    serves, replicas, autoscaling range and when a replaced deployment drains."""
     with connect(url, None, api_key) as (client, _):
         model_id = client.resolve_model_id(model)
-        items = client.list_deployments(model_id)
+        items = sorted(
+            client.list_deployments(model_id),
+            key=lambda item: float(item.get("created_at") or 0),
+            reverse=True,
+        )
+        if quiet:
+            for item in items:
+                sys.stdout.write(f"{item['id']}\n")
+            return
         serving = serving_environments(client.list_environments(model_id))
         rows = [deployment_row(item, serving) for item in items]
         title = f"deployments of {model_id}"
