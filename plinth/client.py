@@ -17,7 +17,12 @@ from urllib.parse import quote
 
 import httpx
 
-from plinth.exceptions import ApiError, PlatformUnreachableError, WaitTimeoutError
+from plinth.exceptions import (
+    ApiError,
+    GatewayTimeoutError,
+    PlatformUnreachableError,
+    WaitTimeoutError,
+)
 
 ProgressCallback = Callable[[int, int], None]
 """Called as progress(bytes_done, bytes_total) while an archive uploads."""
@@ -26,6 +31,7 @@ FINAL_STATUSES = frozenset({"ACTIVE", "FAILED"})
 STANDARD_ENVIRONMENTS = frozenset({"production", "development"})
 _UPLOAD_CHUNK = 1024 * 1024
 _MAX_ERROR_TEXT = 300
+REQUEST_ID_HEADER = "x-request-id"
 
 
 def _segment(value: str) -> str:
@@ -75,7 +81,7 @@ def api_error_from_response(response: httpx.Response) -> ApiError:
         )
     elif response.text:
         message = response.text[:_MAX_ERROR_TEXT]
-    return ApiError(status, code, message)
+    return ApiError(status, code, message, request_id=response.headers.get(REQUEST_ID_HEADER))
 
 
 def _items(body: Any, key: str) -> list[dict[str, Any]]:
@@ -214,6 +220,25 @@ class PlinthClient:
     def get_model(self, model_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", self._model_path(model_id))
         return result
+
+    def resolve_model_id(self, model: str) -> str:
+        """The id of the model called `model`, where `model` is an id or a model name.
+
+        An id wins over a name; a name shared by no model raises ApiError 404 naming both
+        ways of referring to a model."""
+        try:
+            return str(self.get_model(model).get("id") or model)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        matches = [item for item in self.list_models() if item.get("name") == model]
+        if len(matches) == 1:
+            return str(matches[0]["id"])
+        raise ApiError(
+            404,
+            "NOT_FOUND",
+            f"no model has the id or the name {model!r} (`plinth models` lists them)",
+        )
 
     def list_deployments(self, model_id: str) -> list[dict[str, Any]]:
         body = self._json("GET", f"{self._model_path(model_id)}/deployments")
@@ -356,15 +381,19 @@ class PlinthClient:
         if stream:
             return self._stream(url, payload, timeout)
         with httpx.Client(headers=self._headers, timeout=timeout or self.timeout) as gateway:
-            response = self._gateway_send(gateway, url, payload)
+            response = self._gateway_send(gateway, url, payload, timeout or self.timeout)
             try:
                 return response.json()
             except ValueError:
                 return response.text
 
-    def _gateway_send(self, gateway: httpx.Client, url: str, payload: Any) -> httpx.Response:
+    def _gateway_send(
+        self, gateway: httpx.Client, url: str, payload: Any, timeout: float
+    ) -> httpx.Response:
         try:
             response = gateway.post(url, json=payload)
+        except httpx.ReadTimeout as exc:
+            raise GatewayTimeoutError(url, timeout) from exc
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
             raise PlatformUnreachableError(url, reason, what="gateway") from exc
@@ -381,6 +410,8 @@ class PlinthClient:
                         response.read()
                         raise api_error_from_response(response)
                     yield from response.iter_text()
+            except httpx.ReadTimeout as exc:
+                raise GatewayTimeoutError(url, timeout or self.timeout) from exc
             except httpx.TransportError as exc:
                 reason = str(exc) or type(exc).__name__
                 raise PlatformUnreachableError(url, reason, what="gateway") from exc

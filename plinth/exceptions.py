@@ -44,11 +44,15 @@ class ArchiveError(PlinthError):
 class ApiError(PlinthError):
     """The control plane answered with an error (`{"error": {"code", "message"}}`)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, request_id: str | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        # The gateway's X-Request-Id of the failed call: the key to its line in the logs.
+        self.request_id = request_id
 
 
 class PlatformUnreachableError(PlinthError):
@@ -64,6 +68,18 @@ class PlatformUnreachableError(PlinthError):
 class ConfigWarning(UserWarning):
     """A config.yaml problem that is tolerated on load (unknown key, duplicate key) but is an
     error when loading strictly (`plinth push`)."""
+
+
+class GatewayTimeoutError(PlinthError):
+    """The gateway was reached but no answer came within the client's timeout."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        super().__init__(
+            f"no answer from {url} within {timeout:g} s: the gateway was reached and the model "
+            "may still be working (raise --timeout, or use an async request for long work)"
+        )
+        self.url = url
+        self.timeout = timeout
 
 
 class WaitTimeoutError(PlinthError):

@@ -22,6 +22,7 @@ from types import FrameType
 
 import httpx
 
+from plinth.cli.target import LOCAL_REMOTE, PlatformTarget, save_remote
 from plinth.exceptions import PlinthError
 
 STARTUP_TIMEOUT_S = 60.0
@@ -160,6 +161,9 @@ def _write_cli_config(platform: LocalPlatform) -> None:
     tmp.touch(mode=0o600)
     tmp.write_text(json.dumps(body, indent=2))
     os.replace(tmp, path)
+    # The user-level remote: the CLI finds this platform from any directory.
+    ep = platform.endpoints
+    save_remote(LOCAL_REMOTE, PlatformTarget(ep.control_plane_url, ep.gateway_url, ep.api_key))
 
 
 def run_platform(state_dir: Path, host: str, control_plane_port: int, gateway_port: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +22,9 @@ from control_plane.domain.repository import Repository
 from control_plane.exceptions import ArchiveInvalid, Conflict, NotFound, ValidationFailed
 from control_plane.ports.queue import Queue
 from control_plane.ports.store import VersionConflict
+from plinth.spec.checks import MODEL_NAME_PATTERN, MODEL_NAME_RULE
 
 BUILD_QUEUE = "builds"
-_MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -60,10 +59,8 @@ class DeploymentService:
     # -- push -------------------------------------------------------------------------
     def push(self, request: PushRequest) -> tuple[ModelRecord, DeploymentRecord]:
         """Create the model if new and a BUILDING deployment; the build runs in the background."""
-        if not _MODEL_NAME_PATTERN.match(request.model_name):
-            raise ValidationFailed(
-                f"model_name: {request.model_name!r} must be 1-128 letters, digits, spaces or _.-"
-            )
+        if not MODEL_NAME_PATTERN.match(request.model_name):
+            raise ValidationFailed(f"model_name: {request.model_name!r} must be {MODEL_NAME_RULE}")
         check_sha256(request.archive_sha256)
         validate_config(request.config)
         if self._archives.size_of(request.archive_sha256) is None:

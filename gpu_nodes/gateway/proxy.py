@@ -28,6 +28,7 @@ from gpu_nodes.gateway.exceptions import NoReplicaError, NotFoundError, Upstream
 from gpu_nodes.gateway.routing import DeploymentRoute, ReplicaRoute, Target
 from gpu_nodes.gateway.settings import GatewaySettings
 from gpu_nodes.gateway.table_source import RoutingTableSource
+from gpu_nodes.keepalive import GATEWAY_POOL_IDLE_S
 
 log = logging.getLogger("plinth.gateway")
 
@@ -82,7 +83,9 @@ class ReplicaProxy:
         # Made on first use, inside the server's event loop (a session belongs to one loop).
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
+                connector=aiohttp.TCPConnector(
+                    limit=1000, limit_per_host=0, keepalive_timeout=GATEWAY_POOL_IDLE_S
+                ),
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     sock_connect=self._settings.connect_timeout_s,

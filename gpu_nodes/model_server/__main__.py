@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from gpu_nodes.keepalive import REPLICA_KEEP_ALIVE_S
 from gpu_nodes.model_server.app import SECRETS_DIR_ENV, create_model_server_app
 from gpu_nodes.model_server.exceptions import PackageError
 from gpu_nodes.model_server.logs import configure_process_logging
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         access_log=args.access_log,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=REPLICA_KEEP_ALIVE_S,
     )
     return 0
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from gpu_nodes.keepalive import REPLICA_KEEP_ALIVE_S
 from gpu_nodes.openai.server import create_openai_app
 
 
@@ -25,7 +26,13 @@ def main(argv: list[str] | None = None) -> None:
 
     config = load_config(args.model_dir)
     app = create_openai_app(args.model_dir, config)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_keep_alive=REPLICA_KEEP_ALIVE_S,
+    )
 
 
 if __name__ == "__main__":

@@ -16,11 +16,22 @@ import typer
 from rich.markup import escape
 
 from plinth.cli.manage import api_keys_app, choose_rollback_target, secrets_app
+from plinth.cli.models import (
+    ModelArgument,
+    activate,
+    deactivate,
+    deployment,
+    deployments,
+    environments_app,
+    models,
+)
 from plinth.cli.options import ApiKeyOption, GatewayUrlOption, UrlOption, connect, require
-from plinth.cli.output import expected_errors, format_time, make_console, print_table, status_text
+from plinth.cli.output import expected_errors, make_console
 from plinth.cli.push import PushOptions, log_line_text, run_push
+from plinth.cli.remote import remote_app
 from plinth.cli.target import resolve_target, state_dir_from_env
-from plinth.exceptions import PlinthError
+from plinth.client import PlinthClient
+from plinth.exceptions import PlatformUnreachableError, PlinthError
 from plinth.spec.templates import write_package_template
 
 # show_locals off: a traceback must never print an API key held in a local variable.
@@ -32,6 +43,10 @@ app = typer.Typer(
 )
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(environments_app, name="environments")
+app.add_typer(remote_app, name="remote")
+for command in (models, deployments, deployment, activate, deactivate):
+    app.command()(command)
 
 EnvironmentOption = Annotated[str, typer.Option("--environment", "-e", help="Environment name.")]
 LOG_FOLLOW_POLL_S = 1.0
@@ -48,7 +63,8 @@ def init(
     with expected_errors():
         package = write_package_template(directory, name)
         console = make_console()
-        console.print(f"created {escape(str(package))}/config.yaml and model/model.py")
+        files = [package / "config.yaml", package / "model" / "model.py"]
+        console.print("created " + " and ".join(escape(str(path)) for path in files))
         console.print(f"next: plinth push {escape(str(package))} --promote")
 
 
@@ -61,13 +77,23 @@ def push(
     ] = None,
     wait: Annotated[bool, typer.Option(help="Wait until ACTIVE or FAILED.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the deployment.")] = 900.0,
+    model_name: Annotated[
+        str | None,
+        typer.Option("--model-name", help="Model name when config.yaml has none (as truss push)."),
+    ] = None,
     url: UrlOption = None,
     gateway_url: GatewayUrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Validate, package and upload DIRECTORY, create a deployment and wait for it."""
     with expected_errors():
-        options = PushOptions(promote=promote, environment=environment, wait=wait, timeout=timeout)
+        options = PushOptions(
+            promote=promote,
+            environment=environment,
+            wait=wait,
+            timeout=timeout,
+            model_name=model_name,
+        )
         target = resolve_target(url, gateway_url, api_key)
         code = run_push(directory, target, options, make_console())
     if code:
@@ -75,68 +101,8 @@ def push(
 
 
 @app.command()
-def models(url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
-    """List models."""
-    with connect(url, None, api_key) as (client, _):
-        rows = [
-            [
-                item.get("id", ""),
-                item.get("name", ""),
-                item.get("deployments_count", ""),
-                item.get("production_deployment_id") or "-",
-                item.get("development_deployment_id") or "-",
-            ]
-            for item in client.list_models()
-        ]
-        columns = ["id", "name", "deployments", "production", "development"]
-        print_table(make_console(), "models", columns, rows)
-
-
-@app.command()
-def deployments(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
-    url: UrlOption = None,
-    api_key: ApiKeyOption = None,
-) -> None:
-    """List a model's deployments."""
-    with connect(url, None, api_key) as (client, _):
-        rows = [
-            [
-                item.get("id", ""),
-                item.get("name", ""),
-                status_text(item.get("status")),
-                item.get("environment") or "-",
-                item.get("active_replica_count", 0),
-                format_time(item.get("created_at")),
-            ]
-            for item in client.list_deployments(model_id)
-        ]
-        columns = ["id", "name", "status", "environment", "replicas", "created"]
-        print_table(make_console(), f"deployments of {model_id}", columns, rows)
-
-
-@app.command()
-def environments(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
-    url: UrlOption = None,
-    api_key: ApiKeyOption = None,
-) -> None:
-    """List a model's environments and what each one serves."""
-    from plinth.cli.manage import current_deployment_id
-
-    with connect(url, None, api_key) as (client, _):
-        rows = []
-        for item in client.list_environments(model_id):
-            settings = item.get("autoscaling_settings") or {}
-            replicas = f"{settings.get('min_replica', '?')}-{settings.get('max_replica', '?')}"
-            rows.append([item.get("name", ""), current_deployment_id(item) or "-", replicas])
-        columns = ["name", "current deployment", "replicas (min-max)"]
-        print_table(make_console(), f"environments of {model_id}", columns, rows)
-
-
-@app.command()
 def promote(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    model: ModelArgument,
     deployment_id: Annotated[str, typer.Argument(help="Deployment to promote.")],
     environment: EnvironmentOption = "production",
     url: UrlOption = None,
@@ -144,6 +110,7 @@ def promote(
 ) -> None:
     """Promote a deployment into an environment (production by default)."""
     with connect(url, None, api_key) as (client, _):
+        model_id = client.resolve_model_id(model)
         client.promote(model_id, deployment_id, environment)
         what = f"{escape(deployment_id)} to {escape(environment)} of model {escape(model_id)}"
         make_console().print(f"promoting {what}")
@@ -151,13 +118,14 @@ def promote(
 
 @app.command()
 def rollback(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    model: ModelArgument,
     environment: EnvironmentOption = "production",
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Promote the deployment that was previously in an environment back into it."""
     with connect(url, None, api_key) as (client, _):
+        model_id = client.resolve_model_id(model)
         env = client.get_environment(model_id, environment)
         env.setdefault("name", environment)
         deployment_id, why = choose_rollback_target(env, client.list_deployments(model_id))
@@ -178,7 +146,7 @@ def _print_new_lines(logs: dict[str, list[Any]], printed: dict[str, int]) -> Non
 
 @app.command()
 def logs(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    model: ModelArgument,
     deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
@@ -188,6 +156,7 @@ def logs(
 ) -> None:
     """Print a deployment's build and replica logs."""
     with connect(url, None, api_key) as (client, _):
+        model_id = client.resolve_model_id(model)
         printed: dict[str, int] = {}
         _print_new_lines(client.deployment_logs(model_id, deployment_id), printed)
         while follow:  # until Ctrl-C
@@ -215,9 +184,18 @@ def parse_json_data(data: str) -> Any:
         ) from exc
 
 
+def model_id_for_gateway(client: PlinthClient, model: str) -> str:
+    """The model's id, resolved by the control plane when it answers; inference must keep
+    working while the control plane is down, so then `model` is taken as an id."""
+    try:
+        return client.resolve_model_id(model)
+    except PlatformUnreachableError:
+        return model
+
+
 @app.command()
 def predict(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    model: ModelArgument,
     data: Annotated[str, typer.Option("--data", "-d", help="JSON input, @file.json or -.")],
     environment: Annotated[
         str | None, typer.Option("--environment", "-e", help="Environment (default production).")
@@ -238,6 +216,7 @@ def predict(
             "give either --environment or --deployment, not both",
         )
         payload = parse_json_data(data)
+        model_id = model_id_for_gateway(client, model)
         result = client.predict(
             target.gateway_url,
             model_id,

@@ -109,6 +109,9 @@ def secrets_delete(
 @api_keys_app.command("create")
 def api_keys_create(
     name: Annotated[str, typer.Argument(help="A label for the key.")],
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the key (for `export KEY=$(...)`).")
+    ] = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
@@ -116,6 +119,9 @@ def api_keys_create(
     with connect(url, None, api_key) as (client, _):
         created = client.create_api_key(name)
         key = created.get("api_key") or created.get("key") or created.get("value")
+        if quiet:
+            sys.stdout.write(f"{key}\n")
+            return
         console = make_console()
         console.print(f"api key {escape(name)} (prefix {escape(str(created.get('prefix', '')))})")
         console.print(escape(str(key)), markup=False)

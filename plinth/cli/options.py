@@ -28,6 +28,10 @@ ApiKeyOption = Annotated[
     ),
 ]
 
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the API's JSON instead of a table.")
+]
+
 
 @contextlib.contextmanager
 def connect(

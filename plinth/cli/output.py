@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +60,25 @@ def print_table(
     console.print(table)
 
 
+def print_json(value: Any) -> None:
+    """Machine-readable output (`--json`): the API's own objects, nothing else on stdout."""
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def print_listing(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    items: Any,
+    as_json: bool,
+) -> None:
+    """A table for people, or with `--json` the items the table was made from."""
+    if as_json:
+        print_json(items)
+    else:
+        print_table(make_console(), title, columns, rows)
+
+
 def error_message(error: PlinthError) -> list[str]:
     """The line(s) to print for an expected error."""
     if isinstance(error, PlatformUnreachableError):
@@ -68,7 +89,8 @@ def error_message(error: PlinthError) -> list[str]:
         hint = ""
         if error.status in (401, 403):
             hint = " (check --api-key / PLINTH_API_KEY)"
-        return [f"error {error.status} {error.code}: {error.message}{hint}"]
+        request = f" (request id {error.request_id})" if error.request_id else ""
+        return [f"{error.status} {error.code}: {error.message}{hint}{request}"]
     if isinstance(error, ConfigError):
         return [str(item) for item in error.errors]
     return [str(error)]

@@ -17,6 +17,7 @@ from plinth.cli.target import PlatformTarget
 from plinth.client import PlinthClient, predict_url
 from plinth.exceptions import ConfigError
 from plinth.spec import ArchiveInfo, TrussConfig, create_archive, load_config_with_warnings
+from plinth.spec.checks import check_model_class, check_model_name
 
 FAILED_LOG_TAIL_LINES = 40
 
@@ -28,6 +29,8 @@ class PushOptions:
     wait: bool = True
     timeout: float = 900.0
     poll: float = 1.0
+    # `truss push --model-name`: names a package whose config.yaml has no model_name.
+    model_name: str | None = None
 
 
 def log_line_text(entry: Any) -> str:
@@ -39,14 +42,23 @@ def log_line_text(entry: Any) -> str:
     return str(entry).rstrip("\n")
 
 
-def load_push_config(package_dir: Path) -> TrussConfig:
-    """Strict load: unknown keys are errors at push, as in Truss; warnings are printed."""
+def load_push_config(package_dir: Path, model_name: str | None = None) -> TrussConfig:
+    """Strict load: unknown keys are errors at push, as in Truss; warnings are printed.
+    `model_name` (from --model-name) overrides the config's."""
     loaded = load_config_with_warnings(package_dir, strict=True)
     for warning in loaded.warnings:
         make_console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}")
-    if not loaded.config.model_name:
-        raise ConfigError("config.yaml: field 'model_name' is required to push", field="model_name")
-    return loaded.config
+    config = loaded.config
+    if model_name:
+        config = config.model_copy(update={"model_name": model_name})
+    if not config.model_name:
+        raise ConfigError(
+            "config.yaml: field 'model_name' is required to push (or give --model-name NAME)",
+            field="model_name",
+        )
+    check_model_name(config.model_name)
+    check_model_class(package_dir, config)
+    return config
 
 
 def _upload(client: PlinthClient, info: ArchiveInfo, console: Console) -> bool:
@@ -81,8 +93,9 @@ def _print_failure(
     message = deployment.get("status_message") or ""
     errors.print(f"[red]deployment {escape(deployment_id)} FAILED[/] {escape(str(message))}")
     logs = client.deployment_logs(model_id, deployment_id)
-    lines = [log_line_text(entry) for entry in logs["build"]]
-    lines += [log_line_text(entry) for entry in logs["replicas"]]
+    entries = [*logs["build"], *logs["replicas"]]
+    # The build log keeps the failed replicas' last lines too: print each line once.
+    lines = list(dict.fromkeys(log_line_text(entry) for entry in entries))
     if lines:
         errors.print(f"[bold]last {min(len(lines), FAILED_LOG_TAIL_LINES)} log lines:[/]")
         for line in lines[-FAILED_LOG_TAIL_LINES:]:
@@ -93,7 +106,7 @@ def run_push(
     package_dir: Path, target: PlatformTarget, options: PushOptions, console: Console
 ) -> int:
     """Push a package; returns the exit code (1 when the deployment FAILED)."""
-    config = load_push_config(package_dir)
+    config = load_push_config(package_dir, options.model_name)
     model_name = str(config.model_name)
     with tempfile.TemporaryDirectory(prefix="plinth-push-") as workdir:
         info = create_archive(package_dir, Path(workdir) / "package.tar.gz")
@@ -146,4 +159,10 @@ def _deploy(
     dep_url = predict_url(target.gateway_url, model_id, deployment_id=deployment_id)
     console.print(f"predict ({escape(environment)}):  POST {escape(env_url)}")
     console.print(f"predict (this deployment): POST {escape(dep_url)}")
+    if config.engine is not None:
+        base_url = env_url.removesuffix("/predict") + "/v1"
+        console.print(f"OpenAI base_url ({escape(environment)}): {escape(base_url)}")
+        console.print(
+            f"  model={escape(model_name)!r}; or base_url {escape(target.gateway_url)}/v1"
+        )
     return 0

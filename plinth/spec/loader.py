@@ -7,6 +7,7 @@ translate pydantic's error locations back to those lines, so an error reads
 
 from __future__ import annotations
 
+import difflib
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -205,11 +206,24 @@ def _unknown_key_problems(
 ) -> list[tuple[str, int | None, str]]:
     """(message, line, field) for each key the schema does not know."""
     problems: list[tuple[str, int | None, str]] = []
-    for path in _unknown_keys(TrussConfig, data, ()):
+    for path, known in _unknown_keys(TrussConfig, data, ()):
         line = parsed.lines.get(path)
         name = format_field_path(path)
-        problems.append((f"{_prefix(source, line)}: unknown field '{name}'", line, name))
+        message = f"{_prefix(source, line)}: unknown field '{name}'{_did_you_mean(path, known)}"
+        problems.append((message, line, name))
     return problems
+
+
+def _did_you_mean(path: KeyPath, known: list[str]) -> str:
+    close = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    """Every key a section accepts: field names and their YAML aliases."""
+    names = list(model.model_fields)
+    names += [info.alias for info in model.model_fields.values() if info.alias]
+    return names
 
 
 def _duplicate_key_warnings(parsed: _ParsedYaml, source: str) -> list[str]:
@@ -219,14 +233,17 @@ def _duplicate_key_warnings(parsed: _ParsedYaml, source: str) -> list[str]:
     ]
 
 
-def _unknown_keys(model: type[BaseModel], data: Any, path: KeyPath) -> list[KeyPath]:
+def _unknown_keys(
+    model: type[BaseModel], data: Any, path: KeyPath
+) -> list[tuple[KeyPath, list[str]]]:
+    """(path, the keys its section accepts) of each key the schema does not know."""
     if not isinstance(data, dict):
         return []
-    found: list[KeyPath] = []
+    found: list[tuple[KeyPath, list[str]]] = []
     fields = model.model_fields
     for key, value in data.items():
         if key not in fields:
-            found.append((*path, str(key)))
+            found.append(((*path, str(key)), _field_names(model)))
             continue
         nested = _nested_model(fields[key].annotation)
         if nested is None:

@@ -26,6 +26,8 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     """Environment with no PLINTH_* leaking in from the caller; state dir in tmp."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PLINTH_")}
     env["PLINTH_STATE_DIR"] = str(tmp_path / "state")
+    # Never the user's own config: a test's `plinth up` registers its remote here.
+    env["PLINTH_CONFIG"] = str(tmp_path / "user-config" / "config.json")
     env["COLUMNS"] = "200"
     env["PYTHONPATH"] = str(REPO_ROOT)
     return env

@@ -61,7 +61,7 @@ def test_push_no_wait_then_unchanged_push_skips_upload(
     assert model_id.group(1) in models and "cli-hello" in models
     deployments = ok(run_cli("deployments", model_id.group(1)))
     assert deployment_id.group(1) in deployments and "BUILDING" in deployments
-    environments = ok(run_cli("environments", model_id.group(1)))
+    environments = ok(run_cli("environments", "list", model_id.group(1)))
     assert "production" in environments and "development" in environments
     ok(run_cli("logs", model_id.group(1), deployment_id.group(1)))
 
@@ -80,7 +80,9 @@ def test_push_wait_times_out_with_clear_error(
 def test_api_errors_are_one_red_line(cp_env: dict[str, str], run_cli: RunCli) -> None:
     result = run_cli("deployments", "nosuchmodel")
     assert result.returncode == 1
-    assert result.stderr.startswith("error: error 404 ")
+    assert result.stderr.startswith("error: 404 NOT_FOUND: ")
+    assert "error: error" not in result.stderr
+    assert "`plinth models` lists them" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     rollback = run_cli("rollback", "nosuchmodel")
     assert rollback.returncode == 1 and "404" in rollback.stderr
@@ -121,3 +123,66 @@ def test_api_key_commands(cp_env: dict[str, str], run_cli: RunCli) -> None:
     assert ok(run_cli("models", "--api-key", new_key)) is not None
     ok(run_cli("api-keys", "delete", prefix.group(1)))
     assert run_cli("models", "--api-key", new_key).returncode == 1
+
+
+def test_models_by_name_json_and_environments(
+    cp_env: dict[str, str], run_cli: RunCli, tmp_path: Path
+) -> None:
+    import json
+
+    first = ok(run_cli("push", str(copy_hello(tmp_path, "cli-named")), "--no-wait"))
+    model_id = re.search(r"model id:\s+(\S+)", first)
+    deployment_id = re.search(r"deployment id:\s+(\S+)", first)
+    assert model_id and deployment_id
+    listed = json.loads(ok(run_cli("deployments", "cli-named", "--json")))
+    assert [item["id"] for item in listed["deployments"]] == [deployment_id.group(1)]
+    one = json.loads(ok(run_cli("deployment", "cli-named", deployment_id.group(1), "--json")))
+    assert one["model_id"] == model_id.group(1) and one["status"] == "BUILDING"
+    models = json.loads(ok(run_cli("models", "--json")))["models"]
+    assert {"id": model_id.group(1), "name": "cli-named"}.items() <= next(
+        item for item in models if item["name"] == "cli-named"
+    ).items()
+    created = ok(run_cli("environments", "create", "cli-named", "staging", "--max-replica", "3"))
+    assert "created environment staging" in created
+    staging = json.loads(ok(run_cli("environments", "get", "cli-named", "staging", "--json")))
+    assert staging["autoscaling_settings"]["max_replica"] == 3
+    names = {
+        env["name"]
+        for env in json.loads(ok(run_cli("environments", "list", model_id.group(1), "--json")))[
+            "environments"
+        ]
+    }
+    assert names == {"production", "development", "staging"}
+    table = ok(run_cli("deployments", "cli-named"))
+    assert "replicas (ready/desired)" in table and "drains at" in table
+
+
+def test_remotes_in_the_user_config(
+    cp_env: dict[str, str], run_cli: RunCli, control_plane: Any, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import stat
+
+    user_config = Path(cp_env["PLINTH_CONFIG"])
+    for name in ("PLINTH_URL", "PLINTH_API_KEY"):
+        cp_env.pop(name)
+    bad = run_cli("remote", "add", "lab", "--url", control_plane.url, "--api-key", "pl_nope")
+    assert bad.returncode == 1 and "401" in bad.stderr and not user_config.exists()
+    args = ("--url", control_plane.url, "--api-key", control_plane.api_key)
+    ok(run_cli("remote", "add", "lab", *args))
+    assert stat.S_IMODE(os.stat(user_config).st_mode) == 0o600
+    listed = ok(run_cli("remote", "list", "--json"))
+    assert control_plane.api_key not in listed
+    assert json.loads(listed)["current_remote"] == "lab"
+    # No flag, no PLINTH_URL, no cli.json: the current remote is used, from any directory.
+    ok(run_cli("models", cwd=tmp_path))
+    cp_env["PLINTH_REMOTE"] = "elsewhere"
+    unknown = run_cli("models")
+    assert unknown.returncode == 1 and "PLINTH_REMOTE=elsewhere: no such remote" in unknown.stderr
+    del cp_env["PLINTH_REMOTE"]
+    ok(run_cli("remote", "remove", "lab"))
+    assert json.loads(ok(run_cli("remote", "list", "--json"))) == {
+        "current_remote": None,
+        "remotes": {},
+    }

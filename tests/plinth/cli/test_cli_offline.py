@@ -119,3 +119,43 @@ def test_predict_environment_and_deployment_conflict(run_cli: RunCli) -> None:
     result = run_cli("predict", "abc", "--data", "{}", "-e", "staging", "--deployment", "d1")
     assert result.returncode == 1
     assert "either --environment or --deployment" in result.stderr
+
+
+def _package(tmp_path: Path, config: str, model: str = "class Model: ...\n") -> Path:
+    package = tmp_path / "pkg"
+    (package / "model").mkdir(parents=True)
+    (package / "model" / "model.py").write_text(model, encoding="utf-8")
+    (package / "config.yaml").write_text(config, encoding="utf-8")
+    return package
+
+
+def test_push_checks_class_and_name_before_packaging(run_cli: RunCli, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{unused_port()}"  # nothing listens: no network call may happen
+    typo = _package(tmp_path, "model_name: ok\nmodel_class_name: Modle\n")
+    result = run_cli("push", str(typo), "--url", url)
+    assert result.returncode == 1
+    assert "model_class_name: model/model.py defines no 'Modle' (did you mean 'Model'?)" in (
+        result.stderr
+    )
+    assert "packaged" not in result.stdout and "cannot reach" not in result.stderr
+    (typo / "config.yaml").write_text("model_name: Typo Model!\n", encoding="utf-8")
+    bad_name = run_cli("push", str(typo), "--url", url)
+    assert bad_name.returncode == 1
+    assert "model_name: 'Typo Model!' must be 1-128 letters" in bad_name.stderr
+    assert "packaged" not in bad_name.stdout
+
+
+def test_unknown_key_gets_a_did_you_mean(run_cli: RunCli, tmp_path: Path) -> None:
+    package = _package(tmp_path, "model_name: ok\nrequirments: []\n")
+    result = run_cli("push", str(package), "--url", f"http://127.0.0.1:{unused_port()}")
+    assert result.returncode == 1
+    assert "unknown field 'requirments' (did you mean 'requirements'?)" in result.stderr
+
+
+def test_push_model_name_option_names_a_nameless_package(run_cli: RunCli, tmp_path: Path) -> None:
+    package = _package(tmp_path, "requirements: []\n")
+    url = f"http://127.0.0.1:{unused_port()}"
+    result = run_cli("push", str(package), "--model-name", "named-here", "--url", url)
+    # Validation passed (it got as far as the network), so --model-name was taken.
+    assert result.returncode == 1
+    assert "packaged" in result.stdout and f"cannot reach control plane at {url}" in result.stderr

@@ -112,6 +112,8 @@ def wait_serving(url: str, proc: subprocess.Popen[bytes]) -> None:
 def gw_env(cli_env: dict[str, str], gateway_url: str) -> dict[str, str]:
     cli_env["PLINTH_GATEWAY_URL"] = gateway_url
     cli_env["PLINTH_API_KEY"] = API_KEY
+    # No control plane: `predict` takes the model argument as an id then.
+    cli_env["PLINTH_URL"] = f"http://127.0.0.1:{free_port()}"
     return cli_env
 
 
@@ -133,6 +135,17 @@ def test_predict_stream(gw_env: dict[str, str], run_cli: RunCli) -> None:
 
 def test_predict_errors(gw_env: dict[str, str], run_cli: RunCli) -> None:
     unknown = run_cli("predict", "nosuchmodel", "--data", "{}")
-    assert unknown.returncode == 1 and "error 404" in unknown.stderr
+    assert unknown.returncode == 1 and "error: 404 " in unknown.stderr
+    assert "(request id " in unknown.stderr
     bad_key = run_cli("predict", "hello", "--data", '{"x": 1}', "--api-key", "wrong")
     assert bad_key.returncode == 1 and "401" in bad_key.stderr
+
+
+def test_predict_timeout_says_the_gateway_was_reached(
+    gw_env: dict[str, str], run_cli: RunCli
+) -> None:
+    slow = '{"n": 4, "delay_s": 1}'  # about 4 s of model time
+    result = run_cli("predict", "streaming", "--data", slow, "--timeout", "1")
+    assert result.returncode == 1
+    assert "no answer from" in result.stderr and "within 1 s" in result.stderr
+    assert "cannot reach" not in result.stderr

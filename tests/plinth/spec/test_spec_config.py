@@ -189,7 +189,8 @@ def test_unknown_keys_warn_on_load(tmp_path: Path) -> None:
     messages = [str(w.message) for w in caught if issubclass(w.category, ConfigWarning)]
     assert messages == [
         "config.yaml line 2: unknown field 'colour'",
-        "config.yaml line 4: unknown field 'runtime.predict_concurency'",
+        "config.yaml line 4: unknown field 'runtime.predict_concurency'"
+        " (did you mean 'predict_concurrency'?)",
         "config.yaml line 8: unknown field 'weights[0].revison'",
     ]
     assert config.runtime.predict_concurrency == 1
