@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gpu_nodes.engine.api import SamplingParams
 from gpu_nodes.engine.block_manager import NO_HASH, BlockManager
 from gpu_nodes.engine.detokenizer import IncrementalDetokenizer
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.engine.sequence import Sequence
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpu_nodes.engine.api import EngineConfig, LLMEngine, SamplingParams
+from gpu_nodes.engine.config import EngineConfig
+from gpu_nodes.engine.engine import LLMEngine
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.engine.tiny_model import TinyModelSpec, make_tiny_model
 
 PROMPTS = [
