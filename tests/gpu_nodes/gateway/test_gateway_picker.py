@@ -84,8 +84,9 @@ def test_requests_park_behind_one_wake_until_a_replica_is_ready() -> None:
         picker, source = _make(control_plane, park_timeout_s=10)
         await source.refresh()
         picks = [asyncio.create_task(picker.pick(TARGET)) for _ in range(3)]
-        while picker.parked < 3:
-            await asyncio.sleep(0.001)
+        async with asyncio.timeout(10):
+            while picker.parked < 3:
+                await asyncio.sleep(0.001)
         assert control_plane.wake_calls == ["/v1/models/m1/deployments/d1/wake"]
         control_plane.set_replicas(ready=["a"])
         await source.refresh()
