@@ -22,7 +22,9 @@ from pathlib import Path
 
 import torch
 
-from gpu_nodes.engine.api import EngineConfig, LLMEngine, SamplingParams
+from gpu_nodes.engine.config import EngineConfig
+from gpu_nodes.engine.engine import LLMEngine
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.engine.tiny_model import TinyModelSpec, ensure_tiny_model
 
 BENCH_SPEC = TinyModelSpec(

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from gpu_nodes.engine.api import EngineConfig, RequestOutput, SamplingParams, TokenLogprob
 from gpu_nodes.engine.block_manager import BlockManager
+from gpu_nodes.engine.config import EngineConfig
 from gpu_nodes.engine.detokenizer import IncrementalDetokenizer
 from gpu_nodes.engine.exceptions import EngineDeadError, InvalidRequestError
 from gpu_nodes.engine.model_runner import ModelRunner
+from gpu_nodes.engine.outputs import RequestOutput, TokenLogprob
 from gpu_nodes.engine.sampler import SampleResult, sample
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.engine.scheduler import Scheduler
 from gpu_nodes.engine.sequence import Sequence, SequenceStatus
 

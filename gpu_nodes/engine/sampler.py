@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gpu_nodes.engine.api import SamplingParams
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.engine.sequence import Sequence
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpu_nodes.engine.api import SamplingParams
 from gpu_nodes.engine.detokenizer import IncrementalDetokenizer
+from gpu_nodes.engine.sampling_params import SamplingParams
 
 
 class SequenceStatus(enum.Enum):

@@ -14,7 +14,6 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from gpu_nodes.gateway.balancer import ReplicaBalancer
 from gpu_nodes.gateway.exceptions import (
     BadRequestError,
     GatewayError,
@@ -27,6 +26,7 @@ from gpu_nodes.gateway.exceptions import (
     WakeFailedError,
 )
 from gpu_nodes.gateway.paths import InferencePath, model_id_from_host, parse_inference_path
+from gpu_nodes.gateway.picker import ReplicaPicker
 from gpu_nodes.gateway.proxy import ReplicaProxy, UpstreamRequest, forwardable_headers
 from gpu_nodes.gateway.routing import RoutingSnapshot, Target
 from gpu_nodes.gateway.settings import GatewaySettings
@@ -43,7 +43,7 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 class Gateway:
-    """Owns the gateway's state: control-plane client, routing table source, balancer, proxy."""
+    """Owns the gateway's state: control-plane client, routing table source, picker, proxy."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
@@ -53,8 +53,8 @@ class Gateway:
         )
         self.client = httpx.AsyncClient(timeout=timeout, trust_env=False)
         self.source = RoutingTableSource(settings, self.client)
-        self.balancer = ReplicaBalancer()
-        self.proxy = ReplicaProxy(settings, self.source, self.balancer)
+        self.picker = ReplicaPicker(settings, self.source, self.client)
+        self.proxy = ReplicaProxy(settings, self.picker)
 
     def snapshot(self) -> RoutingSnapshot:
         if self.source.snapshot is None:
@@ -132,7 +132,10 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         gateway.source.load_cache()
-        poller = asyncio.create_task(gateway.source.run(), name="routing-table-poller")
+        poller = asyncio.create_task(
+            gateway.source.run(requests_parked=lambda: gateway.picker.parked > 0),
+            name="routing-table-poller",
+        )
         try:
             yield
         finally:
@@ -189,7 +192,7 @@ async def _model_path(gateway: Gateway, request: Request, parsed: InferencePath)
             "async_predict is not available in this version of Plinth yet; use predict"
         )
     if parsed.action == "wake":
-        woke = await gateway.source.request_wake(target.model_id, target.deployment_id, force=True)
+        woke = await gateway.picker.request_wake(target.model_id, target.deployment_id, force=True)
         if not woke:
             raise WakeFailedError("the control plane did not accept the wake request; try again")
         ids = {"model_id": target.model_id, "deployment_id": target.deployment_id}

@@ -1,9 +1,10 @@
-"""Forward one request to a replica of a deployment and relay the answer without buffering.
+"""Send one request to the replica the picker chose and relay the answer without buffering.
 
-Replica choice goes through the balancer; with no ready replica the request parks (bounded) after
-asking the control plane to wake the deployment. A connection error before anything was sent is
-retried once on another replica; a replica failing after the response started drops the client
-connection (the client sees a broken stream, never a short "complete" one).
+The picker (``picker.py``) chooses the replica, parks the request while the deployment wakes,
+and counts the replica's outstanding requests; the proxy ends each pick it got. A connection
+error before anything was sent is retried once on another replica; a replica failing after the
+response started drops the client connection (the client sees a broken stream, never a short
+"complete" one).
 
 The upstream client is aiohttp: on this hot path httpx's connection pool spent about a third of
 the gateway's CPU checking every pooled connection on each request and each release.
@@ -12,7 +13,6 @@ the gateway's CPU checking every pooled connection on each request and each rele
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,11 +23,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
-from gpu_nodes.gateway.balancer import ReplicaBalancer
-from gpu_nodes.gateway.exceptions import NoReplicaError, NotFoundError, UpstreamError
-from gpu_nodes.gateway.routing import DeploymentRoute, ReplicaRoute, Target
+from gpu_nodes.gateway.exceptions import UpstreamError
+from gpu_nodes.gateway.picker import ReplicaPicker
+from gpu_nodes.gateway.routing import ReplicaRoute, Target
 from gpu_nodes.gateway.settings import GatewaySettings
-from gpu_nodes.gateway.table_source import RoutingTableSource
 from gpu_nodes.keepalive import GATEWAY_POOL_IDLE_S
 
 log = logging.getLogger("plinth.gateway")
@@ -68,16 +67,10 @@ def forwardable_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, s
 
 
 class ReplicaProxy:
-    def __init__(
-        self,
-        settings: GatewaySettings,
-        source: RoutingTableSource,
-        balancer: ReplicaBalancer,
-    ) -> None:
+    def __init__(self, settings: GatewaySettings, picker: ReplicaPicker) -> None:
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
-        self._source = source
-        self._balancer = balancer
+        self._picker = picker
 
     def _client(self) -> aiohttp.ClientSession:
         # Made on first use, inside the server's event loop (a session belongs to one loop).
@@ -104,16 +97,14 @@ class ReplicaProxy:
         tried: set[str] = set()
         for attempt in (1, 2):
             if attempt == 1:
-                replica = await self.pick_replica(target)
+                replica = await self._picker.pick(target)
             else:
-                replica = self._pick_other(target, tried)
+                replica = self._picker.pick_another(target, tried)
             tried.add(replica.url)
-            self._balancer.acquire(replica.url)
             try:
                 upstream = await self._send(replica, request)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                self._balancer.release(replica.url)
-                self._balancer.eject(replica.url)
+                self._picker.unreachable(replica)
                 log.warning(
                     "request_id=%s replica %s unreachable (%s)%s",
                     request.request_id,
@@ -123,58 +114,12 @@ class ReplicaProxy:
                 )
                 continue
             except (aiohttp.ClientError, TimeoutError) as exc:
-                self._balancer.release(replica.url)
+                self._picker.release(replica)
                 raise UpstreamError(
                     f"replica {replica.id} failed before answering: {type(exc).__name__}"
                 ) from exc
             return await self._relay(upstream, replica, request.request_id)
         raise UpstreamError(f"no replica of deployment {target.deployment_id} could be reached")
-
-    def _pick_other(self, target: Target, tried: set[str]) -> ReplicaRoute:
-        deployment = self._current_deployment(target)
-        replicas = deployment.replicas if deployment else []
-        replica = self._balancer.choose(target.deployment_id, replicas, exclude=tried)
-        if replica is None:
-            raise UpstreamError(
-                f"the replica of deployment {target.deployment_id} could not be reached "
-                "and no other replica is ready"
-            )
-        return replica
-
-    def _current_deployment(self, target: Target) -> DeploymentRoute | None:
-        snapshot = self._source.snapshot
-        return snapshot.deployment(target.model_id, target.deployment_id) if snapshot else None
-
-    async def pick_replica(self, target: Target) -> ReplicaRoute:
-        """A ready replica now, or after parking (bounded) while the deployment wakes up."""
-        deadline = time.monotonic() + self._settings.park_timeout_s
-        parked = False
-        try:
-            while True:
-                deployment = self._current_deployment(target)
-                if deployment is None:
-                    raise NotFoundError(f"deployment '{target.deployment_id}' no longer exists")
-                replica = self._balancer.choose(target.deployment_id, deployment.replicas)
-                if replica is not None:
-                    return replica
-                if deployment.status == "FAILED":
-                    raise NoReplicaError(
-                        f"deployment '{target.deployment_id}' is FAILED and has no ready replica"
-                    )
-                if not parked:
-                    parked = True
-                    self._source.parked += 1
-                    await self._source.request_wake(target.model_id, target.deployment_id)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise NoReplicaError(
-                        f"no replica of deployment '{target.deployment_id}' became ready within "
-                        f"{self._settings.park_timeout_s:g}s (status {deployment.status})"
-                    )
-                await self._source.wait_for_change(min(remaining, 1.0))
-        finally:
-            if parked:
-                self._source.parked -= 1
 
     async def _send(
         self, replica: ReplicaRoute, request: UpstreamRequest
@@ -208,14 +153,14 @@ class ReplicaProxy:
                 ) from exc
             finally:
                 upstream.release()
-                self._balancer.release(replica.url)
+                self._picker.release(replica)
             response = Response(body, status_code=upstream.status)
             response.raw_headers = headers
             return response
         return RelayedStream(
             upstream,
             headers,
-            on_close=lambda: self._balancer.release(replica.url),
+            on_close=lambda: self._picker.release(replica),
             label=f"request_id={request_id} replica {replica.id}",
         )
 

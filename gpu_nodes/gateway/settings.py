@@ -32,3 +32,8 @@ class GatewaySettings:
     @property
     def control_plane_base(self) -> str:
         return self.control_plane_url.rstrip("/")
+
+    @property
+    def control_plane_headers(self) -> dict[str, str]:
+        """Sent on every call to the control plane (routing table, wake)."""
+        return {"Authorization": f"Bearer {self.internal_token}"} if self.internal_token else {}

@@ -1,4 +1,4 @@
-"""Keeps the gateway's copy of the routing table fresh, and asks the control plane to wake.
+"""Keeps the gateway's copy of the routing table fresh.
 
 Polls ``GET {control_plane}/v1/routing`` in a background task. The last good table stays in use
 while the control plane is unreachable (logged once per outage) and is optionally written to a
@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,6 @@ from gpu_nodes.gateway.settings import GatewaySettings
 
 log = logging.getLogger("plinth.gateway")
 
-WAKE_REPEAT_S = 5.0  # one wake per deployment per this many seconds, however many requests park
 # A request for something the table lacks triggers an immediate refresh (a model pushed or a
 # key created since the last poll), but no more often than this, so a flood of requests for
 # unknown names cannot turn into a flood of control-plane calls.
@@ -37,15 +37,8 @@ class RoutingTableSource:
         self._digest: str | None = None
         self._changed = asyncio.Event()
         self._in_outage = False
-        self._last_wake: dict[tuple[str, str], float] = {}
-        self.parked = 0  # requests waiting for a replica: poll faster meanwhile
         self._miss_lock = asyncio.Lock()
         self._miss_refresh_started_at = float("-inf")  # monotonic start of the last miss refresh
-
-    @property
-    def _headers(self) -> dict[str, str]:
-        token = self._settings.internal_token
-        return {"Authorization": f"Bearer {token}"} if token else {}
 
     # ---- table ---------------------------------------------------------------------------
     def load_cache(self) -> None:
@@ -75,7 +68,9 @@ class RoutingTableSource:
         url = f"{self._settings.control_plane_base}/v1/routing"
         try:
             response = await self._client.get(
-                url, headers=self._headers, timeout=self._settings.control_plane_timeout_s
+                url,
+                headers=self._settings.control_plane_headers,
+                timeout=self._settings.control_plane_timeout_s,
             )
             response.raise_for_status()
             self._install(response.content, persist=True)
@@ -85,7 +80,7 @@ class RoutingTableSource:
                 log.warning(
                     "routing table unavailable from %s (%s); serving the last good copy",
                     url,
-                    _describe(exc),
+                    describe_error(exc),
                 )
             return False
         if self._in_outage:
@@ -110,12 +105,12 @@ class RoutingTableSource:
             self._miss_refresh_started_at = time.monotonic()
             await self.refresh()
 
-    async def run(self) -> None:
-        """Poll until cancelled."""
+    async def run(self, requests_parked: Callable[[], bool] = lambda: False) -> None:
+        """Poll until cancelled; faster while ``requests_parked()`` (they wait for a replica)."""
         while True:
             await self.refresh()
             interval = self._settings.poll_interval_s
-            if self.parked > 0:
+            if requests_parked():
                 interval = min(interval, self._settings.parked_poll_interval_s)
             await asyncio.sleep(interval)
 
@@ -125,33 +120,9 @@ class RoutingTableSource:
         except TimeoutError:
             pass
 
-    # ---- wake ----------------------------------------------------------------------------
-    async def request_wake(self, model_id: str, deployment_id: str, *, force: bool = False) -> bool:
-        """POST the control plane's wake for a deployment; deduplicated unless ``force``."""
-        now = time.monotonic()
-        key = (model_id, deployment_id)
-        if not force and now - self._last_wake.get(key, -WAKE_REPEAT_S) < WAKE_REPEAT_S:
-            return True
-        self._last_wake[key] = now
-        url = (
-            f"{self._settings.control_plane_base}/v1/models/{model_id}"
-            f"/deployments/{deployment_id}/wake"
-        )
-        try:
-            response = await self._client.post(
-                url, headers=self._headers, timeout=self._settings.control_plane_timeout_s
-            )
-        except httpx.HTTPError as exc:
-            log.warning("wake of deployment %s failed: %s", deployment_id, _describe(exc))
-            return False
-        if response.status_code >= 400:
-            log.warning("wake of deployment %s answered %d", deployment_id, response.status_code)
-            return False
-        log.info("asked the control plane to wake deployment %s", deployment_id)
-        return True
 
-
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """The first line of an error, at most 200 characters, for a log line."""
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:200]
 

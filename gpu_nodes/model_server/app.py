@@ -1,4 +1,4 @@
-"""The model server's FastAPI app: Truss routes over a ``ModelRunner``."""
+"""The model server's FastAPI app: Truss routes over a ``TrussModelHost``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from gpu_nodes.model_server.exceptions import InputError, PackageError, ResultNotSerializableError
 from gpu_nodes.model_server.package_config import ServingConfig, load_serving_config
 from gpu_nodes.model_server.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
-from gpu_nodes.model_server.runner import ModelRunner, ModelStatus, PredictionStream
+from gpu_nodes.model_server.runner import ModelStatus, PredictionStream, TrussModelHost
 from gpu_nodes.model_server.tracebacks import describe_exception, format_user_traceback
 
 log = logging.getLogger("plinth.model_server")
@@ -56,7 +56,7 @@ def create_model_server_app(
         secrets_dir = Path(os.environ[SECRETS_DIR_ENV])
     if environment is None and os.environ.get(ENVIRONMENT_ENV):
         environment = {"name": os.environ[ENVIRONMENT_ENV]}
-    runner = ModelRunner(model_dir, cfg, secrets_dir=secrets_dir, environment=environment)
+    runner = TrussModelHost(model_dir, cfg, secrets_dir=secrets_dir, environment=environment)
     return _build_app(runner)
 
 
@@ -74,7 +74,7 @@ def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status_code)
 
 
-def _build_app(runner: ModelRunner) -> FastAPI:
+def _build_app(runner: TrussModelHost) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Sync predict/pre/post run in anyio's worker threads: never let that pool (40 by
@@ -132,7 +132,7 @@ async def _parse_body(request: Request) -> Any:
         raise InputError(f"request body is not valid JSON: {exc}") from exc
 
 
-async def _predict(runner: ModelRunner, request: Request, request_id: str) -> Response:
+async def _predict(runner: TrussModelHost, request: Request, request_id: str) -> Response:
     state = runner.state
     if state.status is not ModelStatus.READY:
         detail = f"model is not ready (status {state.status.value})"
@@ -193,7 +193,7 @@ def encode_chunk(chunk: Any) -> bytes:
 
 
 async def _encoded_chunks(
-    stream: PredictionStream, runner: ModelRunner, request_id: str
+    stream: PredictionStream, runner: TrussModelHost, request_id: str
 ) -> AsyncGenerator[bytes, None]:
     try:
         async for chunk in stream.chunks():

@@ -73,8 +73,10 @@ def _input_model(method: Callable[..., Any]) -> type[BaseModel] | None:
     return hint if inspect.isclass(hint) and issubclass(hint, BaseModel) else None
 
 
-class ModelRunner:
-    """Owns the user's model object; thread-safe state, asyncio-side pipeline."""
+class TrussModelHost:
+    """Hosts the user's Truss ``Model`` object: loads it on a background thread, keeps its load
+    state (thread-safe), and runs preprocess -> predict -> postprocess on the asyncio side.
+    (Not the engine's ``ModelRunner``, which runs an LLM's forward passes.)"""
 
     def __init__(
         self,

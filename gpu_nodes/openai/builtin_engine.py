@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
-from gpu_nodes.engine.api import EngineConfig, RequestOutput, SamplingParams
+from gpu_nodes.engine.config import EngineConfig
+from gpu_nodes.engine.engine import AsyncLLMEngine
 from gpu_nodes.engine.exceptions import EngineDeadError, InvalidRequestError
+from gpu_nodes.engine.outputs import RequestOutput
 from gpu_nodes.openai.engine_port import EngineSettings, GenerationParams, StructuredOutput
 from gpu_nodes.openai.exceptions import EngineNotReady, InvalidRequest
 from gpu_nodes.openai.guided import GrammarFactory
@@ -30,8 +33,6 @@ def engine_config(settings: EngineSettings) -> EngineConfig:
 
 class BuiltinEngine:
     def __init__(self, settings: EngineSettings) -> None:
-        from gpu_nodes.engine.api import AsyncLLMEngine
-
         self._engine = AsyncLLMEngine(engine_config(settings))
         core = self._engine.engine
         self.tokenizer: Any = core.tokenizer
@@ -58,16 +59,12 @@ class BuiltinEngine:
     async def generate(
         self, request_id: str, prompt_token_ids: list[int], params: GenerationParams
     ) -> AsyncIterator[RequestOutput]:
-        sampling = SamplingParams(
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            seed=params.seed,
-            stop=list(params.stop),
-            stop_token_ids=list(params.stop_token_ids),
-            ignore_eos=params.ignore_eos,
-            logprobs=params.logprobs,
+        # A fresh guide per request (it holds the grammar's matcher state), and lists of its
+        # own: the n choices of one prompt were made from the same params.
+        sampling = replace(
+            params.sampling,
+            stop=list(params.sampling.stop),
+            stop_token_ids=list(params.sampling.stop_token_ids),
             guide=self._grammars.guide(params.structured) if params.structured else None,
         )
         outputs = self._engine.generate(request_id, prompt_token_ids, sampling)

@@ -10,7 +10,8 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from gpu_nodes.openai.engine_port import Engine, TokenLogprob
+from gpu_nodes.engine.outputs import TokenLogprob
+from gpu_nodes.openai.engine_port import Engine
 from gpu_nodes.openai.exceptions import InvalidRequest
 from gpu_nodes.openai.generation import (
     ChoiceJob,

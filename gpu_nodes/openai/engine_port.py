@@ -1,12 +1,10 @@
-"""The ``Engine`` port the OpenAI layer talks to, and the factory choosing an adapter.
+"""The ``Engine`` port the OpenAI layer talks to.
 
 Adapters: built-in torch engine (``builtin_engine``), vLLM (``vllm_engine``) and TensorRT-LLM
-(``trtllm_engine``). The last two import their runtime lazily and raise ``EngineUnavailable``
-when it is missing, so this package imports on a CPU-only laptop.
-
-Outputs reuse the built-in engine's ``RequestOutput`` / ``TokenLogprob`` dataclasses (plain data,
-only torch is imported); inputs are this port's own ``GenerationParams`` because structured
-output is described declaratively (each engine compiles it its own way).
+(``trtllm_engine``); ``engine_factory.load_engine`` picks one. The port reuses the built-in
+engine's plain data types (the engine is a leaf: it knows nothing of this layer): outputs are its
+``RequestOutput`` / ``TokenLogprob``, and ``GenerationParams`` is its ``SamplingParams`` plus the
+structured-output constraint described as data, since each engine compiles that its own way.
 """
 
 from __future__ import annotations
@@ -17,18 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from gpu_nodes.engine.api import RequestOutput, TokenLogprob
+from gpu_nodes.engine.outputs import RequestOutput
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.openai.exceptions import EngineLoadError
-
-__all__ = [
-    "Engine",
-    "EngineSettings",
-    "GenerationParams",
-    "RequestOutput",
-    "StructuredOutput",
-    "TokenLogprob",
-    "load_engine",
-]
 
 
 @dataclass(frozen=True)
@@ -46,17 +35,12 @@ class StructuredOutput:
         return f"{self.kind}:{json.dumps(self.schema, sort_keys=True, separators=(',', ':'))}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerationParams:
-    max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = -1
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    stop_token_ids: list[int] = field(default_factory=list)
-    ignore_eos: bool = False
-    logprobs: int | None = None
+    """One engine request's inputs. ``sampling.guide`` stays None on this side: the built-in
+    adapter compiles ``structured`` into it, the other engines into their own guided decoding."""
+
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     structured: StructuredOutput | None = None
 
 
@@ -124,27 +108,3 @@ class EngineSettings:
             device=str(getattr(spec, "device", None) or "auto"),
             model_source=str(raw_path),
         )
-
-
-def load_engine(settings: EngineSettings) -> Engine:
-    """Build the adapter for ``settings.kind`` (blocking: loads weights)."""
-    if settings.kind == "builtin":
-        if not settings.model_path.is_dir():
-            raise EngineLoadError(
-                f"config.yaml: field 'engine.model_path': '{settings.model_path}' is not a "
-                "directory"
-            )
-        from gpu_nodes.openai.builtin_engine import BuiltinEngine
-
-        return BuiltinEngine(settings)
-    if settings.kind == "vllm":
-        from gpu_nodes.openai.vllm_engine import VllmEngine
-
-        return VllmEngine(settings)
-    if settings.kind == "trt_llm":
-        from gpu_nodes.openai.trtllm_engine import TrtLlmEngine
-
-        return TrtLlmEngine(settings)
-    raise EngineLoadError(
-        f"config.yaml: field 'engine.kind': '{settings.kind}' is not one of builtin, vllm, trt_llm"
-    )

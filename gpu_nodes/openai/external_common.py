@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gpu_nodes.openai.engine_port import EngineSettings, RequestOutput, TokenLogprob
+from gpu_nodes.engine.outputs import RequestOutput, TokenLogprob
+from gpu_nodes.openai.engine_port import EngineSettings
 from gpu_nodes.openai.exceptions import EngineUnavailable
 
 

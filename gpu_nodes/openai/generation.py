@@ -10,7 +10,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpu_nodes.openai.engine_port import Engine, GenerationParams, RequestOutput, TokenLogprob
+from gpu_nodes.engine.outputs import RequestOutput, TokenLogprob
+from gpu_nodes.openai.engine_port import Engine, GenerationParams
 from gpu_nodes.openai.protocol import PromptTokensDetails, Usage
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.openai.engine_port import GenerationParams, StructuredOutput
 from gpu_nodes.openai.exceptions import InvalidRequest
 from gpu_nodes.openai.generation import ChoiceJob, new_id
@@ -56,7 +57,7 @@ def base_params(
     if top_p == 0:  # "only the most likely token" is greedy decoding
         temperature, top_p = 0.0, 1.0
     top_k = request.top_k if request.top_k and request.top_k > 0 else -1
-    return GenerationParams(
+    sampling = SamplingParams(
         max_tokens=max_tokens,
         temperature=temperature,
         top_p=top_p,
@@ -65,8 +66,8 @@ def base_params(
         stop=request.stop_list(),
         ignore_eos=request.ignore_eos,
         logprobs=logprobs,
-        structured=structured,
     )
+    return GenerationParams(sampling, structured)
 
 
 def choice_jobs(
@@ -75,13 +76,13 @@ def choice_jobs(
     """n engine requests for one prompt; seeded requests use seed+i so choices differ."""
     jobs = []
     for offset in range(n):
-        seed = None if params.seed is None else params.seed + offset
+        seed = None if params.sampling.seed is None else params.sampling.seed + offset
         jobs.append(
             ChoiceJob(
                 index=first_index + offset,
                 request_id=new_id("req"),
                 prompt_ids=prompt_ids,
-                params=replace(params, seed=seed),
+                params=replace(params, sampling=replace(params.sampling, seed=seed)),
                 prompt_group=group,
             )
         )

@@ -27,7 +27,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gpu_nodes.openai.chat import chat_completion, prepare_chat, stream_chat
 from gpu_nodes.openai.completions import completion, prepare_completion, stream_completion
-from gpu_nodes.openai.engine_port import Engine, EngineSettings, load_engine
+from gpu_nodes.openai.engine_factory import load_engine
+from gpu_nodes.openai.engine_port import Engine, EngineSettings
 from gpu_nodes.openai.exceptions import (
     EngineNotReady,
     InvalidRequest,

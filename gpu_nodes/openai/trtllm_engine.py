@@ -5,13 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gpu_nodes.openai.engine_port import (
-    EngineSettings,
-    GenerationParams,
-    RequestOutput,
-    StructuredOutput,
-    TokenLogprob,
-)
+from gpu_nodes.engine.outputs import RequestOutput, TokenLogprob
+from gpu_nodes.openai.engine_port import EngineSettings, GenerationParams, StructuredOutput
 from gpu_nodes.openai.exceptions import EngineUnavailable
 from gpu_nodes.openai.external_common import (
     CumulativeToDelta,
@@ -77,16 +72,17 @@ class TrtLlmEngine:
                 guided = GuidedDecodingParams(json_object=True)
             else:
                 guided = GuidedDecodingParams(json=structured_json(params.structured.schema))
+        wanted = params.sampling
         return self._trtllm.SamplingParams(
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k if params.top_k > 0 else None,
-            seed=params.seed,
-            stop=params.stop or None,
-            stop_token_ids=params.stop_token_ids or None,
-            ignore_eos=params.ignore_eos,
-            logprobs=params.logprobs,
+            max_tokens=wanted.max_tokens,
+            temperature=wanted.temperature,
+            top_p=wanted.top_p,
+            top_k=wanted.top_k if wanted.top_k > 0 else None,
+            seed=wanted.seed,
+            stop=wanted.stop or None,
+            stop_token_ids=wanted.stop_token_ids or None,
+            ignore_eos=wanted.ignore_eos,
+            logprobs=wanted.logprobs,
             guided_decoding=guided,
         )
 
@@ -103,7 +99,7 @@ class TrtLlmEngine:
                 completion = partial.outputs[0]
                 token_ids = list(completion.token_ids)
                 start = tracker.sent_tokens
-                raw = completion.logprobs if params.logprobs is not None else None
+                raw = completion.logprobs if params.sampling.logprobs is not None else None
                 yield tracker.delta(
                     completion.text,
                     token_ids,

@@ -5,13 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gpu_nodes.openai.engine_port import (
-    EngineSettings,
-    GenerationParams,
-    RequestOutput,
-    StructuredOutput,
-    TokenLogprob,
-)
+from gpu_nodes.engine.outputs import RequestOutput, TokenLogprob
+from gpu_nodes.openai.engine_port import EngineSettings, GenerationParams, StructuredOutput
 from gpu_nodes.openai.exceptions import EngineUnavailable
 from gpu_nodes.openai.external_common import (
     CumulativeToDelta,
@@ -97,16 +92,17 @@ class VllmEngine:
     async def generate(
         self, request_id: str, prompt_token_ids: list[int], params: GenerationParams
     ) -> AsyncIterator[RequestOutput]:
+        wanted = params.sampling
         sampling = self._vllm.SamplingParams(
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k if params.top_k > 0 else -1,
-            seed=params.seed,
-            stop=params.stop or None,
-            stop_token_ids=params.stop_token_ids or None,
-            ignore_eos=params.ignore_eos,
-            logprobs=params.logprobs,
+            max_tokens=wanted.max_tokens,
+            temperature=wanted.temperature,
+            top_p=wanted.top_p,
+            top_k=wanted.top_k if wanted.top_k > 0 else -1,
+            seed=wanted.seed,
+            stop=wanted.stop or None,
+            stop_token_ids=wanted.stop_token_ids or None,
+            ignore_eos=wanted.ignore_eos,
+            logprobs=wanted.logprobs,
             **_structured_kwargs(self._vllm, params.structured),
         )
         prompt = {"prompt_token_ids": prompt_token_ids}
@@ -119,7 +115,7 @@ class VllmEngine:
                 completion.text,
                 token_ids,
                 logprobs=_logprobs(
-                    completion.logprobs, start, token_ids, self.tokenizer, params.logprobs or 0
+                    completion.logprobs, start, token_ids, self.tokenizer, wanted.logprobs or 0
                 ),
                 finish_reason=completion.finish_reason if result.finished else None,
                 cached_prompt_tokens=int(getattr(result, "num_cached_tokens", 0) or 0),

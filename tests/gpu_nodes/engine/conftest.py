@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gpu_nodes.engine.api import EngineConfig, LLMEngine, RequestOutput, SamplingParams
+from gpu_nodes.engine.config import EngineConfig
+from gpu_nodes.engine.engine import LLMEngine
+from gpu_nodes.engine.outputs import RequestOutput
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.engine.tiny_model import TinyModelSpec, make_tiny_model
 
 

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gpu_nodes.engine.api import AsyncLLMEngine, EngineConfig, RequestOutput, SamplingParams
+from gpu_nodes.engine.config import EngineConfig
+from gpu_nodes.engine.engine import AsyncLLMEngine
 from gpu_nodes.engine.exceptions import InvalidRequestError
+from gpu_nodes.engine.outputs import RequestOutput
+from gpu_nodes.engine.sampling_params import SamplingParams
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gpu_nodes.engine.api import SamplingParams
 from gpu_nodes.engine.block_manager import NO_HASH, BlockManager
 from gpu_nodes.engine.detokenizer import IncrementalDetokenizer
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.engine.sequence import Sequence
 
 
@@ -50,6 +50,11 @@ def test_cannot_allocate_beyond_capacity_or_reserve() -> None:
         (list(range(12)), [*list(range(8)), 50, 51, 52, 53, 54], 8),  # diverges in block 3
         (list(range(12)), [7, *range(1, 12)], 0),  # differs in first block
         (list(range(6)), list(range(10)), 4),  # partial block never cached
+        # A cached block's tokens at another position (another parent) are not a hit: its K/V
+        # were computed at positions 4-7 after tokens 0-3.
+        (list(range(12)), [4, 5, 6, 7, 99], 0),
+        (list(range(12)), [9, 9, 9, 9, 4, 5, 6, 7, 99], 0),
+        (list(range(12)), [0, 1, 2, 3, 8, 9, 10, 11, 99], 4),  # block 3 after block 1's place
     ],
 )
 def test_prefix_hits(first: list[int], second: list[int], expected_hit_tokens: int) -> None:
@@ -182,3 +187,21 @@ def test_freeing_uncomputed_sequence_clears_pending() -> None:
     bm.free(a)  # e.g. preempted before its prefill ran
     assert bm.pending == {}
     assert not bm.waits_for_pending(make_seq(list(range(10)), "twin"))
+
+
+def test_block_hash_is_chained_on_the_parent_block() -> None:
+    """Equal hashes must mean equal whole prefixes, not just equal block tokens."""
+    bm = BlockManager(num_blocks=16, block_size=4)
+    a = make_seq([*range(12), 99], "a")
+    bm.allocate(a)
+    compute_all(bm, a)
+    moved = make_seq([4, 5, 6, 7, 8, 9, 10, 11, 99], "moved")  # a's blocks 1-2, one place left
+    bm.allocate(moved)
+    compute_all(bm, moved)
+    assert moved.num_cached_tokens == 0
+    assert not set(a.block_hashes) & set(moved.block_hashes)
+    assert not set(a.block_table) & set(moved.block_table)
+    # The same tokens after the same prefix hash the same again.
+    again = make_seq([*range(8), 50, 51], "again")
+    bm.allocate(again)
+    assert again.block_hashes == a.block_hashes[:2] and again.num_cached_tokens == 8

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpu_nodes.engine.api import EngineConfig, LLMEngine, SamplingParams
+from gpu_nodes.engine.config import EngineConfig
+from gpu_nodes.engine.engine import LLMEngine
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.engine.tiny_model import TinyModelSpec, make_tiny_model
 
 PROMPTS = [
@@ -85,6 +87,25 @@ def test_prefix_cache_hit_is_reported_and_output_unchanged(tiny_engine, run_engi
     block = tiny_engine.config.block_size
     assert second[-1].cached_prompt_tokens == (len(prompt) - 1) // block * block
     assert ids_of(first) == ids_of(second)
+
+
+def test_cached_block_at_another_position_is_not_reused(tiny_model_dir, run_engine) -> None:
+    """After caching a prompt, a prompt made of one of its later blocks is computed afresh:
+    same tokens and logprobs as an engine with no prefix cache."""
+    config = {"model_path": str(tiny_model_dir), "device": "cpu", "block_size": 4}
+    cached = LLMEngine(EngineConfig(**config))
+    uncached = LLMEngine(EngineConfig(**config, enable_prefix_caching=False))
+    first = encode(cached, PROMPTS[1])[:12]
+    moved = [*first[4:8], first[0]]  # block 1 of `first` at position 0, then one more token
+    params = SamplingParams(max_tokens=16, temperature=0, ignore_eos=True, logprobs=0)
+    run_engine(cached, {"first": (first, params)})
+    got = run_engine(cached, {"moved": (moved, params)})["moved"]
+    expected = run_engine(uncached, {"moved": (moved, params)})["moved"]
+    got_logprobs = [lp.logprob for out in got for lp in out.logprobs_delta or []]
+    expected_logprobs = [lp.logprob for out in expected for lp in out.logprobs_delta or []]
+    assert got_logprobs == pytest.approx(expected_logprobs, abs=1e-5)
+    assert ids_of(got) == ids_of(expected)
+    assert got[-1].cached_prompt_tokens == 0
 
 
 def test_logprobs_match_log_softmax_of_transformers(

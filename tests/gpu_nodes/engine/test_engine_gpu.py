@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpu_nodes.engine.api import EngineConfig, LLMEngine, SamplingParams
+from gpu_nodes.engine.config import EngineConfig
+from gpu_nodes.engine.engine import LLMEngine
+from gpu_nodes.engine.sampling_params import SamplingParams
 
 pytestmark = [
     pytest.mark.gpu,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpu_nodes.engine.api import SamplingParams
 from gpu_nodes.engine.detokenizer import IncrementalDetokenizer
 from gpu_nodes.engine.sampler import allowed_from_bitmask, bitmask_width, sample
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.engine.sequence import Sequence
 
 LOGITS = torch.tensor([[1.0, 3.0, 2.0, 0.5, 2.9]])

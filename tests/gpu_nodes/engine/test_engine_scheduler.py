@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gpu_nodes.engine.api import SamplingParams
 from gpu_nodes.engine.block_manager import BlockManager
 from gpu_nodes.engine.detokenizer import IncrementalDetokenizer
+from gpu_nodes.engine.sampling_params import SamplingParams
 from gpu_nodes.engine.scheduler import Scheduler
 from gpu_nodes.engine.sequence import Sequence, SequenceStatus
 

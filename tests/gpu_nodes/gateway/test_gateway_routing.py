@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from gpu_nodes.gateway import hash_api_key
+
 pytestmark = pytest.mark.integration
 
 
@@ -65,6 +67,23 @@ def test_auth_none_wrong_api_key_and_bearer(gw, api_key) -> None:
     assert (
         httpx.post(gw.gateway.url + "/models/nope/production/predict", json={}).status_code == 401
     )
+
+
+@pytest.mark.parametrize("scheme", ["Api-Key", "Bearer"])
+def test_the_stored_hash_of_a_key_is_not_a_key(gw, api_key, scheme) -> None:
+    """The routing table publishes sha256(key) to every gateway: it must not open the door."""
+    stored = hash_api_key(api_key)
+    assert stored in gw.control_plane.table["api_key_hashes"]
+    for path in ("/models/m-echo/production/predict", "/v1/models"):
+        method = httpx.get if path == "/v1/models" else httpx.post
+        kwargs = {} if path == "/v1/models" else {"json": {}}
+        for sent in (stored, stored.upper()):
+            answer = method(
+                gw.gateway.url + path, headers={"Authorization": f"{scheme} {sent}"}, **kwargs
+            )
+            assert answer.status_code == 401, (path, answer.text)
+            assert answer.json()["error"]["message"] == "invalid API key"
+    assert stored not in gw.gateway.log()
 
 
 def test_api_key_is_not_forwarded_to_the_replica(gw, headers) -> None:

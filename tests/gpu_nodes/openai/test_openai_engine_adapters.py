@@ -12,13 +12,9 @@ import jsonschema
 import pytest
 import torch
 
-from gpu_nodes.openai.engine_port import (
-    Engine,
-    EngineSettings,
-    GenerationParams,
-    StructuredOutput,
-    load_engine,
-)
+from gpu_nodes.engine.sampling_params import SamplingParams
+from gpu_nodes.openai.engine_factory import load_engine
+from gpu_nodes.openai.engine_port import Engine, EngineSettings, GenerationParams, StructuredOutput
 from gpu_nodes.openai.exceptions import EngineUnavailable
 from gpu_nodes.openai.generation import ChoiceJob, ChoiceResult, collect_choices
 
@@ -54,12 +50,13 @@ def _generate(engine: Engine, params: GenerationParams, n: int = 2) -> list[Choi
 
 
 def _check_engine(engine: Engine) -> None:
-    greedy = _generate(engine, GenerationParams(max_tokens=8, temperature=0.0, logprobs=2))
+    greedy_params = SamplingParams(max_tokens=8, temperature=0.0, logprobs=2)
+    greedy = _generate(engine, GenerationParams(greedy_params))
     assert greedy[0].text == greedy[1].text  # greedy is deterministic across a batch
     assert len(greedy[0].token_ids) == len(greedy[0].logprobs) <= 8
     structured = StructuredOutput(kind="json_schema", schema=SCHEMA)
     engine.compile_structured(structured)
-    for result in _generate(engine, GenerationParams(max_tokens=64, structured=structured)):
+    for result in _generate(engine, GenerationParams(SamplingParams(max_tokens=64), structured)):
         assert result.finish_reason == "stop"
         jsonschema.validate(json.loads(result.text), SCHEMA)
 

@@ -12,7 +12,8 @@ import torch
 import xgrammar as xgr
 from transformers import AutoTokenizer
 
-from gpu_nodes.openai.engine_port import EngineSettings, StructuredOutput, load_engine
+from gpu_nodes.openai.engine_factory import load_engine
+from gpu_nodes.openai.engine_port import EngineSettings, StructuredOutput
 from gpu_nodes.openai.exceptions import EngineLoadError, InvalidRequest, ModelNotFound
 from gpu_nodes.openai.guided import GrammarFactory
 from gpu_nodes.openai.prompting import chat_prompt_ids, completion_prompt_ids
