@@ -42,6 +42,7 @@ __all__ = [
     "DeploymentTrack",
     "PlaceReplicas",
     "PlacementConstraints",
+    "PlacementDecision",
     "PlacementObservation",
     "PlacementPolicy",
     "PlacementState",
@@ -158,13 +159,16 @@ class PlacementPolicy:
             state.clusters, observation, state.deployments, now, self
         )
         decisions.extend(health_decisions)
+        # A cluster back from an outage may still run replicas the control plane stopped
+        # while it was unreachable: its counts are sent again, zeros included.
+        recovered = frozenset(d.cluster_id for d in health_decisions if d.healthy)
         caps = self._caps(state, observation, now)
         free = _free_gpus(observation, state.deployments, caps)
         tracks: dict[str, DeploymentTrack] = {}
         for dep in sorted(observation.deployments, key=lambda d: d.key):
             previous = state.deployments.get(dep.key, DeploymentTrack())
             dep_decisions, tracks[dep.key] = self._place(
-                dep, previous, observation, cluster_tracks, free, now
+                dep, previous, observation, cluster_tracks, free, now, recovered
             )
             decisions.extend(dep_decisions)
         return decisions, PlacementState(clusters=cluster_tracks, deployments=tracks, caps=caps)
@@ -204,29 +208,20 @@ class PlacementPolicy:
         cluster_tracks: Mapping[str, ClusterTrack],
         free: GpuLedger,
         now: float,
+        recovered: frozenset[str],
     ) -> tuple[list[PlacementDecision], DeploymentTrack]:
         allowed = [c.cluster for c in observation.clusters if _allows(c.cluster, dep)]
         healthy = [c for c in allowed if cluster_tracks[c.id].healthy]
-        candidates = _candidates(dep, healthy, previous, free)
-        spread = min(dep.constraints.min_clusters, dep.desired_replicas)
-        ideal_before = {c: n for c, n in previous.ideal.items() if c in candidates}
-        ideal = fitting.fit(ideal_before, dep.desired_replicas, list(candidates.values()), spread)
-        last_move_at = previous.last_move_at
-        if self._may_move(dep, previous, ideal, now):
-            move = fitting.propose_move(ideal, list(candidates.values()), spread)
-            if move is not None:
-                source, target = move
-                ideal[source] -= 1
-                ideal[target] = ideal.get(target, 0) + 1
-                ideal = {c: n for c, n in ideal.items() if n > 0}
-                last_move_at = now
+        ideal, last_move_at = self._ideal(dep, previous, healthy, free, now)
         applied = _with_extras(dep, ideal, previous.applied, {c.id for c in healthy})
         for cluster_id, n in applied.items():
             free[(cluster_id, dep.accelerator)] -= n * dep.gpus_per_replica
+        resend = recovered & {c.id for c in allowed}
         decisions: list[PlacementDecision] = [
             PlaceReplicas(dep.model_id, dep.deployment_id, cluster_id, applied.get(cluster_id, 0))
-            for cluster_id in sorted(set(applied) | set(previous.applied))
+            for cluster_id in sorted(set(applied) | set(previous.applied) | resend)
             if applied.get(cluster_id, 0) != previous.applied.get(cluster_id, 0)
+            or cluster_id in resend
         ]
         shortfall = _shortfall(dep, sum(ideal.values()), allowed, healthy)
         if shortfall != previous.shortfall:
@@ -238,6 +233,30 @@ class PlacementPolicy:
         }
         track = DeploymentTrack(ideal, applied, last_move_at, pending_since, shortfall)
         return decisions, track
+
+    def _ideal(
+        self,
+        dep: DeploymentDemand,
+        previous: DeploymentTrack,
+        healthy: list[Cluster],
+        free: GpuLedger,
+        now: float,
+    ) -> tuple[dict[str, int], float | None]:
+        """The placement without extras: last tick's, fitted to this tick's demand and room,
+        plus at most one move when things are calm. Returns it and the last move's time."""
+        candidates = _candidates(dep, healthy, previous, free)
+        spread = min(dep.constraints.min_clusters, dep.desired_replicas)
+        ideal_before = {c: n for c, n in previous.ideal.items() if c in candidates}
+        ideal = fitting.fit(ideal_before, dep.desired_replicas, list(candidates.values()), spread)
+        if not self._may_move(dep, previous, ideal, now):
+            return ideal, previous.last_move_at
+        move = fitting.propose_move(ideal, list(candidates.values()), spread)
+        if move is None:
+            return ideal, previous.last_move_at
+        source, target = move
+        ideal[source] -= 1
+        ideal[target] = ideal.get(target, 0) + 1
+        return {c: n for c, n in ideal.items() if n > 0}, now
 
     def _may_move(
         self, dep: DeploymentDemand, previous: DeploymentTrack, ideal: Mapping[str, int], now: float

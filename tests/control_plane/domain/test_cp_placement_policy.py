@@ -21,6 +21,7 @@ from control_plane.domain.placement import (
     PlacementObservation,
     PlacementPolicy,
     PlacementState,
+    PlaceReplicas,
     ReplicaCounts,
     ReportShortfall,
     SetClusterHealth,
@@ -373,3 +374,32 @@ def test_cluster_records_round_trip_and_reject_bad_values() -> None:
         Cluster.from_dict({"id": "x", "cloud": "aws", "location": {}})
     with pytest.raises(ValidationFailed, match="bad value"):
         Cluster.from_dict({**own.to_dict(), "kind": "mainframe"})
+
+
+def test_a_recovered_cluster_is_sent_its_counts_again() -> None:
+    # While a was unreachable its stop may never have arrived: on recovery the zero is re-sent.
+    policy = replace(POLICY, recovery_hold_s=0.0)
+    eu_only = DeploymentDemand(
+        "m1", "d2", 1, "H100", 1, PlacementConstraints(residency="eu"), observed={}
+    )
+    us_dep = DeploymentDemand("m1", "d1", 1, "H100", 1, observed={})
+    clusters = (cluster("a", priority=10), cluster("b"))
+
+    def tick(now: float, a_heartbeat: float) -> list[PlacementDecision]:
+        nonlocal state
+        heard = (_heard(clusters[0], a_heartbeat), _heard(clusters[1], now))
+        observed = tuple(ClusterObservation(c) for c in heard)
+        decisions, state = policy.decide(
+            state, PlacementObservation(observed, (us_dep, eu_only)), now
+        )
+        return decisions
+
+    state = PlacementState()
+    assert _of(tick(0, 0), PlaceReplicas) == [PlaceReplicas("m1", "d1", "a", 1)]
+    assert _of(tick(40, 0), PlaceReplicas) == [
+        PlaceReplicas("m1", "d1", "a", 0),
+        PlaceReplicas("m1", "d1", "b", 1),
+    ]
+    assert _of(tick(50, 0), PlaceReplicas) == []
+    # d2 (residency eu) is allowed in neither cluster, so nothing is sent for it.
+    assert _of(tick(60, 60), PlaceReplicas) == [PlaceReplicas("m1", "d1", "a", 0)]
