@@ -76,7 +76,11 @@ def fit(
     """Change ``current`` as little as possible so it sums to ``desired`` (or as close as
     room allows) over at least ``spread`` clusters where room allows."""
     by_id = {c.cluster_id: c for c in candidates}
-    counts = {cid: min(n, by_id[cid].room) for cid, n in current.items() if cid in by_id and n > 0}
+    counts = {
+        cid: min(n, by_id[cid].room)
+        for cid, n in current.items()
+        if cid in by_id and min(n, by_id[cid].room) > 0
+    }
     while sum(counts.values()) > desired:
         _remove_one(counts, by_id, spread)
     while sum(counts.values()) < desired:
