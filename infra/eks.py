@@ -20,7 +20,12 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.exceptions import InfraConfigError
-from infra.gpu_catalog import GPU_TAINT_KEY, GPU_TAINT_VALUE, aws_gpu_instance
+from infra.gpu_catalog import (
+    aws_gpu_instance,
+    cloud_taint_effect,
+    gpu_node_labels,
+    gpu_node_taints,
+)
 from infra.iam import managed_policy, service_trust_policy
 from infra.tags import StandardTags
 
@@ -278,9 +283,7 @@ class EksCluster(pulumi.ComponentResource):
         labels = {
             **spec.labels,
             "plinth.dev/pool": spec.name,
-            "plinth.dev/gpu": instance.gpu_product,
-            "plinth.dev/gpu-count": str(instance.gpus),
-            "nvidia.com/gpu.present": "true",
+            **gpu_node_labels(instance.accelerator, instance.gpus),
         }
         return aws.eks.NodeGroup(
             f"{self._name}-gpu-{spec.name}",
@@ -300,8 +303,9 @@ class EksCluster(pulumi.ComponentResource):
             labels=labels,
             taints=[
                 aws.eks.NodeGroupTaintArgs(
-                    key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE"
+                    key=taint.key, value=taint.value, effect=cloud_taint_effect(taint)
                 )
+                for taint in gpu_node_taints()
             ],
             tags=self._args.tags.aws("eks"),
             # The cluster autoscaler owns the live size; Pulumi owns the bounds.

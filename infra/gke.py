@@ -18,7 +18,12 @@ import pulumi_gcp as gcp
 
 from infra.exceptions import InfraConfigError
 from infra.gcp_network import PODS_RANGE, SERVICES_RANGE
-from infra.gpu_catalog import GPU_TAINT_KEY, GPU_TAINT_VALUE, gcp_gpu_machine
+from infra.gpu_catalog import (
+    cloud_taint_effect,
+    gcp_gpu_machine,
+    gpu_node_labels,
+    gpu_node_taints,
+)
 from infra.tags import StandardTags
 
 NODE_ROLES = (
@@ -188,7 +193,7 @@ class GkeCluster(pulumi.ComponentResource):
         machine = gcp_gpu_machine(machine_type, "machine_type")
         return gcp.container.NodePoolNodeConfigArgs(
             machine_type=machine_type,
-            labels={**labels, "plinth.dev/gpu": machine.gpu_product.lower()},
+            labels={**labels, **gpu_node_labels(machine.accelerator, machine.gpus)},
             spot=gpu.spot or None,
             guest_accelerators=[
                 gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
@@ -209,8 +214,9 @@ class GkeCluster(pulumi.ComponentResource):
             reservation_affinity=_reservation_affinity(gpu),
             taints=[
                 gcp.container.NodePoolNodeConfigTaintArgs(
-                    key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE"
+                    key=taint.key, value=taint.value, effect=cloud_taint_effect(taint)
                 )
+                for taint in gpu_node_taints()
             ],
             **common,
         )

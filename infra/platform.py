@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.exceptions import InfraConfigError
-from infra.gpu_catalog import GPU_TAINT_KEY
+from infra.gpu_catalog import gpu_pod_tolerations
 from infra.tags import StandardTags
 
 DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
@@ -195,8 +195,9 @@ class ClusterPlatform(pulumi.ComponentResource):
                         priority_class_name="plinth-system",
                         tolerations=[
                             k8s.core.v1.TolerationArgs(
-                                key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule"
+                                key=t["key"], operator=t["operator"], effect=t["effect"]
                             )
+                            for t in gpu_pod_tolerations()
                         ],
                         containers=[node_agent_container(args)],
                         volumes=[
@@ -222,9 +223,7 @@ class ClusterPlatform(pulumi.ComponentResource):
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=DEVICE_PLUGIN_REPO),
                 namespace="kube-system",
                 values={
-                    "tolerations": [
-                        {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
-                    ],
+                    "tolerations": gpu_pod_tolerations(),
                     "nodeSelector": {"nvidia.com/gpu.present": "true"},
                     "priorityClassName": "system-node-critical",
                 },

@@ -2,8 +2,9 @@
 
 No API calls here: ``render_manifests`` turns a :class:`ReplicaSpec` into plain dicts
 that ``KubernetesDriver`` applies and the tests validate with kubernetes-validate.
-GPU placement matches what ``infra/`` gives GPU nodes: the ``plinth.dev/gpu`` label
-(product name, e.g. ``H100``) and the ``nvidia.com/gpu=true:NoSchedule`` taint.
+GPU placement comes from the accelerator catalog (:mod:`plinth.accelerators`), the same
+tables ``infra/`` labels and taints GPU nodes from: the pod selects ``plinth.dev/gpu`` =
+the catalog name (``H100``) and tolerates the GPU taints.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from typing import Any
 
 from control_plane.adapters.exceptions import ClusterError
 from control_plane.ports.cluster import ReplicaSpec
+from plinth.accelerators import (
+    ACCELERATORS,
+    GPU_RESOURCE,
+    find_accelerator,
+    gpu_pod_node_selector,
+    gpu_pod_tolerations,
+    max_gpus_per_node,
+)
 
 DEFAULT_IMAGE = "ghcr.io/plinth-ai/plinth-model-server:0.1.0"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_NODE_LABEL = "plinth.dev/gpu"
 DEPLOYMENT_LABEL = "plinth.dev/deployment-id"
 MODEL_LABEL = "plinth.dev/model-id"
 APP_LABELS = {
@@ -49,20 +56,33 @@ class KubernetesOptions:
 
 
 @dataclass(frozen=True)
-class Accelerator:
-    kind: str  # e.g. "H100", matched against the plinth.dev/gpu node label
+class AcceleratorRequest:
+    kind: str  # catalog name, e.g. "H100": the plinth.dev/gpu node label value
     count: int
 
 
-def parse_accelerator(value: str) -> Accelerator:
-    """Truss ``resources.accelerator``: ``KIND`` or ``KIND:COUNT`` (``H100:8``)."""
+def parse_accelerator(value: str) -> AcceleratorRequest:
+    """Truss ``resources.accelerator``: ``KIND`` or ``KIND:COUNT`` (``H100:8``).
+
+    ``KIND`` must be in the accelerator catalog and ``COUNT`` fit on one of its machines:
+    a pod asking for anything else would stay Pending forever.
+    """
     match = _ACCELERATOR.match(value.strip())
     if match is None:
         raise ClusterError(f"accelerator {value!r} is not KIND or KIND:COUNT (e.g. 'H100:2')")
     count = int(match["count"] or 1)
     if count < 1:
         raise ClusterError(f"accelerator {value!r}: the count must be at least 1")
-    return Accelerator(kind=match["kind"].upper(), count=count)
+    accelerator = find_accelerator(match["kind"])
+    if accelerator is None:
+        known = ", ".join(sorted(ACCELERATORS))
+        raise ClusterError(f"accelerator {value!r}: unknown kind (known: {known})")
+    most = max_gpus_per_node(accelerator.name)
+    if count > most:
+        raise ClusterError(
+            f"accelerator {value!r}: at most {most} {accelerator.name} GPUs fit on one node"
+        )
+    return AcceleratorRequest(kind=accelerator.name, count=count)
 
 
 def object_name(deployment_id: str) -> str:
@@ -146,10 +166,8 @@ def _deployment(
         )
     if spec.accelerator:
         accelerator = parse_accelerator(spec.accelerator)
-        pod_spec["nodeSelector"] = {GPU_NODE_LABEL: accelerator.kind}
-        pod_spec["tolerations"] = [
-            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-        ]
+        pod_spec["nodeSelector"] = gpu_pod_node_selector(accelerator.kind)
+        pod_spec["tolerations"] = gpu_pod_tolerations()
         # NCCL and torch dataloaders need more shared memory than the 64Mi default.
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
     if volumes:

@@ -131,14 +131,21 @@ def test_names_and_labels_are_valid_and_distinct() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "kind", "count"),
-    [("A10G", "A10G", 1), ("h100:8", "H100", 8), ("H100_40GB:2", "H100_40GB", 2)],
+    [
+        ("A10G", "A10G", 1),
+        ("h100:8", "H100", 8),
+        ("a100-80gb:2", "A100", 2),
+        ("A100_40GB", "A100_40GB", 1),
+    ],
 )
 def test_accelerator_parsing(raw: str, kind: str, count: int) -> None:
     parsed = parse_accelerator(raw)
     assert (parsed.kind, parsed.count) == (kind, count)
 
 
-@pytest.mark.parametrize("raw", ["", "H100:", "H100:0", "H100:x", ":2"])
+@pytest.mark.parametrize(
+    "raw", ["", "H100:", "H100:0", "H100:x", ":2", "H100_40GB", "H100:16", "TPU:1"]
+)
 def test_bad_accelerators_are_named(raw: str) -> None:
     with pytest.raises(ClusterError, match="accelerator"):
         parse_accelerator(raw)
