@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 
 from infra.exceptions import InfraConfigError
 from infra.gpu_catalog import gpu_pod_tolerations
+from infra.node_autoscaling import ClusterAutoscalerChart, cluster_autoscaler_release
 from infra.tags import StandardTags
 
 DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
@@ -48,6 +49,9 @@ class ClusterPlatformArgs:
     # Kubernetes Secret (key "token") holding the gateways' PLINTH_INTERNAL_TOKEN; the
     # operator creates it with the same value the control plane has.
     internal_token_secret: str = "plinth-internal-token"
+    # EKS: the cluster-autoscaler that grows and shrinks the GPU node groups (its IAM role
+    # and Pod Identity association come with ``EksCluster``). GKE autoscales natively: None.
+    cluster_autoscaler: ClusterAutoscalerChart | None = None
 
     def __post_init__(self) -> None:
         if self.gateway_replicas < 1:
@@ -98,6 +102,8 @@ class ClusterPlatform(pulumi.ComponentResource):
         self._node_agent(agent_sa)
         if args.install_device_plugin:
             self._device_plugin()
+        if args.cluster_autoscaler is not None:
+            cluster_autoscaler_release(name, args.cluster_autoscaler, self._opts)
         self.namespace = self._ns
         self.gateway_service_name = service.metadata.apply(lambda m: m.name or "")
         self.register_outputs(

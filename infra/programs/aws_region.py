@@ -11,6 +11,7 @@ from pydantic import Field
 from infra.aws_network import AwsNetwork, AwsNetworkArgs
 from infra.buckets import S3WeightBucket, S3WeightBucketArgs
 from infra.eks import EksCluster, EksClusterArgs
+from infra.node_autoscaling import ClusterAutoscalerChart
 from infra.platform import DEVICE_PLUGIN_VERSION
 from infra.programs.common import (
     DEFAULT_GATEWAY_IMAGE,
@@ -87,6 +88,11 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
             "control_plane_url": required_output(control_plane, "apiUrl"),
             "gateway_image": config.gateway_image,
             "node_agent_image": config.node_agent_image,
+            "cluster_autoscaler": ClusterAutoscalerChart(
+                cluster_name=cluster.cluster_name,
+                region=config.region,
+                kubernetes_version=config.kubernetes_version,
+            ),
             "gateway_service_type": config.gateway_service_type,
             "device_plugin_version": config.device_plugin_version,
         },

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from infra.buckets import S3WeightBucket, S3WeightBucketArgs
 from infra.eks import EksCluster, EksClusterArgs
+from infra.node_autoscaling import ClusterAutoscalerChart
 from infra.programs.common import (
     DEFAULT_GATEWAY_IMAGE,
     DEFAULT_NODE_AGENT_IMAGE,
@@ -77,6 +78,11 @@ def build(config: SelfHostedConfig) -> dict[str, Any]:
             "control_plane_url": config.control_plane_url,
             "gateway_image": config.gateway_image,
             "node_agent_image": config.node_agent_image,
+            "cluster_autoscaler": ClusterAutoscalerChart(
+                cluster_name=cluster.cluster_name,
+                region=config.region,
+                kubernetes_version=config.kubernetes_version,
+            ),
         },
         depends_on=cluster,
     )
