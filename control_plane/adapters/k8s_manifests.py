@@ -1,4 +1,4 @@
-"""Pure rendering of a deployment's Kubernetes objects (Secret, Deployment, Service).
+"""Pure rendering of a deployment's Kubernetes objects (Secret, Deployment, Service, PDB).
 
 No API calls here: ``render_manifests`` turns a :class:`ReplicaSpec` into plain dicts
 that ``KubernetesDriver`` applies and the tests validate with kubernetes-validate.
@@ -36,6 +36,12 @@ APP_LABELS = {
 SECRETS_DIR_ENV = "PLINTH_SECRETS_DIR"
 # ``spec.env`` key that picks the image for one deployment (else the driver's default).
 IMAGE_ENV = "PLINTH_IMAGE"
+# ``spec.env`` key naming the environment the deployment was pushed for (domain.package).
+ENVIRONMENT_ENV = "PLINTH_ENVIRONMENT"
+# PriorityClasses the platform creates (infra/platform.py PRIORITY_CLASSES): production
+# replicas preempt development ones when GPUs run short, never the other way round.
+PRODUCTION_PRIORITY_CLASS = "plinth-production"
+DEVELOPMENT_PRIORITY_CLASS = "plinth-development"
 
 _NAME_MAX = 63
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -53,6 +59,11 @@ class KubernetesOptions:
     termination_grace_s: int = 30
     # How long a replica may take to answer ``GET /`` after start (image pull excluded).
     startup_budget_s: int = 600
+    production_priority_class: str = PRODUCTION_PRIORITY_CLASS
+    development_priority_class: str = DEVELOPMENT_PRIORITY_CLASS
+    # Replicas of one deployment a voluntary disruption (drain, node scale-down) may take
+    # down at once: the rest keep serving while the evicted one restarts elsewhere.
+    max_unavailable_on_disruption: int = 1
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,7 @@ def selector_labels(deployment_id: str) -> dict[str, str]:
 def render_manifests(
     spec: ReplicaSpec, replicas: int, options: KubernetesOptions | None = None
 ) -> list[dict[str, Any]]:
-    """Secret (when the spec has secrets), Deployment and Service for ``spec``.
+    """Secret (when the spec has secrets), Deployment, Service and PodDisruptionBudget.
 
     The Secret carries the values: never log the rendered list.
     """
@@ -132,7 +143,31 @@ def render_manifests(
         manifests.append(_secret(spec, metadata, f"{name}-secrets"))
     manifests.append(_deployment(spec, replicas, metadata, opts))
     manifests.append(_service(spec, metadata, opts))
+    manifests.append(_disruption_budget(spec, metadata, opts))
     return manifests
+
+
+def priority_class_for(spec: ReplicaSpec, opts: KubernetesOptions) -> str:
+    """Production replicas outrank everything else Plinth runs (development, previews)."""
+    if spec.env.get(ENVIRONMENT_ENV) == "production":
+        return opts.production_priority_class
+    return opts.development_priority_class
+
+
+def _disruption_budget(
+    spec: ReplicaSpec, metadata: dict[str, Any], opts: KubernetesOptions
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata,
+        "spec": {
+            "maxUnavailable": opts.max_unavailable_on_disruption,
+            "selector": {"matchLabels": selector_labels(spec.deployment_id)},
+            # A crash-looping replica must not block a node drain or scale-down.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
 
 
 def _secret(spec: ReplicaSpec, metadata: dict[str, Any], name: str) -> dict[str, Any]:
@@ -154,6 +189,7 @@ def _deployment(
     pod_spec: dict[str, Any] = {
         "containers": [_container(spec, opts)],
         "terminationGracePeriodSeconds": opts.termination_grace_s,
+        "priorityClassName": priority_class_for(spec, opts),
         "automountServiceAccountToken": False,  # model code gets no cluster credentials
     }
     volumes: list[dict[str, Any]] = []

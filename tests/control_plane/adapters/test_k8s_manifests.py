@@ -4,6 +4,7 @@ the GPU placement, probes, secrets-as-files and labels the platform relies on.""
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import Any
 
 import kubernetes_validate
@@ -48,7 +49,7 @@ def test_manifests_are_schema_valid(spec: ReplicaSpec) -> None:
 
 def test_invalid_manifest_is_caught_by_the_validator() -> None:
     # Guard: the validator really rejects a broken Deployment, so the test above means something.
-    [deployment, _service] = render_manifests(CPU_SPEC, 1)
+    [deployment, _service, _pdb] = render_manifests(CPU_SPEC, 1)
     deployment["spec"]["replicas"] = "three"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
@@ -56,7 +57,7 @@ def test_invalid_manifest_is_caught_by_the_validator() -> None:
 
 def test_gpu_spec_requests_gpus_on_gpu_nodes() -> None:
     kinds = _by_kind(render_manifests(GPU_SPEC, 2, KubernetesOptions(namespace="models")))
-    assert set(kinds) == {"Secret", "Deployment", "Service"}
+    assert set(kinds) == {"Secret", "Deployment", "Service", "PodDisruptionBudget"}
     pod = kinds["Deployment"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
@@ -155,3 +156,56 @@ def test_bad_secret_name_is_refused() -> None:
     spec = ReplicaSpec("d", "m", "/srv", "python", secrets={"bad name": "v"})
     with pytest.raises(ClusterError, match="'bad name'"):
         render_manifests(spec, 1)
+
+
+@pytest.mark.parametrize(
+    ("env", "priority"),
+    [
+        ({"PLINTH_ENVIRONMENT": "production"}, "plinth-production"),
+        ({"PLINTH_ENVIRONMENT": "staging"}, "plinth-development"),
+        ({}, "plinth-development"),
+    ],
+)
+def test_every_pod_has_a_priority_class_by_environment(env, priority) -> None:
+    spec = ReplicaSpec("dep1", "m1", "/srv/model", "python", env=env)
+    for accelerator in (None, "L4"):
+        gpu_spec = dataclasses.replace(spec, accelerator=accelerator)
+        kinds = _by_kind(render_manifests(gpu_spec, 1))
+        assert kinds["Deployment"]["spec"]["template"]["spec"]["priorityClassName"] == priority
+
+
+def test_priority_classes_are_the_ones_the_platform_creates() -> None:
+    from infra.platform import PRIORITY_CLASSES
+
+    options = KubernetesOptions()
+    assert options.production_priority_class in PRIORITY_CLASSES
+    assert options.development_priority_class in PRIORITY_CLASSES
+    assert (
+        PRIORITY_CLASSES[options.production_priority_class]
+        > PRIORITY_CLASSES[options.development_priority_class]
+    )
+
+
+def test_disruption_budget_covers_exactly_the_deployments_pods() -> None:
+    kinds = _by_kind(render_manifests(GPU_SPEC, 3, KubernetesOptions(namespace="models")))
+    pdb, deployment = kinds["PodDisruptionBudget"], kinds["Deployment"]
+    kubernetes_validate.validate(pdb, K8S_VERSION, strict=True)
+    assert pdb["metadata"]["name"] == deployment["metadata"]["name"]
+    assert pdb["metadata"]["namespace"] == "models"
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    other = _by_kind(render_manifests(CPU_SPEC, 1))["PodDisruptionBudget"]
+    assert other["spec"]["selector"] != pdb["spec"]["selector"]
+
+
+def test_invalid_priority_or_budget_is_caught_by_the_validator() -> None:
+    kinds = _by_kind(render_manifests(CPU_SPEC, 1))
+    kinds["PodDisruptionBudget"]["spec"]["unhealthyPodEvictionPolicy"] = 3
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(kinds["PodDisruptionBudget"], K8S_VERSION, strict=True)
+    kinds["Deployment"]["spec"]["template"]["spec"]["priorityClassName"] = ["x"]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(kinds["Deployment"], K8S_VERSION, strict=True)
