@@ -173,6 +173,16 @@ class ClusterPlatform(pulumi.ComponentResource):
             ),
             opts=self._opts,
         )
+        # Drains and node scale-downs take one gateway at a time; the rest keep routing.
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-gateway",
+            metadata=self._meta("gateway", "plinth-gateway"),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            ),
+            opts=self._opts,
+        )
         return k8s.core.v1.Service(
             f"{self._name}-gateway",
             metadata=self._meta("gateway", "plinth-gateway"),
