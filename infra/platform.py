@@ -17,6 +17,7 @@ from infra.exceptions import InfraConfigError
 from infra.gpu_catalog import gpu_pod_tolerations
 from infra.node_autoscaling import ClusterAutoscalerChart, cluster_autoscaler_release
 from infra.tags import StandardTags
+from infra.weight_access import REPLICA_SERVICE_ACCOUNT
 
 DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
 DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
@@ -98,6 +99,14 @@ class ClusterPlatform(pulumi.ComponentResource):
             )
         gateway_sa = self._service_account("gateway", ["endpoints", "pods", "services"])
         agent_sa = self._service_account("node-agent", ["pods", "configmaps"])
+        # Replicas get no Kubernetes API access; the account exists so the cloud identity
+        # (Pod Identity / Workload Identity) for reading weights can be bound to it.
+        k8s.core.v1.ServiceAccount(
+            f"{name}-replica",
+            metadata=self._meta("replica", REPLICA_SERVICE_ACCOUNT),
+            automount_service_account_token=False,
+            opts=self._opts,
+        )
         service = self._gateway(gateway_sa)
         self._node_agent(agent_sa)
         if args.install_device_plugin:

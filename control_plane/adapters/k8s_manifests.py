@@ -42,6 +42,9 @@ ENVIRONMENT_ENV = "PLINTH_ENVIRONMENT"
 # replicas preempt development ones when GPUs run short, never the other way round.
 PRODUCTION_PRIORITY_CLASS = "plinth-production"
 DEVELOPMENT_PRIORITY_CLASS = "plinth-development"
+# Service account the platform creates for replicas (infra/platform.py); its cloud identity
+# may read the weight bucket's ``weights/`` prefix and nothing else.
+REPLICA_SERVICE_ACCOUNT = "plinth-replica"
 
 _NAME_MAX = 63
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -64,6 +67,7 @@ class KubernetesOptions:
     # Replicas of one deployment a voluntary disruption (drain, node scale-down) may take
     # down at once: the rest keep serving while the evicted one restarts elsewhere.
     max_unavailable_on_disruption: int = 1
+    service_account: str | None = REPLICA_SERVICE_ACCOUNT  # None: the namespace's default
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,8 @@ def _deployment(
         "priorityClassName": priority_class_for(spec, opts),
         "automountServiceAccountToken": False,  # model code gets no cluster credentials
     }
+    if opts.service_account:
+        pod_spec["serviceAccountName"] = opts.service_account
     volumes: list[dict[str, Any]] = []
     if spec.secrets:
         volumes.append(

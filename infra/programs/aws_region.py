@@ -24,6 +24,7 @@ from infra.programs.common import (
     standard_tags,
 )
 from infra.programs.config import StackConfig, aws_region
+from infra.weight_access import EksWeightReaders, EksWeightReadersArgs
 
 
 class AwsRegionConfig(StackConfig):
@@ -78,6 +79,16 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
     bucket = S3WeightBucket(
         f"{config.cluster_name}-weights",
         S3WeightBucketArgs(tags=tags, bucket_name=config.weight_bucket_name),
+    )
+    EksWeightReaders(
+        f"{config.cluster_name}-weight-readers",
+        EksWeightReadersArgs(
+            tags=tags,
+            cluster_name=cluster.cluster_name,
+            bucket_arn=bucket.bucket_arn,
+            kms_key_arn=bucket.kms_key_arn,
+            pod_identity_agent=cluster.pod_identity_agent,
+        ),
     )
     control_plane = pulumi.StackReference(config.control_plane_stack)
     platform = deploy_platform(

@@ -26,6 +26,7 @@ from infra.programs.common import (
 )
 from infra.programs.config import StackConfig, aws_region
 from infra.self_hosted import SelfHostedAccess, SelfHostedAccessArgs
+from infra.weight_access import EksWeightReaders, EksWeightReadersArgs
 
 
 class SelfHostedConfig(StackConfig):
@@ -59,6 +60,16 @@ def build(config: SelfHostedConfig) -> dict[str, Any]:
         ),
     )
     bucket = S3WeightBucket(f"{config.cluster_name}-weights", S3WeightBucketArgs(tags=tags))
+    EksWeightReaders(
+        f"{config.cluster_name}-weight-readers",
+        EksWeightReadersArgs(
+            tags=tags,
+            cluster_name=cluster.cluster_name,
+            bucket_arn=bucket.bucket_arn,
+            kms_key_arn=bucket.kms_key_arn,
+            pod_identity_agent=cluster.pod_identity_agent,
+        ),
+    )
     access = SelfHostedAccess(
         f"{config.cluster_name}-plinth",
         SelfHostedAccessArgs(
@@ -68,6 +79,7 @@ def build(config: SelfHostedConfig) -> dict[str, Any]:
             cluster_arn=cluster.cluster_arn,
             cluster_name=cluster.cluster_name,
             bucket_arn=bucket.bucket_arn,
+            bucket_kms_key_arn=bucket.kms_key_arn,
         ),
     )
     deploy_platform(
