@@ -10,6 +10,7 @@ from pydantic import Field
 
 from infra.aws_network import AwsNetwork, AwsNetworkArgs
 from infra.buckets import S3WeightBucket, S3WeightBucketArgs
+from infra.cluster_access import EksNamespaceEditor, EksNamespaceEditorArgs
 from infra.eks import EksCluster, EksClusterArgs
 from infra.node_autoscaling import ClusterAutoscalerChart
 from infra.platform import DEVICE_PLUGIN_VERSION
@@ -91,6 +92,16 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
         ),
     )
     control_plane = pulumi.StackReference(config.control_plane_stack)
+    # The reconciler applies replicas in the platform namespace (and nowhere else).
+    EksNamespaceEditor(
+        f"{config.cluster_name}-reconciler",
+        EksNamespaceEditorArgs(
+            tags=tags,
+            cluster_name=cluster.cluster_name,
+            principal_arn=required_output(control_plane, "reconcilerRoleArn"),
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[cluster]),
+    )
     platform = deploy_platform(
         config.cluster_name,
         cluster.kubeconfig,

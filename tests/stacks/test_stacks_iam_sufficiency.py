@@ -262,3 +262,43 @@ def test_gke_replicas_and_node_agents_read_weights_through_workload_identity(run
             f'resource.name.startsWith("projects/_/buckets/{bucket.outputs["name"]}'
             f'/objects/weights/")'
         )
+
+
+# -- reconciler access to region clusters -------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["prod-us-east-1", "prod-us-west-2"])
+def test_every_aws_region_cluster_lets_the_reconciler_edit_the_plinth_namespace(
+    runs, stack
+) -> None:
+    run = (
+        runs["aws-region"]
+        if stack == "prod-us-east-1"
+        else StackTree(STACKS_DIR).run("aws-region", stack)
+    )
+    reconciler = runs["control-plane"].one("aws:iam/role:Role", "plinth-prod-reconciler")
+    cluster = run.of_type("aws:eks/cluster:Cluster")[0].inputs["name"]
+    (entry,) = [
+        e
+        for e in run.of_type("aws:eks/accessEntry:AccessEntry")
+        if e.inputs["principalArn"] == reconciler.outputs["arn"]
+    ]
+    assert entry.inputs["clusterName"] == cluster and entry.inputs["type"] == "STANDARD"
+    (association,) = [
+        a
+        for a in run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+        if a.inputs["principalArn"] == reconciler.outputs["arn"]
+    ]
+    assert association.inputs["policyArn"].endswith("/AmazonEKSEditPolicy")
+    assert association.inputs["accessScope"] == {
+        "type": "namespace",
+        "namespaces": [Settings.k8s_namespace],
+    }
+    # The reconciler's IAM policy lets it describe this cluster (endpoint and CA) under the
+    # ARN the control plane stack is configured with (the mock account id differs).
+    policy = [_document(runs["control-plane"], "aws:iam/rolePolicy:RolePolicy", reconciler.name)]
+    (describe,) = [
+        s for s in json.loads(policy[0])["Statement"] if "eks:DescribeCluster" in s["Action"]
+    ]
+    (configured,) = [arn for arn in describe["Resource"] if arn.endswith(f":cluster/{cluster}")]
+    assert allowed(policy, "eks:DescribeCluster", configured)
