@@ -45,6 +45,12 @@ DEVELOPMENT_PRIORITY_CLASS = "plinth-development"
 # Service account the platform creates for replicas (infra/platform.py); its cloud identity
 # may read the weight bucket's ``weights/`` prefix and nothing else.
 REPLICA_SERVICE_ACCOUNT = "plinth-replica"
+# The node agent DaemonSet (infra/platform.py) serves cached weight chunks on this hostPort
+# of every node; replicas reach it at their node's IP.
+NODE_CACHE_PORT = 8791
+WEIGHTS_MANIFESTS_ENV = "PLINTH_WEIGHTS_MANIFESTS"
+WEIGHTS_CLUSTER_URL_ENV = "PLINTH_WEIGHTS_CLUSTER_URL"
+NODE_IP_ENV = "PLINTH_NODE_IP"
 
 _NAME_MAX = 63
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -68,6 +74,8 @@ class KubernetesOptions:
     # down at once: the rest keep serving while the evicted one restarts elsewhere.
     max_unavailable_on_disruption: int = 1
     service_account: str | None = REPLICA_SERVICE_ACCOUNT  # None: the namespace's default
+    # hostPort of the node agent's cache; None: replicas fetch weights from the origin only.
+    node_cache_port: int | None = NODE_CACHE_PORT
 
 
 @dataclass(frozen=True)
@@ -244,7 +252,10 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
         count = str(parse_accelerator(spec.accelerator).count)
         resources["requests"][GPU_RESOURCE] = count
         resources["limits"][GPU_RESOURCE] = count
-    env = [{"name": k, "value": v} for k, v in sorted(spec.env.items()) if k != IMAGE_ENV]
+    env: list[dict[str, Any]] = [
+        {"name": k, "value": v} for k, v in sorted(spec.env.items()) if k != IMAGE_ENV
+    ]
+    env += _node_cache_env(spec, opts)
     mounts: list[dict[str, Any]] = []
     if spec.secrets:
         env.append({"name": SECRETS_DIR_ENV, "value": opts.secrets_mount_path})
@@ -269,6 +280,27 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
     if mounts:
         container["volumeMounts"] = mounts
     return container
+
+
+def _node_cache_env(spec: ReplicaSpec, opts: KubernetesOptions) -> list[dict[str, Any]]:
+    """Point a replica that has weights at the node agent on its own node (the cluster tier).
+
+    The node's IP comes from the downward API; ``$(PLINTH_NODE_IP)`` is expanded by the
+    kubelet because it is defined earlier in the list. An explicit URL in the spec wins.
+    """
+    if (
+        opts.node_cache_port is None
+        or not spec.env.get(WEIGHTS_MANIFESTS_ENV)
+        or WEIGHTS_CLUSTER_URL_ENV in spec.env
+    ):
+        return []
+    return [
+        {"name": NODE_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        {
+            "name": WEIGHTS_CLUSTER_URL_ENV,
+            "value": f"http://$({NODE_IP_ENV}):{opts.node_cache_port}",
+        },
+    ]
 
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:

@@ -209,3 +209,43 @@ def test_invalid_priority_or_budget_is_caught_by_the_validator() -> None:
     kinds["Deployment"]["spec"]["template"]["spec"]["priorityClassName"] = ["x"]
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(kinds["Deployment"], K8S_VERSION, strict=True)
+
+
+def test_replicas_with_weights_use_the_node_agent_on_their_node() -> None:
+    env = {"PLINTH_WEIGHTS_MANIFESTS": "m1", "PLINTH_WEIGHTS_ORIGIN_URL": "http://cp/weights"}
+    spec = dataclasses.replace(GPU_SPEC, env=env)
+    deployment = _by_kind(render_manifests(spec, 1))["Deployment"]
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    names = [e["name"] for e in container["env"]]
+    node_ip = container["env"][names.index("PLINTH_NODE_IP")]
+    assert node_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    cluster_url = container["env"][names.index("PLINTH_WEIGHTS_CLUSTER_URL")]
+    # Defined after PLINTH_NODE_IP, so the kubelet expands the reference.
+    assert names.index("PLINTH_NODE_IP") < names.index("PLINTH_WEIGHTS_CLUSTER_URL")
+    assert cluster_url["value"] == "http://$(PLINTH_NODE_IP):8791"
+
+
+def test_node_agent_port_matches_the_platform() -> None:
+    from infra.platform import NODE_CACHE_PORT
+
+    assert KubernetesOptions().node_cache_port == NODE_CACHE_PORT
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},  # no weights: nothing to fetch
+        {"PLINTH_WEIGHTS_MANIFESTS": "m1", "PLINTH_WEIGHTS_CLUSTER_URL": "http://cache:1"},
+    ],
+)
+def test_no_node_cache_url_without_weights_or_with_an_explicit_one(env) -> None:
+    spec = dataclasses.replace(CPU_SPEC, env=env)
+    [container] = _by_kind(render_manifests(spec, 1))["Deployment"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    names = [e["name"] for e in container["env"]]
+    assert "PLINTH_NODE_IP" not in names
+    assert names.count("PLINTH_WEIGHTS_CLUSTER_URL") == len(
+        [k for k in env if k == "PLINTH_WEIGHTS_CLUSTER_URL"]
+    )
