@@ -19,7 +19,11 @@ from typing import Any
 
 from infra.exceptions import PolicyViolationError
 from infra.gpu_catalog import AWS_GPU_INSTANCES, GPU_TAINT_KEY
-from infra.node_autoscaling import AUTOSCALER_DESCRIBE_ACTIONS, CLUSTER_AUTOSCALER_CHART
+from infra.node_autoscaling import (
+    AUTOSCALER_DESCRIBE_ACTIONS,
+    CLUSTER_AUTOSCALER_CHART,
+    CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
+)
 from infra.offline import RecordedResource
 from infra.tags import REQUIRED_TAG_KEYS
 
@@ -234,7 +238,7 @@ def gpu_node_autoscaling(resources: Sequence[RecordedResource]) -> list[Violatio
         r.inputs.get("chart") == CLUSTER_AUTOSCALER_CHART
         for r in _of(resources, "kubernetes:helm.sh/v3:Release")
     ) and any(
-        r.inputs.get("serviceAccount") == "cluster-autoscaler"
+        r.inputs.get("serviceAccount") == CLUSTER_AUTOSCALER_SERVICE_ACCOUNT
         for r in _of(resources, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
     )
     tagged = {
