@@ -46,6 +46,9 @@ SQS_CONSUME_ACTIONS = (
 )
 S3_READ_ACTIONS = ("s3:GetObject",)
 S3_WRITE_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+# The reconciler keeps a failed deployment's last replica logs in its build log
+# (control_plane.domain.build_log: ``logs/<deployment_id>/build.log``); it writes nothing else.
+RECONCILER_LOG_PREFIX = "logs/"
 VISIBILITY_FACTOR = 6
 # role -> (Lambda handler, args field holding its timeout)
 HANDLERS: dict[str, tuple[str, str]] = {
@@ -284,6 +287,15 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             "reconciler": [
                 Statement(DYNAMODB_ITEM_ACTIONS, tables),
                 *self._blob_statements(S3_READ_ACTIONS),
+                Statement(
+                    ("s3:PutObject",),
+                    [
+                        pulumi.Output.from_input(self._args.blob_bucket_arn).apply(
+                            lambda arn: f"{arn}/{RECONCILER_LOG_PREFIX}*"
+                        )
+                    ],
+                    sid="WriteBuildLogs",
+                ),
                 *([Statement(("eks:DescribeCluster",), clusters)] if clusters else []),
             ],
         }

@@ -20,8 +20,20 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.exceptions import InfraConfigError
-from infra.gpu_catalog import GPU_TAINT_KEY, GPU_TAINT_VALUE, aws_gpu_instance
+from infra.gpu_catalog import (
+    aws_gpu_instance,
+    cloud_taint_effect,
+    gpu_node_labels,
+    gpu_node_taints,
+)
 from infra.iam import managed_policy, service_trust_policy
+from infra.node_autoscaling import (
+    CLUSTER_AUTOSCALER_NAMESPACE,
+    CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
+    cluster_autoscaler_statements,
+    node_template_tags,
+)
+from infra.pod_identity import POD_IDENTITY_AGENT_ADDON, pod_identity
 from infra.tags import StandardTags
 
 GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
@@ -109,6 +121,7 @@ class EksClusterArgs:
 class EksCluster(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
     cluster_arn: pulumi.Output[str]
+    pod_identity_agent: aws.eks.Addon
     endpoint: pulumi.Output[str]
     certificate_authority_data: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
@@ -142,8 +155,17 @@ class EksCluster(pulumi.ComponentResource):
         self._access_entries(cluster)
         node_role = self._node_role()
         self._system_node_group(cluster, node_role)
+        self.pod_identity_agent = aws.eks.Addon(
+            f"{name}-pod-identity-agent",
+            cluster_name=cluster.name,
+            addon_name=POD_IDENTITY_AGENT_ADDON,
+            tags=tags,
+            opts=child,
+        )
         for spec in args.gpu_node_groups:
-            self._gpu_node_group(cluster, node_role, spec)
+            group = self._gpu_node_group(cluster, node_role, spec)
+            self._node_template_tags(spec, group)
+        self._cluster_autoscaler_identity(cluster)
 
         self.cluster_name = cluster.name
         self.cluster_arn = cluster.arn
@@ -278,9 +300,7 @@ class EksCluster(pulumi.ComponentResource):
         labels = {
             **spec.labels,
             "plinth.dev/pool": spec.name,
-            "plinth.dev/gpu": instance.gpu_product,
-            "plinth.dev/gpu-count": str(instance.gpus),
-            "nvidia.com/gpu.present": "true",
+            **gpu_node_labels(instance.accelerator, instance.gpus),
         }
         return aws.eks.NodeGroup(
             f"{self._name}-gpu-{spec.name}",
@@ -300,12 +320,47 @@ class EksCluster(pulumi.ComponentResource):
             labels=labels,
             taints=[
                 aws.eks.NodeGroupTaintArgs(
-                    key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE"
+                    key=taint.key, value=taint.value, effect=cloud_taint_effect(taint)
                 )
+                for taint in gpu_node_taints()
             ],
             tags=self._args.tags.aws("eks"),
             # The cluster autoscaler owns the live size; Pulumi owns the bounds.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+        )
+
+    def _node_template_tags(self, spec: GpuNodeGroupSpec, group: aws.eks.NodeGroup) -> None:
+        """Tags on the group's Auto Scaling group so the autoscaler can scale it from 0."""
+        instance = aws_gpu_instance(spec.instance_type, "instance_type")
+        labels = {
+            **spec.labels,
+            "plinth.dev/pool": spec.name,
+            **gpu_node_labels(instance.accelerator, instance.gpus),
+        }
+        asg_name = group.resources.apply(_first_autoscaling_group)
+        tags = node_template_tags(labels, gpu_node_taints(), instance.gpus)
+        for index, (key, value) in enumerate(sorted(tags.items())):
+            aws.autoscaling.Tag(
+                f"{self._name}-gpu-{spec.name}-template-{index}",
+                autoscaling_group_name=asg_name,
+                tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+    def _cluster_autoscaler_identity(self, cluster: aws.eks.Cluster) -> None:
+        """The cluster-autoscaler's own role (Pod Identity), not the nodes' role."""
+        nodegroups = cluster.arn.apply(
+            lambda arn: arn.replace(":cluster/", ":nodegroup/", 1) + "/*/*"
+        )
+        pod_identity(
+            f"{self._name}-cluster-autoscaler",
+            cluster_name=cluster.name,
+            namespace=CLUSTER_AUTOSCALER_NAMESPACE,
+            service_account=CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
+            statements=cluster_autoscaler_statements(self._name, nodegroups),
+            tags=self._args.tags.aws("eks"),
+            parent=self,
+            depends_on=[self.pod_identity_agent],
         )
 
     def _launch_template(
@@ -363,6 +418,12 @@ class EksCluster(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+def _first_autoscaling_group(resources: Sequence[aws.eks.outputs.NodeGroupResource]) -> str:
+    """Name of the Auto Scaling group EKS created for a managed node group."""
+    groups = resources[0].autoscaling_groups or [] if resources else []
+    return (groups[0].name or "") if groups else ""
 
 
 def kubeconfig_json(cluster_name: str, endpoint: str, ca_data: str, region: str) -> str:

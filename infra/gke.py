@@ -18,7 +18,12 @@ import pulumi_gcp as gcp
 
 from infra.exceptions import InfraConfigError
 from infra.gcp_network import PODS_RANGE, SERVICES_RANGE
-from infra.gpu_catalog import GPU_TAINT_KEY, GPU_TAINT_VALUE, gcp_gpu_machine
+from infra.gpu_catalog import (
+    cloud_taint_effect,
+    gcp_gpu_machine,
+    gpu_node_labels,
+    gpu_node_taints,
+)
 from infra.tags import StandardTags
 
 NODE_ROLES = (
@@ -154,6 +159,11 @@ class GkeCluster(pulumi.ComponentResource):
                 workload_pool=self.workload_pool
             ),
             release_channel=gcp.container.ClusterReleaseChannelArgs(channel=args.release_channel),
+            # Pools autoscale between their limits (``_gpu_pool``); this profile removes idle
+            # nodes sooner than GKE's "BALANCED" default, which matters at GPU prices.
+            cluster_autoscaling=gcp.container.ClusterClusterAutoscalingArgs(
+                autoscaling_profile="OPTIMIZE_UTILIZATION"
+            ),
             # Node pools are managed separately; GKE insists on creating a default one first.
             remove_default_node_pool=True,
             initial_node_count=1,
@@ -188,7 +198,7 @@ class GkeCluster(pulumi.ComponentResource):
         machine = gcp_gpu_machine(machine_type, "machine_type")
         return gcp.container.NodePoolNodeConfigArgs(
             machine_type=machine_type,
-            labels={**labels, "plinth.dev/gpu": machine.gpu_product.lower()},
+            labels={**labels, **gpu_node_labels(machine.accelerator, machine.gpus)},
             spot=gpu.spot or None,
             guest_accelerators=[
                 gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
@@ -209,8 +219,9 @@ class GkeCluster(pulumi.ComponentResource):
             reservation_affinity=_reservation_affinity(gpu),
             taints=[
                 gcp.container.NodePoolNodeConfigTaintArgs(
-                    key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE"
+                    key=taint.key, value=taint.value, effect=cloud_taint_effect(taint)
                 )
+                for taint in gpu_node_taints()
             ],
             **common,
         )

@@ -1,56 +1,55 @@
-"""GPU machine shapes the components know: GPUs per node and EFA interfaces (AWS).
+"""The accelerator catalog as the infra components see it.
 
-EFA interface counts are the maximum number of EFA network cards the instance type
-exposes; the EKS launch template attaches one EFA interface per network card so NCCL
-can use the full fabric bandwidth (p5: 32 x 100 Gbps). Instance types not listed here
-are rejected at args validation, so a typo never reaches the cloud API.
+The data (accelerators, AWS instance types, GCP machine types, node labels and taints)
+lives in :mod:`plinth.accelerators`, because the Kubernetes driver renders pod selectors
+and tolerations from the same tables and runtime packages must not import ``infra``.
+This module adds what only infra needs: lookups that fail with :class:`InfraConfigError`
+naming the config field, and taints in the clouds' spelling (``NO_SCHEDULE``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from infra.exceptions import InfraConfigError
+from plinth.accelerators import (
+    AWS_GPU_INSTANCES,
+    GCP_GPU_MACHINES,
+    GPU_NODE_TAINTS,
+    AwsGpuInstance,
+    GcpGpuMachine,
+    Taint,
+    gpu_node_labels,
+    gpu_pod_tolerations,
+)
 
-GPU_TAINT_KEY = "nvidia.com/gpu"
-GPU_TAINT_VALUE = "true"
+__all__ = [
+    "AWS_GPU_INSTANCES",
+    "GCP_GPU_MACHINES",
+    "GPU_TAINT_KEY",
+    "AwsGpuInstance",
+    "GcpGpuMachine",
+    "aws_gpu_instance",
+    "cloud_taint_effect",
+    "gcp_gpu_machine",
+    "gpu_node_labels",
+    "gpu_node_taints",
+    "gpu_pod_tolerations",
+]
 
-
-@dataclass(frozen=True)
-class AwsGpuInstance:
-    gpu_product: str  # value of the plinth.dev/gpu node label
-    gpus: int
-    efa_interfaces: int  # 0: no EFA
-
-
-AWS_GPU_INSTANCES: dict[str, AwsGpuInstance] = {
-    "p5.48xlarge": AwsGpuInstance("H100", 8, 32),
-    "p5e.48xlarge": AwsGpuInstance("H200", 8, 32),
-    "p5en.48xlarge": AwsGpuInstance("H200", 8, 16),
-    "p4d.24xlarge": AwsGpuInstance("A100-40GB", 8, 4),
-    "p4de.24xlarge": AwsGpuInstance("A100-80GB", 8, 4),
-    "g5.48xlarge": AwsGpuInstance("A10G", 8, 1),
-    "g5.xlarge": AwsGpuInstance("A10G", 1, 0),
-    "g6.xlarge": AwsGpuInstance("L4", 1, 0),
-    "g6e.xlarge": AwsGpuInstance("L40S", 1, 0),
+GPU_TAINT_KEY = GPU_NODE_TAINTS[0].key
+# EKS node groups and GKE node pools both spell taint effects this way.
+_CLOUD_EFFECTS = {
+    "NoSchedule": "NO_SCHEDULE",
+    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
+    "NoExecute": "NO_EXECUTE",
 }
 
 
-@dataclass(frozen=True)
-class GcpGpuMachine:
-    gpu_product: str
-    accelerator_type: str  # guest accelerator type GKE expects
-    gpus: int
-    local_ssds: int  # local NVMe SSDs the machine type ships with (0: none required)
+def cloud_taint_effect(taint: Taint) -> str:
+    return _CLOUD_EFFECTS[taint.effect]
 
 
-GCP_GPU_MACHINES: dict[str, GcpGpuMachine] = {
-    "a3-highgpu-8g": GcpGpuMachine("H100", "nvidia-h100-80gb", 8, 16),
-    "a3-megagpu-8g": GcpGpuMachine("H100-MEGA", "nvidia-h100-mega-80gb", 8, 16),
-    "a3-ultragpu-8g": GcpGpuMachine("H200", "nvidia-h200-141gb", 8, 32),
-    "a2-ultragpu-1g": GcpGpuMachine("A100-80GB", "nvidia-a100-80gb", 1, 1),
-    "g2-standard-8": GcpGpuMachine("L4", "nvidia-l4", 1, 0),
-}
+def gpu_node_taints() -> tuple[Taint, ...]:
+    return GPU_NODE_TAINTS
 
 
 def aws_gpu_instance(instance_type: str, field: str) -> AwsGpuInstance:

@@ -119,6 +119,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 ],
                 vpcConfig={**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": "sg-cluster"},
             )
+        elif typ == "aws:eks/nodeGroup:NodeGroup":
+            group = inputs.get("nodeGroupName", name)
+            out["resources"] = [{"autoscalingGroups": [{"name": f"eks-{group}-mock"}]}]
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
             out["latestVersion"] = 1
         elif typ == "aws:sqs/queue:Queue":

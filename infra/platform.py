@@ -16,8 +16,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.exceptions import InfraConfigError
-from infra.gpu_catalog import GPU_TAINT_KEY
+from infra.gpu_catalog import gpu_pod_tolerations
+from infra.node_autoscaling import ClusterAutoscalerChart, cluster_autoscaler_release
 from infra.tags import StandardTags
+from infra.weight_access import REPLICA_SERVICE_ACCOUNT
 
 DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
 DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
@@ -50,6 +52,9 @@ class ClusterPlatformArgs:
     # Kubernetes Secret (key "token") holding the gateways' PLINTH_INTERNAL_TOKEN; the
     # operator creates it with the same value the control plane has.
     internal_token_secret: str = "plinth-internal-token"
+    # EKS: the cluster-autoscaler that grows and shrinks the GPU node groups (its IAM role
+    # and Pod Identity association come with ``EksCluster``). GKE autoscales natively: None.
+    cluster_autoscaler: ClusterAutoscalerChart | None = None
 
     def __post_init__(self) -> None:
         if self.gateway_replicas < 1:
@@ -96,10 +101,20 @@ class ClusterPlatform(pulumi.ComponentResource):
             )
         gateway_sa = self._service_account("gateway", ["endpoints", "pods", "services"])
         cache_sa = self._service_account("weights-cache", ["pods", "configmaps"])
+        # Replicas get no Kubernetes API access; the account exists so the cloud identity
+        # (Pod Identity / Workload Identity) for reading weights can be bound to it.
+        k8s.core.v1.ServiceAccount(
+            f"{name}-replica",
+            metadata=self._meta("replica", REPLICA_SERVICE_ACCOUNT),
+            automount_service_account_token=False,
+            opts=self._opts,
+        )
         service = self._gateway(gateway_sa)
         self._weights_cache(cache_sa)
         if args.install_device_plugin:
             self._device_plugin()
+        if args.cluster_autoscaler is not None:
+            cluster_autoscaler_release(name, args.cluster_autoscaler, self._opts)
         self.namespace = self._ns
         self.gateway_service_name = service.metadata.apply(lambda m: m.name or "")
         self.register_outputs(
@@ -169,6 +184,16 @@ class ClusterPlatform(pulumi.ComponentResource):
             ),
             opts=self._opts,
         )
+        # Drains and node scale-downs take one gateway at a time; the rest keep routing.
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-gateway",
+            metadata=self._meta("gateway", "plinth-gateway"),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            ),
+            opts=self._opts,
+        )
         return k8s.core.v1.Service(
             f"{self._name}-gateway",
             metadata=self._meta("gateway", "plinth-gateway"),
@@ -197,8 +222,9 @@ class ClusterPlatform(pulumi.ComponentResource):
                         priority_class_name="plinth-system",
                         tolerations=[
                             k8s.core.v1.TolerationArgs(
-                                key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule"
+                                key=t["key"], operator=t["operator"], effect=t["effect"]
                             )
+                            for t in gpu_pod_tolerations()
                         ],
                         containers=[weights_cache_container(args)],
                         volumes=[
@@ -224,9 +250,7 @@ class ClusterPlatform(pulumi.ComponentResource):
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=DEVICE_PLUGIN_REPO),
                 namespace="kube-system",
                 values={
-                    "tolerations": [
-                        {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
-                    ],
+                    "tolerations": gpu_pod_tolerations(),
                     "nodeSelector": {"nvidia.com/gpu.present": "true"},
                     "priorityClassName": "system-node-critical",
                 },

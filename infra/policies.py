@@ -19,6 +19,11 @@ from typing import Any
 
 from infra.exceptions import PolicyViolationError
 from infra.gpu_catalog import AWS_GPU_INSTANCES, GPU_TAINT_KEY
+from infra.node_autoscaling import (
+    AUTOSCALER_DESCRIBE_ACTIONS,
+    CLUSTER_AUTOSCALER_CHART,
+    CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
+)
 from infra.offline import RecordedResource
 from infra.tags import REQUIRED_TAG_KEYS
 
@@ -27,7 +32,12 @@ GCS_BUCKET = "gcp:storage/bucket:Bucket"
 WILDCARD_ACTIONS = frozenset({"*", "*:*"})
 # Actions AWS only authorises on Resource "*" (no resource-level permissions exist).
 RESOURCE_STAR_ONLY_ACTIONS = frozenset(
-    {"sts:GetCallerIdentity", "ecr:GetAuthorizationToken", "ec2:DescribeAvailabilityZones"}
+    {
+        "sts:GetCallerIdentity",
+        "ecr:GetAuthorizationToken",
+        "ec2:DescribeAvailabilityZones",
+        *AUTOSCALER_DESCRIBE_ACTIONS,
+    }
 )
 FORBIDDEN_MANAGED_POLICIES = frozenset(
     {
@@ -177,10 +187,9 @@ def _has_gpu_taint(taints: Any, effect: str) -> bool:
 def gpu_nodes_tainted(resources: Sequence[RecordedResource]) -> list[Violation]:
     rule, found = "gpu-taint", []
     for group in _of(resources, "aws:eks/nodeGroup:NodeGroup"):
-        gpu = "NVIDIA" in str(group.inputs.get("amiType", "")) or any(
-            t in AWS_GPU_INSTANCES for t in group.inputs.get("instanceTypes") or []
-        )
-        if gpu and not _has_gpu_taint(group.inputs.get("taints"), "NO_SCHEDULE"):
+        if _is_gpu_node_group(group) and not _has_gpu_taint(
+            group.inputs.get("taints"), "NO_SCHEDULE"
+        ):
             found.append(
                 _violation(rule, group, f"GPU node group without {GPU_TAINT_KEY} NoSchedule taint")
             )
@@ -192,6 +201,68 @@ def gpu_nodes_tainted(resources: Sequence[RecordedResource]) -> list[Violation]:
             found.append(
                 _violation(rule, pool, f"GPU node pool without {GPU_TAINT_KEY} NoSchedule taint")
             )
+    return found
+
+
+# -- node autoscaling ---------------------------------------------------------------------
+
+
+def _is_gpu_node_group(group: RecordedResource) -> bool:
+    return "NVIDIA" in str(group.inputs.get("amiType", "")) or any(
+        t in AWS_GPU_INSTANCES for t in group.inputs.get("instanceTypes") or []
+    )
+
+
+def _asg_names(group: RecordedResource) -> set[str]:
+    return {
+        asg.get("name")
+        for resource in group.outputs.get("resources") or []
+        for asg in resource.get("autoscalingGroups") or []
+    } - {None}
+
+
+def _can_grow(minimum: Any, maximum: Any) -> bool:
+    # The engine hands numbers back as floats.
+    return isinstance(maximum, int | float) and maximum >= 1 and maximum > (minimum or 0)
+
+
+def gpu_node_autoscaling(resources: Sequence[RecordedResource]) -> list[Violation]:
+    """Every GPU group/pool can grow and something grows it.
+
+    EKS: max > min, node-template tags on the group's Auto Scaling group (scale from 0),
+    a cluster-autoscaler release and its Pod Identity. GKE: pool autoscaling with max > min.
+    """
+    rule, found = "gpu-node-autoscaling", []
+    gpu_groups = [g for g in _of(resources, "aws:eks/nodeGroup:NodeGroup") if _is_gpu_node_group(g)]
+    autoscaler = any(
+        r.inputs.get("chart") == CLUSTER_AUTOSCALER_CHART
+        for r in _of(resources, "kubernetes:helm.sh/v3:Release")
+    ) and any(
+        r.inputs.get("serviceAccount") == CLUSTER_AUTOSCALER_SERVICE_ACCOUNT
+        for r in _of(resources, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    )
+    tagged = {
+        t.inputs.get("autoscalingGroupName")
+        for t in _of(resources, "aws:autoscaling/tag:Tag")
+        if str((t.inputs.get("tag") or {}).get("key", "")).endswith("label/plinth.dev/gpu")
+    }
+    for group in gpu_groups:
+        scaling = group.inputs.get("scalingConfig") or {}
+        if not _can_grow(scaling.get("minSize"), scaling.get("maxSize")):
+            found.append(_violation(rule, group, f"cannot grow: scalingConfig {scaling}"))
+        if not _asg_names(group) & tagged:
+            found.append(_violation(rule, group, "no node-template tags: cannot scale from 0"))
+        if not autoscaler:
+            found.append(_violation(rule, group, "no cluster-autoscaler (release + identity)"))
+    for pool in _of(resources, "gcp:container/nodePool:NodePool"):
+        if not (pool.inputs.get("nodeConfig") or {}).get("guestAccelerators"):
+            continue
+        limits = pool.inputs.get("autoscaling") or {}
+        total = limits.get("totalMaxNodeCount") is not None
+        minimum = limits.get("totalMinNodeCount" if total else "minNodeCount")
+        maximum = limits.get("totalMaxNodeCount" if total else "maxNodeCount")
+        if not _can_grow(minimum, maximum):
+            found.append(_violation(rule, pool, f"no pool autoscaling that can grow: {limits}"))
     return found
 
 
@@ -262,6 +333,17 @@ def _policy_documents(resource: RecordedResource) -> list[Any]:
     return []
 
 
+def _scoped_by_resource_tag(statement: dict[str, Any]) -> bool:
+    """Resource "*" narrowed to resources carrying a tag (e.g. a cluster's own groups)."""
+    conditions = statement.get("Condition") or {}
+    return any(
+        key.startswith("aws:ResourceTag/")
+        for operator, clauses in conditions.items()
+        if operator in ("StringEquals", "StringLike")
+        for key in clauses
+    )
+
+
 def least_privilege_iam(resources: Sequence[RecordedResource]) -> list[Violation]:
     rule, found = "iam-least-privilege", []
     for resource in resources:
@@ -274,7 +356,9 @@ def least_privilege_iam(resources: Sequence[RecordedResource]) -> list[Violation
                     _violation(rule, resource, f"Allow with wildcard action {sorted(actions)}")
                 )
             elif (
-                "*" in _as_list(statement.get("Resource")) and actions - RESOURCE_STAR_ONLY_ACTIONS
+                "*" in _as_list(statement.get("Resource"))
+                and actions - RESOURCE_STAR_ONLY_ACTIONS
+                and not _scoped_by_resource_tag(statement)
             ):
                 found.append(_violation(rule, resource, f"Allow {sorted(actions)} on Resource '*'"))
     for attachment in _of(resources, "aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
@@ -288,6 +372,7 @@ RULES: tuple[Rule, ...] = (
     no_public_buckets,
     imdsv2_required,
     gpu_nodes_tainted,
+    gpu_node_autoscaling,
     standard_tags_present,
     least_privilege_iam,
 )

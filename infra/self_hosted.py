@@ -27,6 +27,7 @@ EKS_ACTIONS = (
     "eks:UpdateNodegroupConfig",
 )
 BUCKET_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+BUCKET_KMS_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 MIN_EXTERNAL_ID_LENGTH = 16
 
 
@@ -46,6 +47,8 @@ class SelfHostedAccessArgs:
     cluster_arn: pulumi.Input[str]
     cluster_name: pulumi.Input[str]
     bucket_arn: pulumi.Input[str]
+    # The bucket's SSE-KMS key: reading or writing an object needs Decrypt/GenerateDataKey.
+    bucket_kms_key_arn: pulumi.Input[str]
     namespace: str = "plinth"
     max_session_duration_s: int = 3600
 
@@ -97,6 +100,7 @@ class SelfHostedAccess(pulumi.ComponentResource):
             ),
             Statement(BUCKET_OBJECT_ACTIONS, [bucket_objects]),
             Statement(("s3:ListBucket",), [args.bucket_arn]),
+            Statement(BUCKET_KMS_ACTIONS, [args.bucket_kms_key_arn]),
         ]
         boundary = aws.iam.Policy(
             f"{name}-boundary",

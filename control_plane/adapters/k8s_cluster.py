@@ -1,4 +1,4 @@
-"""Kubernetes cluster driver: one Deployment + Service (+ Secret) per Plinth deployment.
+"""Kubernetes cluster driver: a Deployment, Service, PDB (+ Secret) per Plinth deployment.
 
 ``scale`` renders the objects (:func:`render_manifests`) and server-side-applies them, so
 it creates or updates in one idempotent call; ``replicas`` maps the deployment's pods to
@@ -8,6 +8,7 @@ Pods belong to the cluster, not to this process: ``close`` only releases the API
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -46,19 +47,12 @@ class KubernetesDriver:
     ) -> None:
         self.name = name
         base = options or KubernetesOptions()
-        self._options = KubernetesOptions(
-            namespace=namespace,
-            image=image,
-            container_port=base.container_port,
-            secrets_mount_path=base.secrets_mount_path,
-            image_pull_policy=base.image_pull_policy,
-            termination_grace_s=base.termination_grace_s,
-            startup_budget_s=base.startup_budget_s,
-        )
+        self._options = dataclasses.replace(base, namespace=namespace, image=image)
         self._owns_client = api_client is None
         self._api = api_client if api_client is not None else _default_api_client()
         self._apps = k8s.AppsV1Api(self._api)
         self._core = k8s.CoreV1Api(self._api)
+        self._policy = k8s.PolicyV1Api(self._api)
         self._timeout = request_timeout_s
 
     def scale(self, spec: ReplicaSpec, replicas: int) -> None:
@@ -104,6 +98,7 @@ class KubernetesDriver:
             "Deployment": self._apps.patch_namespaced_deployment,
             "Service": self._core.patch_namespaced_service,
             "Secret": self._core.patch_namespaced_secret,
+            "PodDisruptionBudget": self._policy.patch_namespaced_pod_disruption_budget,
         }
         try:
             patchers[kind](

@@ -1,9 +1,10 @@
-"""Pure rendering of a deployment's Kubernetes objects (Secret, Deployment, Service).
+"""Pure rendering of a deployment's Kubernetes objects (Secret, Deployment, Service, PDB).
 
 No API calls here: ``render_manifests`` turns a :class:`ReplicaSpec` into plain dicts
 that ``KubernetesDriver`` applies and the tests validate with kubernetes-validate.
-GPU placement matches what ``infra/`` gives GPU nodes: the ``plinth.dev/gpu`` label
-(product name, e.g. ``H100``) and the ``nvidia.com/gpu=true:NoSchedule`` taint.
+GPU placement comes from the accelerator catalog (:mod:`plinth.accelerators`), the same
+tables ``infra/`` labels and taints GPU nodes from: the pod selects ``plinth.dev/gpu`` =
+the catalog name (``H100``) and tolerates the GPU taints.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from typing import Any
 
 from control_plane.adapters.exceptions import ClusterError
 from control_plane.ports.cluster import ReplicaSpec
+from plinth.accelerators import (
+    ACCELERATORS,
+    GPU_RESOURCE,
+    find_accelerator,
+    gpu_pod_node_selector,
+    gpu_pod_tolerations,
+    max_gpus_per_node,
+)
 
 DEFAULT_IMAGE = "ghcr.io/plinth-ai/plinth-model-server:0.1.0"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_NODE_LABEL = "plinth.dev/gpu"
 DEPLOYMENT_LABEL = "plinth.dev/deployment-id"
 MODEL_LABEL = "plinth.dev/model-id"
 APP_LABELS = {
@@ -29,6 +36,21 @@ APP_LABELS = {
 SECRETS_DIR_ENV = "PLINTH_SECRETS_DIR"
 # ``spec.env`` key that picks the image for one deployment (else the driver's default).
 IMAGE_ENV = "PLINTH_IMAGE"
+# ``spec.env`` key naming the environment the deployment was pushed for (domain.package).
+ENVIRONMENT_ENV = "PLINTH_ENVIRONMENT"
+# PriorityClasses the platform creates (infra/platform.py PRIORITY_CLASSES): production
+# replicas preempt development ones when GPUs run short, never the other way round.
+PRODUCTION_PRIORITY_CLASS = "plinth-production"
+DEVELOPMENT_PRIORITY_CLASS = "plinth-development"
+# Service account the platform creates for replicas (infra/platform.py); its cloud identity
+# may read the weight bucket's ``weights/`` prefix and nothing else.
+REPLICA_SERVICE_ACCOUNT = "plinth-replica"
+# The node agent DaemonSet (infra/platform.py) serves cached weight chunks on this hostPort
+# of every node; replicas reach it at their node's IP.
+NODE_CACHE_PORT = 8791
+WEIGHTS_MANIFESTS_ENV = "PLINTH_WEIGHTS_MANIFESTS"
+WEIGHTS_CLUSTER_URL_ENV = "PLINTH_WEIGHTS_CLUSTER_URL"
+NODE_IP_ENV = "PLINTH_NODE_IP"
 
 _NAME_MAX = 63
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -46,23 +68,44 @@ class KubernetesOptions:
     termination_grace_s: int = 30
     # How long a replica may take to answer ``GET /`` after start (image pull excluded).
     startup_budget_s: int = 600
+    production_priority_class: str = PRODUCTION_PRIORITY_CLASS
+    development_priority_class: str = DEVELOPMENT_PRIORITY_CLASS
+    # Replicas of one deployment a voluntary disruption (drain, node scale-down) may take
+    # down at once: the rest keep serving while the evicted one restarts elsewhere.
+    max_unavailable_on_disruption: int = 1
+    service_account: str | None = REPLICA_SERVICE_ACCOUNT  # None: the namespace's default
+    # hostPort of the node agent's cache; None: replicas fetch weights from the origin only.
+    node_cache_port: int | None = NODE_CACHE_PORT
 
 
 @dataclass(frozen=True)
-class Accelerator:
-    kind: str  # e.g. "H100", matched against the plinth.dev/gpu node label
+class AcceleratorRequest:
+    kind: str  # catalog name, e.g. "H100": the plinth.dev/gpu node label value
     count: int
 
 
-def parse_accelerator(value: str) -> Accelerator:
-    """Truss ``resources.accelerator``: ``KIND`` or ``KIND:COUNT`` (``H100:8``)."""
+def parse_accelerator(value: str) -> AcceleratorRequest:
+    """Truss ``resources.accelerator``: ``KIND`` or ``KIND:COUNT`` (``H100:8``).
+
+    ``KIND`` must be in the accelerator catalog and ``COUNT`` fit on one of its machines:
+    a pod asking for anything else would stay Pending forever.
+    """
     match = _ACCELERATOR.match(value.strip())
     if match is None:
         raise ClusterError(f"accelerator {value!r} is not KIND or KIND:COUNT (e.g. 'H100:2')")
     count = int(match["count"] or 1)
     if count < 1:
         raise ClusterError(f"accelerator {value!r}: the count must be at least 1")
-    return Accelerator(kind=match["kind"].upper(), count=count)
+    accelerator = find_accelerator(match["kind"])
+    if accelerator is None:
+        known = ", ".join(sorted(ACCELERATORS))
+        raise ClusterError(f"accelerator {value!r}: unknown kind (known: {known})")
+    most = max_gpus_per_node(accelerator.name)
+    if count > most:
+        raise ClusterError(
+            f"accelerator {value!r}: at most {most} {accelerator.name} GPUs fit on one node"
+        )
+    return AcceleratorRequest(kind=accelerator.name, count=count)
 
 
 def object_name(deployment_id: str) -> str:
@@ -92,7 +135,7 @@ def selector_labels(deployment_id: str) -> dict[str, str]:
 def render_manifests(
     spec: ReplicaSpec, replicas: int, options: KubernetesOptions | None = None
 ) -> list[dict[str, Any]]:
-    """Secret (when the spec has secrets), Deployment and Service for ``spec``.
+    """Secret (when the spec has secrets), Deployment, Service and PodDisruptionBudget.
 
     The Secret carries the values: never log the rendered list.
     """
@@ -112,7 +155,31 @@ def render_manifests(
         manifests.append(_secret(spec, metadata, f"{name}-secrets"))
     manifests.append(_deployment(spec, replicas, metadata, opts))
     manifests.append(_service(spec, metadata, opts))
+    manifests.append(_disruption_budget(spec, metadata, opts))
     return manifests
+
+
+def priority_class_for(spec: ReplicaSpec, opts: KubernetesOptions) -> str:
+    """Production replicas outrank everything else Plinth runs (development, previews)."""
+    if spec.env.get(ENVIRONMENT_ENV) == "production":
+        return opts.production_priority_class
+    return opts.development_priority_class
+
+
+def _disruption_budget(
+    spec: ReplicaSpec, metadata: dict[str, Any], opts: KubernetesOptions
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata,
+        "spec": {
+            "maxUnavailable": opts.max_unavailable_on_disruption,
+            "selector": {"matchLabels": selector_labels(spec.deployment_id)},
+            # A crash-looping replica must not block a node drain or scale-down.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
 
 
 def _secret(spec: ReplicaSpec, metadata: dict[str, Any], name: str) -> dict[str, Any]:
@@ -134,8 +201,11 @@ def _deployment(
     pod_spec: dict[str, Any] = {
         "containers": [_container(spec, opts)],
         "terminationGracePeriodSeconds": opts.termination_grace_s,
+        "priorityClassName": priority_class_for(spec, opts),
         "automountServiceAccountToken": False,  # model code gets no cluster credentials
     }
+    if opts.service_account:
+        pod_spec["serviceAccountName"] = opts.service_account
     volumes: list[dict[str, Any]] = []
     if spec.secrets:
         volumes.append(
@@ -146,10 +216,8 @@ def _deployment(
         )
     if spec.accelerator:
         accelerator = parse_accelerator(spec.accelerator)
-        pod_spec["nodeSelector"] = {GPU_NODE_LABEL: accelerator.kind}
-        pod_spec["tolerations"] = [
-            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-        ]
+        pod_spec["nodeSelector"] = gpu_pod_node_selector(accelerator.kind)
+        pod_spec["tolerations"] = gpu_pod_tolerations()
         # NCCL and torch dataloaders need more shared memory than the 64Mi default.
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
     if volumes:
@@ -184,7 +252,10 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
         count = str(parse_accelerator(spec.accelerator).count)
         resources["requests"][GPU_RESOURCE] = count
         resources["limits"][GPU_RESOURCE] = count
-    env = [{"name": k, "value": v} for k, v in sorted(spec.env.items()) if k != IMAGE_ENV]
+    env: list[dict[str, Any]] = [
+        {"name": k, "value": v} for k, v in sorted(spec.env.items()) if k != IMAGE_ENV
+    ]
+    env += _node_cache_env(spec, opts)
     mounts: list[dict[str, Any]] = []
     if spec.secrets:
         env.append({"name": SECRETS_DIR_ENV, "value": opts.secrets_mount_path})
@@ -209,6 +280,27 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
     if mounts:
         container["volumeMounts"] = mounts
     return container
+
+
+def _node_cache_env(spec: ReplicaSpec, opts: KubernetesOptions) -> list[dict[str, Any]]:
+    """Point a replica that has weights at the node agent on its own node (the cluster tier).
+
+    The node's IP comes from the downward API; ``$(PLINTH_NODE_IP)`` is expanded by the
+    kubelet because it is defined earlier in the list. An explicit URL in the spec wins.
+    """
+    if (
+        opts.node_cache_port is None
+        or not spec.env.get(WEIGHTS_MANIFESTS_ENV)
+        or WEIGHTS_CLUSTER_URL_ENV in spec.env
+    ):
+        return []
+    return [
+        {"name": NODE_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        {
+            "name": WEIGHTS_CLUSTER_URL_ENV,
+            "value": f"http://$({NODE_IP_ENV}):{opts.node_cache_port}",
+        },
+    ]
 
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:

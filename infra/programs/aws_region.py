@@ -10,7 +10,9 @@ from pydantic import Field
 
 from infra.aws_network import AwsNetwork, AwsNetworkArgs
 from infra.buckets import S3WeightBucket, S3WeightBucketArgs
+from infra.cluster_access import EksNamespaceEditor, EksNamespaceEditorArgs
 from infra.eks import EksCluster, EksClusterArgs
+from infra.node_autoscaling import ClusterAutoscalerChart
 from infra.platform import DEVICE_PLUGIN_VERSION
 from infra.programs.common import (
     DEFAULT_GATEWAY_IMAGE,
@@ -23,6 +25,7 @@ from infra.programs.common import (
     standard_tags,
 )
 from infra.programs.config import StackConfig, aws_region
+from infra.weight_access import EksWeightReaders, EksWeightReadersArgs
 
 
 class AwsRegionConfig(StackConfig):
@@ -78,7 +81,27 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
         f"{config.cluster_name}-weights",
         S3WeightBucketArgs(tags=tags, bucket_name=config.weight_bucket_name),
     )
+    EksWeightReaders(
+        f"{config.cluster_name}-weight-readers",
+        EksWeightReadersArgs(
+            tags=tags,
+            cluster_name=cluster.cluster_name,
+            bucket_arn=bucket.bucket_arn,
+            kms_key_arn=bucket.kms_key_arn,
+            pod_identity_agent=cluster.pod_identity_agent,
+        ),
+    )
     control_plane = pulumi.StackReference(config.control_plane_stack)
+    # The reconciler applies replicas in the platform namespace (and nowhere else).
+    EksNamespaceEditor(
+        f"{config.cluster_name}-reconciler",
+        EksNamespaceEditorArgs(
+            tags=tags,
+            cluster_name=cluster.cluster_name,
+            principal_arn=required_output(control_plane, "reconcilerRoleArn"),
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[cluster]),
+    )
     platform = deploy_platform(
         config.cluster_name,
         cluster.kubeconfig,
@@ -87,6 +110,11 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
             "control_plane_url": required_output(control_plane, "apiUrl"),
             "gateway_image": config.gateway_image,
             "node_agent_image": config.node_agent_image,
+            "cluster_autoscaler": ClusterAutoscalerChart(
+                cluster_name=cluster.cluster_name,
+                region=config.region,
+                kubernetes_version=config.kubernetes_version,
+            ),
             "gateway_service_type": config.gateway_service_type,
             "device_plugin_version": config.device_plugin_version,
         },

@@ -23,6 +23,7 @@ from infra.programs.common import (
     standard_tags,
 )
 from infra.programs.config import StackConfig
+from infra.weight_access import GkeWeightReaders, GkeWeightReadersArgs
 
 
 class GcpRegionConfig(StackConfig):
@@ -111,6 +112,14 @@ def build(config: GcpRegionConfig) -> dict[str, Any]:
             tags=tags,
             location=(config.weight_bucket_location or config.region).upper(),
             bucket_name=config.weight_bucket_name,
+        ),
+    )
+    GkeWeightReaders(
+        f"{config.cluster_name}-weight-readers",
+        GkeWeightReadersArgs(
+            project=config.project,
+            workload_pool=cluster.workload_pool,
+            bucket_name=bucket.bucket_name,
         ),
     )
     kubeconfig = pulumi.Output.all(

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from infra.buckets import S3WeightBucket, S3WeightBucketArgs
 from infra.eks import EksCluster, EksClusterArgs
+from infra.node_autoscaling import ClusterAutoscalerChart
 from infra.programs.common import (
     DEFAULT_GATEWAY_IMAGE,
     DEFAULT_NODE_AGENT_IMAGE,
@@ -25,6 +26,7 @@ from infra.programs.common import (
 )
 from infra.programs.config import StackConfig, aws_region
 from infra.self_hosted import SelfHostedAccess, SelfHostedAccessArgs
+from infra.weight_access import EksWeightReaders, EksWeightReadersArgs
 
 
 class SelfHostedConfig(StackConfig):
@@ -58,6 +60,16 @@ def build(config: SelfHostedConfig) -> dict[str, Any]:
         ),
     )
     bucket = S3WeightBucket(f"{config.cluster_name}-weights", S3WeightBucketArgs(tags=tags))
+    EksWeightReaders(
+        f"{config.cluster_name}-weight-readers",
+        EksWeightReadersArgs(
+            tags=tags,
+            cluster_name=cluster.cluster_name,
+            bucket_arn=bucket.bucket_arn,
+            kms_key_arn=bucket.kms_key_arn,
+            pod_identity_agent=cluster.pod_identity_agent,
+        ),
+    )
     access = SelfHostedAccess(
         f"{config.cluster_name}-plinth",
         SelfHostedAccessArgs(
@@ -67,6 +79,7 @@ def build(config: SelfHostedConfig) -> dict[str, Any]:
             cluster_arn=cluster.cluster_arn,
             cluster_name=cluster.cluster_name,
             bucket_arn=bucket.bucket_arn,
+            bucket_kms_key_arn=bucket.kms_key_arn,
         ),
     )
     deploy_platform(
@@ -77,6 +90,11 @@ def build(config: SelfHostedConfig) -> dict[str, Any]:
             "control_plane_url": config.control_plane_url,
             "gateway_image": config.gateway_image,
             "node_agent_image": config.node_agent_image,
+            "cluster_autoscaler": ClusterAutoscalerChart(
+                cluster_name=cluster.cluster_name,
+                region=config.region,
+                kubernetes_version=config.kubernetes_version,
+            ),
         },
         depends_on=cluster,
     )

@@ -138,6 +138,7 @@ def test_each_function_reaches_only_its_own_resources(plane) -> None:
         builds_arn,
         BUCKET_ARN,
         BUCKET_ARN + "/*",
+        BUCKET_ARN + "/logs/*",  # the reconciler's build-log writes
         "arn:aws:eks:us-east-1:111122223333:cluster/plinth",
     }
     for role in ("api", "worker", "reconciler"):

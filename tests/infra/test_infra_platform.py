@@ -112,3 +112,15 @@ def test_bad_platform_args(run, tags, overrides, field) -> None:
     with pytest.raises(InfraConfigError) as excinfo:
         run(program)
     assert excinfo.value.field == field
+
+
+def test_every_platform_pod_has_a_priority_class_and_the_gateway_a_pdb(run, tags) -> None:
+    result = run(_program(tags))
+    for kind in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:DaemonSet"):
+        for workload in result.of_type(kind):
+            pod = workload.inputs["spec"]["template"]["spec"]
+            assert pod["priorityClassName"] == "plinth-system", workload.name
+    (pdb,) = result.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+    gateway = result.one("kubernetes:apps/v1:Deployment", "plinth-gateway").inputs
+    assert pdb.inputs["spec"]["selector"] == gateway["spec"]["selector"]
+    assert pdb.inputs["spec"]["maxUnavailable"] == 1

@@ -12,6 +12,7 @@ from infra.self_hosted import SelfHostedAccess, SelfHostedAccessArgs, nodegroup_
 
 CLUSTER_ARN = "arn:aws:eks:us-east-2:444455556666:cluster/acme"
 BUCKET_ARN = "arn:aws:s3:::acme-weights"
+BUCKET_KEY_ARN = "arn:aws:kms:us-east-2:444455556666:key/acme-weights"
 CONTROL_PLANE_ROLE = "arn:aws:iam::111122223333:role/plinth-reconciler"
 EXTERNAL_ID = "acme-0123456789abcdef"
 
@@ -24,6 +25,7 @@ def _args(tags, **overrides) -> SelfHostedAccessArgs:
         "cluster_arn": CLUSTER_ARN,
         "cluster_name": "acme",
         "bucket_arn": BUCKET_ARN,
+        "bucket_kms_key_arn": BUCKET_KEY_ARN,
     }
     return SelfHostedAccessArgs(**{**kwargs, **overrides})
 
@@ -40,7 +42,13 @@ def test_trust_requires_external_id_and_boundary_caps_the_role(run, tags) -> Non
 
 def test_policies_reach_only_the_cluster_and_bucket(run, tags) -> None:
     result = run(lambda: {"role": SelfHostedAccess("acme", _args(tags)).role_arn})
-    allowed = {CLUSTER_ARN, nodegroup_arn_pattern(CLUSTER_ARN), BUCKET_ARN, BUCKET_ARN + "/*"}
+    allowed = {
+        CLUSTER_ARN,
+        nodegroup_arn_pattern(CLUSTER_ARN),
+        BUCKET_ARN,
+        BUCKET_ARN + "/*",
+        BUCKET_KEY_ARN,
+    }
     for resource in (
         result.one("aws:iam/policy:Policy", "acme-boundary"),
         result.one("aws:iam/rolePolicy:RolePolicy", "acme-access"),

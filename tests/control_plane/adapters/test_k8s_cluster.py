@@ -147,6 +147,7 @@ def test_scale_server_side_applies_secret_deployment_service(
         "/api/v1/namespaces/models/secrets/plinth-dep1-secrets",
         "/apis/apps/v1/namespaces/models/deployments/plinth-dep1",
         "/api/v1/namespaces/models/services/plinth-dep1",
+        "/apis/policy/v1/namespaces/models/poddisruptionbudgets/plinth-dep1",
     ]
     for request in api.requests:
         assert request["content_type"] == "application/apply-patch+yaml"

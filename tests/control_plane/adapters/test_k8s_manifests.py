@@ -4,6 +4,7 @@ the GPU placement, probes, secrets-as-files and labels the platform relies on.""
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import Any
 
 import kubernetes_validate
@@ -48,7 +49,7 @@ def test_manifests_are_schema_valid(spec: ReplicaSpec) -> None:
 
 def test_invalid_manifest_is_caught_by_the_validator() -> None:
     # Guard: the validator really rejects a broken Deployment, so the test above means something.
-    [deployment, _service] = render_manifests(CPU_SPEC, 1)
+    [deployment, _service, _pdb] = render_manifests(CPU_SPEC, 1)
     deployment["spec"]["replicas"] = "three"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
@@ -56,7 +57,7 @@ def test_invalid_manifest_is_caught_by_the_validator() -> None:
 
 def test_gpu_spec_requests_gpus_on_gpu_nodes() -> None:
     kinds = _by_kind(render_manifests(GPU_SPEC, 2, KubernetesOptions(namespace="models")))
-    assert set(kinds) == {"Secret", "Deployment", "Service"}
+    assert set(kinds) == {"Secret", "Deployment", "Service", "PodDisruptionBudget"}
     pod = kinds["Deployment"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
@@ -131,14 +132,21 @@ def test_names_and_labels_are_valid_and_distinct() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "kind", "count"),
-    [("A10G", "A10G", 1), ("h100:8", "H100", 8), ("H100_40GB:2", "H100_40GB", 2)],
+    [
+        ("A10G", "A10G", 1),
+        ("h100:8", "H100", 8),
+        ("a100-80gb:2", "A100", 2),
+        ("A100_40GB", "A100_40GB", 1),
+    ],
 )
 def test_accelerator_parsing(raw: str, kind: str, count: int) -> None:
     parsed = parse_accelerator(raw)
     assert (parsed.kind, parsed.count) == (kind, count)
 
 
-@pytest.mark.parametrize("raw", ["", "H100:", "H100:0", "H100:x", ":2"])
+@pytest.mark.parametrize(
+    "raw", ["", "H100:", "H100:0", "H100:x", ":2", "H100_40GB", "H100:16", "TPU:1"]
+)
 def test_bad_accelerators_are_named(raw: str) -> None:
     with pytest.raises(ClusterError, match="accelerator"):
         parse_accelerator(raw)
@@ -148,3 +156,96 @@ def test_bad_secret_name_is_refused() -> None:
     spec = ReplicaSpec("d", "m", "/srv", "python", secrets={"bad name": "v"})
     with pytest.raises(ClusterError, match="'bad name'"):
         render_manifests(spec, 1)
+
+
+@pytest.mark.parametrize(
+    ("env", "priority"),
+    [
+        ({"PLINTH_ENVIRONMENT": "production"}, "plinth-production"),
+        ({"PLINTH_ENVIRONMENT": "staging"}, "plinth-development"),
+        ({}, "plinth-development"),
+    ],
+)
+def test_every_pod_has_a_priority_class_by_environment(env, priority) -> None:
+    spec = ReplicaSpec("dep1", "m1", "/srv/model", "python", env=env)
+    for accelerator in (None, "L4"):
+        gpu_spec = dataclasses.replace(spec, accelerator=accelerator)
+        kinds = _by_kind(render_manifests(gpu_spec, 1))
+        assert kinds["Deployment"]["spec"]["template"]["spec"]["priorityClassName"] == priority
+
+
+def test_priority_classes_are_the_ones_the_platform_creates() -> None:
+    from infra.platform import PRIORITY_CLASSES
+
+    options = KubernetesOptions()
+    assert options.production_priority_class in PRIORITY_CLASSES
+    assert options.development_priority_class in PRIORITY_CLASSES
+    assert (
+        PRIORITY_CLASSES[options.production_priority_class]
+        > PRIORITY_CLASSES[options.development_priority_class]
+    )
+
+
+def test_disruption_budget_covers_exactly_the_deployments_pods() -> None:
+    kinds = _by_kind(render_manifests(GPU_SPEC, 3, KubernetesOptions(namespace="models")))
+    pdb, deployment = kinds["PodDisruptionBudget"], kinds["Deployment"]
+    kubernetes_validate.validate(pdb, K8S_VERSION, strict=True)
+    assert pdb["metadata"]["name"] == deployment["metadata"]["name"]
+    assert pdb["metadata"]["namespace"] == "models"
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    other = _by_kind(render_manifests(CPU_SPEC, 1))["PodDisruptionBudget"]
+    assert other["spec"]["selector"] != pdb["spec"]["selector"]
+
+
+def test_invalid_priority_or_budget_is_caught_by_the_validator() -> None:
+    kinds = _by_kind(render_manifests(CPU_SPEC, 1))
+    kinds["PodDisruptionBudget"]["spec"]["unhealthyPodEvictionPolicy"] = 3
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(kinds["PodDisruptionBudget"], K8S_VERSION, strict=True)
+    kinds["Deployment"]["spec"]["template"]["spec"]["priorityClassName"] = ["x"]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(kinds["Deployment"], K8S_VERSION, strict=True)
+
+
+def test_replicas_with_weights_use_the_node_agent_on_their_node() -> None:
+    env = {"PLINTH_WEIGHTS_MANIFESTS": "m1", "PLINTH_WEIGHTS_ORIGIN_URL": "http://cp/weights"}
+    spec = dataclasses.replace(GPU_SPEC, env=env)
+    deployment = _by_kind(render_manifests(spec, 1))["Deployment"]
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    names = [e["name"] for e in container["env"]]
+    node_ip = container["env"][names.index("PLINTH_NODE_IP")]
+    assert node_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    cluster_url = container["env"][names.index("PLINTH_WEIGHTS_CLUSTER_URL")]
+    # Defined after PLINTH_NODE_IP, so the kubelet expands the reference.
+    assert names.index("PLINTH_NODE_IP") < names.index("PLINTH_WEIGHTS_CLUSTER_URL")
+    assert cluster_url["value"] == "http://$(PLINTH_NODE_IP):8791"
+
+
+def test_node_agent_port_matches_the_platform() -> None:
+    from infra.platform import NODE_CACHE_PORT
+
+    assert KubernetesOptions().node_cache_port == NODE_CACHE_PORT
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},  # no weights: nothing to fetch
+        {"PLINTH_WEIGHTS_MANIFESTS": "m1", "PLINTH_WEIGHTS_CLUSTER_URL": "http://cache:1"},
+    ],
+)
+def test_no_node_cache_url_without_weights_or_with_an_explicit_one(env) -> None:
+    spec = dataclasses.replace(CPU_SPEC, env=env)
+    [container] = _by_kind(render_manifests(spec, 1))["Deployment"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    names = [e["name"] for e in container["env"]]
+    assert "PLINTH_NODE_IP" not in names
+    assert names.count("PLINTH_WEIGHTS_CLUSTER_URL") == len(
+        [k for k in env if k == "PLINTH_WEIGHTS_CLUSTER_URL"]
+    )
