@@ -1,0 +1,273 @@
+"""Autoscaling policy: gateway load reports -> desired replicas, with the reason.
+
+Pure: ``decide(settings, state, window, now)`` reads no clock and does no I/O; the
+reconciler applies its decision. Baseten's rules with Baseten's settings
+(``AutoscalingSettings``):
+
+- desired = ceil(average concurrency over ``autoscaling_window`` /
+  (``concurrency_target`` x ``target_utilization_percentage``)), clamped to
+  [``min_replica``, ``max_replica``]. Concurrency = in-flight + waiting for a replica slot +
+  parked (waiting for a replica of a deployment at zero), summed over every gateway.
+- Up at once. A burst far above capacity is seen on a short panic window (a tenth of the
+  autoscaling window), so the full window's average does not delay the answer to it.
+- Down only after the load stayed below the current count for ``scale_down_delay``, then half
+  the excess per step, the delay again between steps (a staircase).
+- To zero only when ``min_replica`` is 0 and no request arrived for ``scale_down_delay``.
+- Never below the replicas busy with in-flight work.
+- Replicas still starting count toward capacity: while some are, only a panic raises the count
+  (the requests queued behind a cold start are what the starting replicas are for).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from control_plane.domain.records import AutoscalingSettings
+
+
+@dataclass(frozen=True)
+class ReplicaLoad:
+    """One replica's in-flight requests as one gateway sees them."""
+
+    replica_id: str
+    in_flight: int
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What one gateway saw for one deployment at ``at`` (epoch seconds)."""
+
+    gateway_id: str
+    at: float
+    in_flight: int = 0
+    waiting: int = 0  # for a slot on a ready replica
+    parked: int = 0  # for a replica of a deployment at zero (or with none ready)
+    # Requests received since this gateway's previous report (a request shorter than the
+    # report interval is never in flight at a report; it still counts as a request).
+    arrivals: int = 0
+    replicas: tuple[ReplicaLoad, ...] = ()
+
+    @property
+    def concurrency(self) -> int:
+        return self.in_flight + self.waiting + self.parked
+
+
+@dataclass(frozen=True)
+class LoadWindow:
+    """The deployment's reports over the window, and its replicas as the cluster reports them."""
+
+    reports: tuple[LoadReport, ...] = ()
+    ready_replicas: int = 0
+    starting_replicas: int = 0  # asked for, not READY yet (STARTING or LOADING)
+
+
+@dataclass(frozen=True)
+class AutoscalerState:
+    """Per deployment; the reconciler keeps it between ticks (and in the store)."""
+
+    desired: int  # replicas last decided (ready + starting + not created yet)
+    # Since when the load has needed fewer replicas than ``desired`` (None: it does not).
+    below_since: float | None = None
+    last_request_at: float | None = None
+    # In panic mode until then: entered when the panic window needs panic_threshold x the
+    # current replicas, held for an autoscaling window after the last such tick (no scale-down).
+    panic_until: float | None = None
+
+
+@dataclass(frozen=True)
+class AutoscalerTuning:
+    """Knobs of the policy itself, not user settings (the bench justifies the defaults)."""
+
+    # A report vouches for the load for this long after its timestamp; a gateway that stops
+    # reporting stops counting after it (reports are sent about once a second).
+    report_ttl_s: float = 5.0
+    # Panic window = this fraction of autoscaling_window (Knative: 6 s of 60 s).
+    panic_window_fraction: float = 0.1
+    min_panic_window_s: float = 2.0
+    # Panic when the panic window asks for at least this multiple of the current replicas.
+    # 0 disables panic (the bench's ablation).
+    panic_threshold: float = 2.0
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    average: float  # concurrency over the autoscaling window
+    panic_average: float  # concurrency over the panic window
+    busy_replicas: int  # replicas with in-flight work in a fresh report
+    last_request_at: float | None
+
+
+def decide(
+    settings: AutoscalingSettings,
+    state: AutoscalerState,
+    window: LoadWindow,
+    now: float,
+    tuning: AutoscalerTuning = AutoscalerTuning(),
+) -> tuple[int, AutoscalerState, str]:
+    """Desired replicas, the next state, and why (recorded in the scaling history)."""
+    load = summarize(window.reports, now, float(settings.autoscaling_window), tuning)
+    state = replace(state, last_request_at=_latest(state.last_request_at, load.last_request_at))
+    per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
+    stable = _replicas_for(load.average, per_replica)
+    panic_need = _replicas_for(load.panic_average, per_replica)
+    current = state.desired
+    state = _update_panic(state, tuning, panic_need, now, settings.autoscaling_window)
+    panicking = state.panic_until is not None
+    wanted = settings.clamp(max(stable, panic_need) if panicking else stable)
+    if wanted > current:
+        return _scale_up(settings, state, window, load, wanted, panicking)
+    if current > settings.max_replica:
+        return settings.max_replica, _steady(state, settings.max_replica), "above max_replica"
+    floor = settings.clamp(max(wanted, load.busy_replicas))
+    if floor >= current or panicking:
+        return current, _steady(state, current), _why_hold(load, current, panicking)
+    return _scale_down(settings, state, load, floor, now)
+
+
+def _update_panic(
+    state: AutoscalerState, tuning: AutoscalerTuning, panic_need: int, now: float, hold_s: float
+) -> AutoscalerState:
+    over = tuning.panic_threshold > 0 and panic_need >= tuning.panic_threshold * max(
+        state.desired, 1
+    )
+    if over:
+        return replace(state, panic_until=now + hold_s)
+    if state.panic_until is not None and now >= state.panic_until:
+        return replace(state, panic_until=None)
+    return state
+
+
+def summarize(
+    reports: Iterable[LoadReport], now: float, window_s: float, tuning: AutoscalerTuning
+) -> LoadSummary:
+    """Average concurrency over the window and the panic window, summed over gateways."""
+    by_gateway: dict[str, list[LoadReport]] = defaultdict(list)
+    for report in reports:
+        by_gateway[report.gateway_id].append(report)
+    panic_s = max(tuning.min_panic_window_s, window_s * tuning.panic_window_fraction)
+    area = panic_area = 0.0
+    busy: set[str] = set()
+    last_request_at: float | None = None
+    for gateway_reports in by_gateway.values():
+        ordered = sorted(gateway_reports, key=lambda r: r.at)
+        gateway_area, gateway_panic_area, seen_at = _integrate(
+            ordered, now, window_s, panic_s, tuning.report_ttl_s
+        )
+        area += gateway_area
+        panic_area += gateway_panic_area
+        last_request_at = _latest(last_request_at, seen_at)
+        newest = ordered[-1]
+        if now - tuning.report_ttl_s < newest.at <= now:
+            busy.update(r.replica_id for r in newest.replicas if r.in_flight > 0)
+    return LoadSummary(area / window_s, panic_area / panic_s, len(busy), last_request_at)
+
+
+def _integrate(
+    ordered: Sequence[LoadReport], now: float, window_s: float, panic_s: float, ttl: float
+) -> tuple[float, float, float | None]:
+    """Integrals of one gateway's concurrency over the window and the panic window, and its
+    last report of a request. Each report holds until the gateway's next one, for at most
+    ``ttl`` (a gateway that stops reporting stops counting)."""
+    start, panic_start = now - window_s, now - panic_s
+    area = panic_area = 0.0
+    seen_at: float | None = None
+    for index, report in enumerate(ordered):
+        at = report.at
+        if at > now:
+            break  # from a gateway whose clock is ahead: not yet
+        following = ordered[index + 1].at if index + 1 < len(ordered) else now
+        until = min(following, at + ttl, now)
+        concurrency = report.in_flight + report.waiting + report.parked
+        if at >= start and (concurrency or report.arrivals):
+            seen_at = at
+        if until <= start or not concurrency:
+            continue
+        area += concurrency * (until - max(at, start))
+        if until > panic_start:
+            panic_area += concurrency * (until - max(at, panic_start))
+    return area, panic_area, seen_at
+
+
+def _replicas_for(concurrency: float, per_replica: float) -> int:
+    # Rounded to a millionth first so float noise (e.g. 2.8 / 0.7) does not add a replica.
+    return math.ceil(round(concurrency / per_replica, 6))
+
+
+def _scale_up(
+    settings: AutoscalingSettings,
+    state: AutoscalerState,
+    window: LoadWindow,
+    load: LoadSummary,
+    wanted: int,
+    panic: bool,
+) -> tuple[int, AutoscalerState, str]:
+    current = state.desired
+    if window.starting_replicas > 0 and not panic and current > 0:
+        # Starting replicas count toward capacity: requests queued behind a cold start are
+        # what they are for, so only a panic adds more before they are ready.
+        reason = (
+            f"hold at {current}: {window.starting_replicas} starting replica(s) count toward "
+            f"capacity (average {load.average:.2f} would need {wanted})"
+        )
+        return current, _steady(state, current), reason
+    source = "panic window" if panic else f"{settings.autoscaling_window} s window"
+    concurrency = load.panic_average if panic else load.average
+    reason = (
+        f"scale up {current} -> {wanted}: concurrency {concurrency:.2f} over the {source} "
+        f"(target {settings.concurrency_target} x {settings.target_utilization_percentage}%)"
+    )
+    if wanted == settings.max_replica:
+        reason += ", at max_replica"
+    return wanted, _steady(state, wanted), reason
+
+
+def _scale_down(
+    settings: AutoscalingSettings,
+    state: AutoscalerState,
+    load: LoadSummary,
+    floor: int,
+    now: float,
+) -> tuple[int, AutoscalerState, str]:
+    current = state.desired
+    delay = settings.scale_down_delay
+    below_since = state.below_since if state.below_since is not None else now
+    if now - below_since < delay:
+        waited = replace(state, below_since=below_since)
+        reason = (
+            f"hold at {current}: load needs {floor} since {now - below_since:.0f} s, "
+            f"scale_down_delay {delay} s"
+        )
+        return current, waited, reason
+    step_to = current - math.ceil((current - floor) / 2)
+    idle_for = math.inf if state.last_request_at is None else now - state.last_request_at
+    if step_to == 0 and idle_for < delay:
+        hold = replace(state, below_since=below_since)
+        return current, hold, f"hold at {current}: last request {idle_for:.0f} s ago"
+    # The timer restarts: the next step waits a full delay again.
+    next_state = replace(state, desired=step_to, below_since=now if step_to > floor else None)
+    reason = (
+        f"scale down {current} -> {step_to}: load needed {floor} for {delay} s "
+        f"(half the excess of {current - floor}"
+    )
+    reason += f"; {load.busy_replicas} busy)" if load.busy_replicas else ")"
+    return step_to, next_state, reason
+
+
+def _steady(state: AutoscalerState, desired: int) -> AutoscalerState:
+    return replace(state, desired=desired, below_since=None)
+
+
+def _why_hold(load: LoadSummary, current: int, panicking: bool) -> str:
+    why = f"steady at {current}: concurrency {load.average:.2f}, {load.busy_replicas} busy"
+    return why + " (panic mode: no scale-down)" if panicking else why
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
