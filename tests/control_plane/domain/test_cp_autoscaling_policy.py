@@ -35,8 +35,8 @@ def settings(**changes: int) -> AutoscalingSettings:
     return AutoscalingSettings().with_changes({**base, **changes})
 
 
-def gateway(name: str, **counts: int) -> Callable[[int], LoadReport]:
-    return lambda t: LoadReport(gateway_id=name, at=float(t), **counts)
+def gateway(name: str, in_flight: int = 0, waiting: int = 0) -> Callable[[int], LoadReport]:
+    return lambda t: LoadReport(name, float(t), in_flight=in_flight, waiting=waiting)
 
 
 def steady(*gateways: Callable[[int], LoadReport]) -> Load:
