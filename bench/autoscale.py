@@ -1,13 +1,14 @@
 """Autoscaling benchmark: Plinth's policy vs a Knative-KPA-style baseline vs an oracle.
 
     .venv/bin/python bench/autoscale.py [--trace FILE.csv] [--cold-start 30] [--service 1.0]
-                                        [--scale-down-delay 60] [--max-replica 30] [--quick]
+        [--autoscaling-window 30] [--scale-down-delay 30] [--max-replica 30] [--quick]
 
 Replays request traces against simulated replicas (bench/autoscale_sim.py) scaled by:
-  plinth          control_plane.domain.autoscaling.decide, the code the reconciler runs,
-                  with --scale-down-delay (the user's setting) and the other Baseten defaults
-  plinth no-panic the same without its panic window (the panic window's effect)
-  plinth 900 s    the same with Baseten's default scale_down_delay of 900 s
+  plinth            control_plane.domain.autoscaling.decide, the code the reconciler runs, with
+                    --autoscaling-window and --scale-down-delay (user settings), the rest defaults
+  plinth no-panic   the same without its panic window (the panic window's effect)
+  plinth queue-len  the same counting a queue at its length, not its arrival rate x service time
+  plinth 60 s/900 s Baseten's default window (60 s) and scale_down_delay (900 s)
   kpa             Knative KPA defaults: stable 60 s, panic 6 s at 200 %, target 70 %,
                   scale to zero 30 s after the stable window is idle
   oracle          knows the future: each request served on arrival, replicas started a cold start
@@ -37,7 +38,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from autoscale_sim import KnativeKPA, Request, Result, SimConfig, oracle, simulate  # noqa: E402
+from autoscale_sim import (  # noqa: E402
+    Autoscaler,
+    KnativeKPA,
+    Request,
+    Result,
+    SimConfig,
+    oracle,
+    simulate,
+)
 
 from control_plane.domain.autoscaling import (  # noqa: E402
     AutoscalerState,
@@ -140,24 +149,22 @@ def _seconds(value: str, path: Path, line: int) -> float:
 
 
 # --- runs --------------------------------------------------------------------------------------
-def policies(
-    args: argparse.Namespace,
-) -> dict[str, Callable[[], Callable[[LoadWindow, float], int]]]:
-    base = AutoscalingSettings(
-        max_replica=args.max_replica, scale_down_delay=args.scale_down_delay
+def policies(args: argparse.Namespace) -> dict[str, Callable[[], Autoscaler]]:
+    tuned = AutoscalingSettings(
+        max_replica=args.max_replica,
+        autoscaling_window=args.autoscaling_window,
+        scale_down_delay=args.scale_down_delay,
     ).validate()
-    default_delay = AutoscalingSettings(max_replica=args.max_replica).validate()
-    no_panic = AutoscalerTuning(panic_threshold=0)
+    defaults = AutoscalingSettings(max_replica=args.max_replica).validate()
 
-    def plinth(settings: AutoscalingSettings, tuning: AutoscalerTuning) -> PlinthAutoscaler:
-        return PlinthAutoscaler(settings, tuning, AutoscalerState(desired=settings.min_replica))
+    def plinth(settings: AutoscalingSettings, tuning: AutoscalerTuning) -> Callable[[], Autoscaler]:
+        return lambda: PlinthAutoscaler(settings, tuning, AutoscalerState(settings.min_replica))
 
     return {
-        "plinth": lambda: plinth(base, AutoscalerTuning()),
-        "plinth no-panic": lambda: plinth(base, no_panic),
-        f"plinth {default_delay.scale_down_delay} s": lambda: plinth(
-            default_delay, AutoscalerTuning()
-        ),
+        "plinth": plinth(tuned, AutoscalerTuning()),
+        "plinth no-panic": plinth(tuned, AutoscalerTuning(panic_threshold=0)),
+        "plinth queue-len": plinth(tuned, AutoscalerTuning(queue_at_arrival_rate=False)),
+        "plinth 60 s/900 s": plinth(defaults, AutoscalerTuning()),
         "kpa": lambda: KnativeKPA(
             concurrency_target=1, min_replica=0, max_replica=args.max_replica
         ),
@@ -205,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--service", type=float, default=1.0, help="mean service time, seconds")
     parser.add_argument("--prefill-ms-per-token", type=float, default=0.2)
     parser.add_argument("--decode-ms-per-token", type=float, default=20.0)
-    parser.add_argument("--scale-down-delay", type=int, default=60, help="plinth's, seconds")
+    parser.add_argument("--autoscaling-window", type=int, default=30, help="plinth's, seconds")
+    parser.add_argument("--scale-down-delay", type=int, default=30, help="plinth's, seconds")
     parser.add_argument("--max-replica", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="tiny traces (a smoke test)")
@@ -221,9 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "spike": with_service(spike(args.seed, 1 * max(scale, 0.1)), args.service, args.seed),
         }
     print(
-        f"cold start {args.cold_start:g} s, 1 request per replica at a time, plinth: "
-        f"scale_down_delay {args.scale_down_delay} s, max_replica {args.max_replica}, "
-        f"other settings Baseten's defaults"
+        f"cold start {args.cold_start:g} s, 1 request per replica at a time; plinth: "
+        f"autoscaling_window {args.autoscaling_window} s, scale_down_delay "
+        f"{args.scale_down_delay} s, max_replica {args.max_replica} (kpa too), the rest "
+        f"Baseten's defaults"
     )
     all_met = True
     for name, requests in traces.items():

@@ -75,6 +75,8 @@ class AutoscalerState:
     # Panic mode: entered when the panic window needs panic_threshold x the current replicas;
     # the count follows the panic window up until it has caught up (no scale-down meanwhile).
     panicking: bool = False
+    # Seconds a request spends in flight, learned (Little's law) over windows without a queue.
+    service_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,12 +92,25 @@ class AutoscalerTuning:
     # Panic when the panic window asks for at least this multiple of the current replicas.
     # 0 disables panic (the bench's ablation).
     panic_threshold: float = 2.0
+    # Requests in a window without a queue needed to learn the service time from it.
+    min_requests_to_learn: int = 20
+    # Count a queue at its arrival rate x the service time (see _queue_at_arrival_rate);
+    # False: at its length (the bench's ablation).
+    queue_at_arrival_rate: bool = True
 
 
 @dataclass(frozen=True)
 class LoadSummary:
-    average: float  # concurrency over the autoscaling window
-    panic_average: float  # concurrency over the panic window
+    """The window's reports summed over gateways; averages are over the window's length."""
+
+    average: float  # concurrency (in flight + waiting + parked) over the autoscaling window
+    panic_average: float  # the same over the panic window
+    in_flight_average: float
+    panic_in_flight_average: float
+    arrivals: int  # requests that arrived in the window
+    panic_arrivals: int
+    queued: bool  # some request waited or was parked in the window
+    queue_growing: bool  # more queued now than at the start of the panic window
     busy_replicas: int  # replicas with in-flight work in a fresh report
     last_request_at: float | None
 
@@ -108,11 +123,19 @@ def decide(
     tuning: AutoscalerTuning = AutoscalerTuning(),
 ) -> tuple[int, AutoscalerState, str]:
     """Desired replicas, the next state, and why (recorded in the scaling history)."""
-    load = summarize(window.reports, now, float(settings.autoscaling_window), tuning)
-    state = replace(state, last_request_at=_latest(state.last_request_at, load.last_request_at))
+    window_s = float(settings.autoscaling_window)
+    load = summarize(window.reports, now, window_s, tuning)
+    state = replace(
+        state,
+        last_request_at=_latest(state.last_request_at, load.last_request_at),
+        service_s=_learn_service_time(state.service_s, load, window_s, tuning),
+    )
+    average, panic_average = load.average, load.panic_average
+    if tuning.queue_at_arrival_rate:
+        average, panic_average = _queue_at_arrival_rate(state, window, load, window_s, tuning)
     per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
-    stable = _replicas_for(load.average, per_replica)
-    panic_need = _replicas_for(load.panic_average, per_replica)
+    stable = _replicas_for(average, per_replica)
+    panic_need = _replicas_for(panic_average, per_replica)
     current = state.desired
     state = _update_panic(state, tuning, panic_need)
     panicking = state.panicking
@@ -141,55 +164,125 @@ def _update_panic(
     return state
 
 
+def _learn_service_time(
+    known: float | None, load: LoadSummary, window_s: float, tuning: AutoscalerTuning
+) -> float | None:
+    """Little's law over a window without a queue: seconds in flight per request."""
+    if load.queued or load.arrivals < tuning.min_requests_to_learn or not load.in_flight_average:
+        return known
+    return load.in_flight_average * window_s / load.arrivals
+
+
+def _queue_at_arrival_rate(
+    state: AutoscalerState,
+    window: LoadWindow,
+    load: LoadSummary,
+    window_s: float,
+    tuning: AutoscalerTuning,
+) -> tuple[float, float]:
+    """Concurrency of the window and of the panic window, a queue counted at its arrival rate.
+
+    Requests queued behind starting replicas, or left from a cold start and draining, are a
+    backlog: counted by their length they ask for a replica per queued request (a stampede
+    up to max_replica, then held for scale_down_delay). Their arrival rate x the service time
+    is the concurrency they bring. A queue that grows with nothing starting is capacity
+    falling short: it counts at its length, which asks for more at once.
+    """
+    backlog = window.starting_replicas > 0 or not load.queue_growing
+    if not (load.queued and backlog and state.service_s and load.arrivals):
+        return load.average, load.panic_average
+    panic_s = _panic_window_s(window_s, tuning)
+    return (
+        max(load.in_flight_average, load.arrivals / window_s * state.service_s),
+        max(load.panic_in_flight_average, load.panic_arrivals / panic_s * state.service_s),
+    )
+
+
+def _panic_window_s(window_s: float, tuning: AutoscalerTuning) -> float:
+    return max(tuning.min_panic_window_s, window_s * tuning.panic_window_fraction)
+
+
 def summarize(
     reports: Iterable[LoadReport], now: float, window_s: float, tuning: AutoscalerTuning
 ) -> LoadSummary:
-    """Average concurrency over the window and the panic window, summed over gateways."""
+    """Averages over the window and the panic window, summed over gateways."""
     by_gateway: dict[str, list[LoadReport]] = defaultdict(list)
     for report in reports:
         by_gateway[report.gateway_id].append(report)
-    panic_s = max(tuning.min_panic_window_s, window_s * tuning.panic_window_fraction)
-    area = panic_area = 0.0
+    panic_s = _panic_window_s(window_s, tuning)
+    totals = _Totals()
     busy: set[str] = set()
-    last_request_at: float | None = None
     for gateway_reports in by_gateway.values():
         ordered = sorted(gateway_reports, key=lambda r: r.at)
-        gateway_area, gateway_panic_area, seen_at = _integrate(
-            ordered, now, window_s, panic_s, tuning.report_ttl_s
-        )
-        area += gateway_area
-        panic_area += gateway_panic_area
-        last_request_at = _latest(last_request_at, seen_at)
+        totals.add(ordered, now, window_s, panic_s, tuning.report_ttl_s)
         newest = ordered[-1]
         if now - tuning.report_ttl_s < newest.at <= now:
             busy.update(r.replica_id for r in newest.replicas if r.in_flight > 0)
-    return LoadSummary(area / window_s, panic_area / panic_s, len(busy), last_request_at)
+    return LoadSummary(
+        average=totals.area / window_s,
+        panic_average=totals.panic_area / panic_s,
+        in_flight_average=totals.in_flight_area / window_s,
+        panic_in_flight_average=totals.panic_in_flight_area / panic_s,
+        arrivals=totals.arrivals,
+        panic_arrivals=totals.panic_arrivals,
+        queued=totals.queued_area > 0,
+        queue_growing=totals.queued_now > totals.queued_before,
+        busy_replicas=len(busy),
+        last_request_at=totals.seen_at,
+    )
 
 
-def _integrate(
-    ordered: Sequence[LoadReport], now: float, window_s: float, panic_s: float, ttl: float
-) -> tuple[float, float, float | None]:
-    """Integrals of one gateway's concurrency over the window and the panic window, and its
-    last report of a request. Each report holds until the gateway's next one, for at most
-    ``ttl`` (a gateway that stops reporting stops counting)."""
-    start, panic_start = now - window_s, now - panic_s
-    area = panic_area = 0.0
+@dataclass
+class _Totals:
+    """Integrals over the windows of the gateways' reports. Each report holds until its
+    gateway's next one, for at most ``ttl`` (a gateway that stops reporting stops counting)."""
+
+    area: float = 0.0
+    panic_area: float = 0.0
+    in_flight_area: float = 0.0
+    panic_in_flight_area: float = 0.0
+    queued_area: float = 0.0
+    arrivals: int = 0
+    panic_arrivals: int = 0
+    queued_now: int = 0
+    queued_before: int = 0
     seen_at: float | None = None
-    for index, report in enumerate(ordered):
-        at = report.at
-        if at > now:
-            break  # from a gateway whose clock is ahead: not yet
-        following = ordered[index + 1].at if index + 1 < len(ordered) else now
-        until = min(following, at + ttl, now)
-        concurrency = report.in_flight + report.waiting + report.parked
-        if at >= start and (concurrency or report.arrivals):
-            seen_at = at
-        if until <= start or not concurrency:
-            continue
-        area += concurrency * (until - max(at, start))
+
+    def add(
+        self, ordered: Sequence[LoadReport], now: float, window_s: float, panic_s: float, ttl: float
+    ) -> None:
+        start, panic_start = now - window_s, now - panic_s
+        queued_now = queued_before = 0
+        for index, report in enumerate(ordered):
+            at = report.at
+            if at > now:
+                break  # from a gateway whose clock is ahead: not yet
+            following = ordered[index + 1].at if index + 1 < len(ordered) else now
+            until = min(following, at + ttl, now)
+            queued = report.waiting + report.parked
+            queued_now = queued if until == now or at + ttl > now else 0
+            if at <= panic_start:
+                queued_before = queued
+            if at > start:
+                self.arrivals += report.arrivals
+                self.panic_arrivals += report.arrivals if at > panic_start else 0
+                if queued or report.in_flight or report.arrivals:
+                    self.seen_at = _latest(self.seen_at, at)
+            if until > start:
+                self._hold(report.in_flight, queued, max(at, start), until, panic_start)
+        self.queued_now += queued_now
+        self.queued_before += queued_before
+
+    def _hold(
+        self, in_flight: int, queued: int, held_from: float, until: float, panic_start: float
+    ) -> None:
+        self.area += (in_flight + queued) * (until - held_from)
+        self.in_flight_area += in_flight * (until - held_from)
+        self.queued_area += queued * (until - held_from)
         if until > panic_start:
-            panic_area += concurrency * (until - max(at, panic_start))
-    return area, panic_area, seen_at
+            panic_held = until - max(held_from, panic_start)
+            self.panic_area += (in_flight + queued) * panic_held
+            self.panic_in_flight_area += in_flight * panic_held
 
 
 def _replicas_for(concurrency: float, per_replica: float) -> int:

@@ -29,7 +29,14 @@ def test_quick_synthetic_traces_print_every_policy() -> None:
     assert done.returncode == 0, done.stderr
     for trace in ("diurnal", "bursty", "spike"):
         assert f"\n{trace}: " in done.stdout
-    for policy in ("plinth", "plinth no-panic", "plinth 900 s", "kpa", "oracle"):
+    for policy in (
+        "plinth",
+        "plinth no-panic",
+        "plinth queue-len",
+        "plinth 60 s/900 s",
+        "kpa",
+        "oracle",
+    ):
         rows = re.findall(rf"^{re.escape(policy)} {{2,}}\d", done.stdout, re.MULTILINE)
         assert len(rows) == 3, policy
     assert done.stdout.count("target (plinth <= 1.2x oracle GPU-s") == 3

@@ -55,10 +55,11 @@ def run(
     until: int,
     starting: Callable[[int], int] = lambda t: 0,
     tuning: AutoscalerTuning = AutoscalerTuning(),
+    service_s: float | None = None,
 ) -> list[tuple[int, int]]:
     """Reports from t=-120 on (the history is in the store), decisions from t=1 to ``until``."""
     reports = [r for t in range(-120, 1) for r in load(t)]
-    state = AutoscalerState(desired=start)
+    state = AutoscalerState(desired=start, service_s=service_s)
     changes: list[tuple[int, int]] = []
     for t in range(1, until + 1):
         reports = [r for r in reports if r.at > t - 100] + load(t)
@@ -99,6 +100,7 @@ class Case:
     expected: list[tuple[int, int]]
     starting: Callable[[int], int] = lambda t: 0
     tuning: AutoscalerTuning = DEFAULT_TUNING
+    service_s: float | None = None  # learned before the first tick
 
 
 SEVEN = steady(gateway("g1", in_flight=7))
@@ -120,6 +122,18 @@ def idle_then_parked(t: int) -> list[LoadReport]:
 def gateway_stops_at_zero(t: int) -> list[LoadReport]:
     stopping = [LoadReport("g1", float(t), in_flight=6)] if t <= 0 else []
     return [*stopping, LoadReport("g2", float(t), in_flight=1)]
+
+
+def cold_start_queue(t: int) -> list[LoadReport]:
+    """4 requests a second parked from t=0 (no replica is ready)."""
+    return IDLE(t) if t < 0 else [LoadReport("g1", float(t), parked=4 * (t + 1), arrivals=4)]
+
+
+def overloaded(t: int) -> list[LoadReport]:
+    """3 in flight on the replicas there are; from t=0 4 requests a second, the queue grows."""
+    if t < 0:
+        return [LoadReport("g1", float(t), in_flight=3, arrivals=3)]
+    return [LoadReport("g1", float(t), in_flight=3, waiting=t + 1, arrivals=4)]
 
 
 NO_PANIC_RAMP = [(21, 4), (22, 6), (23, 7), (24, 9), (25, 11), (26, 13), (27, 15), (28, 17)]
@@ -183,6 +197,36 @@ CASES = [
         starting=lambda t: 2 if t < 20 else 0,
     ),
     Case(
+        "cold start, service time known: a parked queue counts at 4 req/s x 1 s, needs 6",
+        settings(),
+        cold_start_queue,
+        0,
+        29,
+        [(1, 3), (2, 6)],
+        starting=lambda t: 6 if 1 < t < 30 else 0,
+        service_s=1.0,
+    ),
+    Case(
+        "cold start, the queue counted by its length: a stampede to max_replica",
+        settings(),
+        cold_start_queue,
+        0,
+        29,
+        [(1, 3), (2, 9), (3, 15), (4, 20), (5, 26), (6, 30)],
+        starting=lambda t: 6 if 1 < t < 30 else 0,
+        tuning=AutoscalerTuning(queue_at_arrival_rate=False),
+        service_s=1.0,
+    ),
+    Case(
+        "a queue growing with nothing starting counts at its length (capacity falls short)",
+        settings(),
+        overloaded,
+        3,
+        10,
+        [(1, 5), (3, 6), (5, 7), (6, 8), (7, 9), (8, 10), (9, 11), (10, 13)],
+        service_s=1.0,
+    ),
+    Case(
         "busy replicas are never removed (3 busy, the load needs 1)",
         settings(concurrency_target=4, target_utilization_percentage=100),
         busy_replicas,
@@ -218,6 +262,7 @@ def test_policy_tick_by_tick(case: Case) -> None:
         until=case.until,
         starting=case.starting,
         tuning=case.tuning,
+        service_s=case.service_s,
     )
     assert changes == case.expected
 
@@ -232,6 +277,15 @@ def test_reasons_say_why() -> None:
     assert "starting" in held
     _, _, capped = decide(settings(max_replica=4), AutoscalerState(desired=1), window, 1.0)
     assert "max_replica" in capped
+
+
+def test_service_time_is_learned_from_a_window_without_a_queue() -> None:
+    reports = tuple(LoadReport("g1", float(t), in_flight=2, arrivals=2) for t in range(-20, 2))
+    _, state, _ = decide(settings(), AutoscalerState(desired=3), LoadWindow(reports), 1.0)
+    assert state.service_s == pytest.approx(1.0)
+    queued = tuple(LoadReport("g1", r.at, in_flight=2, waiting=1, arrivals=5) for r in reports)
+    _, kept, _ = decide(settings(), state, LoadWindow(queued), 1.0)
+    assert kept.service_s == pytest.approx(1.0)
 
 
 def test_a_report_from_a_clock_ahead_is_not_counted_yet() -> None:
