@@ -8,14 +8,18 @@ reconciler applies its decision. Baseten's rules with Baseten's settings
   (``concurrency_target`` x ``target_utilization_percentage``)), clamped to
   [``min_replica``, ``max_replica``]. Concurrency = in-flight + waiting for a replica slot +
   parked (waiting for a replica of a deployment at zero), summed over every gateway.
-- Up at once. A burst far above capacity is seen on a short panic window (a tenth of the
-  autoscaling window), so the full window's average does not delay the answer to it.
+- Up at once. A burst far above capacity (the panic window, a tenth of the autoscaling window,
+  needs twice the current count) puts the policy in panic mode: the count follows the panic
+  window up until it has caught up, with no scale-down meanwhile.
 - Down only after the load stayed below the current count for ``scale_down_delay``, then half
   the excess per step, the delay again between steps (a staircase).
 - To zero only when ``min_replica`` is 0 and no request arrived for ``scale_down_delay``.
 - Never below the replicas busy with in-flight work.
-- Replicas still starting count toward capacity: while some are, only a panic raises the count
-  (the requests queued behind a cold start are what the starting replicas are for).
+- Replicas still starting count toward capacity: while some are, only a panic raises the count.
+  A queue behind them (or draining after a cold start) counts at its arrival rate x the service
+  time learned from the reports (Little's law), not at its length: one replica per queued
+  request would be a stampede to max_replica, then held for scale_down_delay.
+See docs/autoscaling.md for the measurements behind these choices.
 """
 
 from __future__ import annotations
@@ -154,8 +158,8 @@ def _update_panic(
     state: AutoscalerState, tuning: AutoscalerTuning, panic_need: int
 ) -> AutoscalerState:
     """Knative holds panic mode for a stable window; here the scale_down_delay already keeps
-    the replicas after a burst, so panic ends as soon as the count has caught up (the bench
-    measured 5-10 % fewer GPU-seconds on the bursty and spike traces, the same p99)."""
+    the replicas after a burst, so panic ends as soon as the count has caught up (fewer
+    GPU-seconds in bench/autoscale.py at the same p99)."""
     threshold = tuning.panic_threshold * max(state.desired, 1)
     if tuning.panic_threshold > 0 and panic_need >= threshold:
         return replace(state, panicking=True)
