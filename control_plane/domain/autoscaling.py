@@ -28,6 +28,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from control_plane.domain.records import AutoscalingSettings
 
@@ -57,6 +58,29 @@ class LoadReport:
     @property
     def concurrency(self) -> int:
         return self.in_flight + self.waiting + self.parked
+
+    def to_value(self) -> dict[str, Any]:
+        """The counts as the load-report store keeps them (gateway and time are its keys)."""
+        return {
+            "in_flight": self.in_flight,
+            "waiting": self.waiting,
+            "parked": self.parked,
+            "arrivals": self.arrivals,
+            "replicas": {r.replica_id: r.in_flight for r in self.replicas},
+        }
+
+    @classmethod
+    def from_value(cls, gateway_id: str, at: float, value: dict[str, Any]) -> LoadReport:
+        replicas = value.get("replicas") or {}
+        return cls(
+            gateway_id=gateway_id,
+            at=at,
+            in_flight=int(value.get("in_flight", 0)),
+            waiting=int(value.get("waiting", 0)),
+            parked=int(value.get("parked", 0)),
+            arrivals=int(value.get("arrivals", 0)),
+            replicas=tuple(ReplicaLoad(rid, int(n)) for rid, n in sorted(replicas.items())),
+        )
 
 
 @dataclass(frozen=True)
