@@ -24,6 +24,7 @@ See docs/autoscaling.md for the measurements behind these choices.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -105,6 +106,15 @@ class AutoscalerState:
     panicking: bool = False
     # Seconds a request spends in flight, learned (Little's law) over windows without a queue.
     service_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON for the metadata store, where the reconciler keeps it between ticks."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AutoscalerState:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ mean of t-2 and t-1.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -286,6 +287,12 @@ def test_service_time_is_learned_from_a_window_without_a_queue() -> None:
     queued = tuple(LoadReport("g1", r.at, in_flight=2, waiting=1, arrivals=5) for r in reports)
     _, kept, _ = decide(settings(), state, LoadWindow(queued), 1.0)
     assert kept.service_s == pytest.approx(1.0)
+
+
+def test_state_round_trips_through_json() -> None:
+    state = AutoscalerState(7, below_since=3.5, last_request_at=2.0, panicking=True, service_s=0.8)
+    assert AutoscalerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    assert AutoscalerState.from_dict({"desired": 2, "from_a_later_version": 1}).desired == 2
 
 
 def test_a_report_from_a_clock_ahead_is_not_counted_yet() -> None:
