@@ -63,8 +63,16 @@ class AutoscalingSettings:
             ("min_replica", self.min_replica >= 0, ">= 0"),
             ("max_replica", self.max_replica >= 1, ">= 1"),
             ("max_replica", self.max_replica >= self.min_replica, ">= min_replica"),
-            ("autoscaling_window", self.autoscaling_window >= 1, ">= 1"),
-            ("scale_down_delay", self.scale_down_delay >= 0, ">= 0"),
+            (
+                "autoscaling_window",
+                10 <= self.autoscaling_window <= 3600,
+                "between 10 and 3600 seconds",
+            ),
+            (
+                "scale_down_delay",
+                0 <= self.scale_down_delay <= 3600,
+                "between 0 and 3600 seconds",
+            ),
             ("concurrency_target", self.concurrency_target >= 1, ">= 1"),
             (
                 "target_utilization_percentage",
