@@ -37,6 +37,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/weights.py
+	$(BIN)/python bench/autoscale.py
+	$(BIN)/python bench/mcm.py
 
 clean:
 	rm -rf $(VENV) .plinth
