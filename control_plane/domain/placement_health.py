@@ -8,13 +8,15 @@ cluster that blinks does not pull replicas back and forth.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from control_plane.domain.clusters import Cluster
-
-if TYPE_CHECKING:
-    from control_plane.domain.placement import DeploymentTrack, PlacementObservation
+from control_plane.domain.placement_types import (
+    ClusterTrack,
+    DeploymentTrack,
+    PlacementObservation,
+    SetClusterHealth,
+)
 
 # "Every replica there failed" marks the cluster only when the failures span this many
 # deployments: one broken model failing everywhere is the deployment's problem, not the cluster's.
@@ -27,23 +29,6 @@ class HealthTimings(Protocol):
 
     @property
     def recovery_hold_s(self) -> float: ...
-
-
-@dataclass(frozen=True)
-class ClusterTrack:
-    healthy: bool
-    reason: str = ""
-    # While unhealthy: since when every signal has been good again (None: still bad).
-    good_since: float | None = None
-
-
-@dataclass(frozen=True)
-class SetClusterHealth:
-    """Record the cluster's health (gateways stop routing to an unhealthy one)."""
-
-    cluster_id: str
-    healthy: bool
-    reason: str
 
 
 def track_health(

@@ -144,8 +144,8 @@ def test_predict_errors(gw_env: dict[str, str], run_cli: RunCli) -> None:
 def test_predict_timeout_says_the_gateway_was_reached(
     gw_env: dict[str, str], run_cli: RunCli
 ) -> None:
-    slow = '{"n": 4, "delay_s": 1}'  # about 4 s of model time
-    result = run_cli("predict", "streaming", "--data", slow, "--timeout", "1")
+    slow = '{"n": 4, "delay_s": 1}'  # 1 s between chunks: longer than the read timeout
+    result = run_cli("predict", "streaming", "--data", slow, "--timeout", "0.3")
     assert result.returncode == 1
-    assert "no answer from" in result.stderr and "within 1 s" in result.stderr
+    assert "no answer from" in result.stderr and "within 0.3 s" in result.stderr
     assert "cannot reach" not in result.stderr
