@@ -16,6 +16,7 @@ from typing import Any
 
 from control_plane.adapters.exceptions import ClusterError
 from control_plane.ports.cluster import ReplicaSpec
+from plinth.contracts.replica_env import ReplicaEnv
 
 DEFAULT_IMAGE = "ghcr.io/plinth-ai/plinth-model-server:0.1.0"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -26,7 +27,6 @@ APP_LABELS = {
     "app.kubernetes.io/name": "plinth-model-server",
     "app.kubernetes.io/managed-by": "plinth",
 }
-SECRETS_DIR_ENV = "PLINTH_SECRETS_DIR"
 # ``spec.env`` key that picks the image for one deployment (else the driver's default).
 IMAGE_ENV = "PLINTH_IMAGE"
 
@@ -187,7 +187,8 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
     env = [{"name": k, "value": v} for k, v in sorted(spec.env.items()) if k != IMAGE_ENV]
     mounts: list[dict[str, Any]] = []
     if spec.secrets:
-        env.append({"name": SECRETS_DIR_ENV, "value": opts.secrets_mount_path})
+        secrets_env = ReplicaEnv(secrets_dir=opts.secrets_mount_path).to_env()
+        env.extend({"name": k, "value": v} for k, v in secrets_env.items())
         mounts.append({"name": "secrets", "mountPath": opts.secrets_mount_path, "readOnly": True})
     if spec.accelerator:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})

@@ -29,12 +29,12 @@ from pathlib import Path
 import httpx
 
 from gpu_nodes.weights.assembly import assemble_file, materialise_hf_cache, materialise_plain
-from gpu_nodes.weights.exceptions import ManifestError, WeightsError
 from gpu_nodes.weights.fetcher import ChunkFetcher, RetryPolicy
 from gpu_nodes.weights.in_place import fetch_file_in_place
-from gpu_nodes.weights.manifest import FileEntry, Manifest, parse_manifest
 from gpu_nodes.weights.node_cache import NodeCache, chunk_entry, file_entry
 from gpu_nodes.weights.progress import Progress, ProgressCallback, ProgressTracker
+from plinth.contracts.exceptions import ManifestError, WeightsError
+from plinth.contracts.weights_manifest import FileEntry, Manifest, parse_manifest
 
 logger = logging.getLogger(__name__)
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")

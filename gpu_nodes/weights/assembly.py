@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpu_nodes.weights.exceptions import IntegrityError, WeightsError
-from gpu_nodes.weights.manifest import ChunkRef, FileEntry, Manifest
 from gpu_nodes.weights.node_cache import NodeCache, chunk_entry, file_entry
+from plinth.contracts.weights_manifest import ChunkRef, FileEntry, Manifest
 
 # Refetch-and-retry rounds when a chunk on disk is corrupt or vanishes (evicted) mid-read.
 _READ_ROUNDS = 3

@@ -20,8 +20,8 @@ from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
 
 from gpu_nodes.weights.assembly import hash_file
 from gpu_nodes.weights.exceptions import ChunkFetchError, IntegrityError
-from gpu_nodes.weights.manifest import ChunkRef, FileEntry
 from gpu_nodes.weights.node_cache import NodeCache, file_entry
+from plinth.contracts.weights_manifest import ChunkRef, FileEntry
 
 _POLL_S = 0.05
 # fetch_into(chunk_hash, length, fd, offset): one verified chunk written at ``offset``.

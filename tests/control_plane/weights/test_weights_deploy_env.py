@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from control_plane.settings import Settings
-from control_plane.weights.deploy import weights_delivery_for, weights_env
+from control_plane.weights.delivery import weights_delivery_for
 from gpu_nodes.weights.hooks import WeightsSettings
+from plinth.contracts.replica_env import ReplicaEnv
 
 
 def test_local_delivery_reaches_the_control_plane_and_shares_one_node_cache(
     tmp_path: Path,
 ) -> None:
     delivery = weights_delivery_for(Settings(state_dir=tmp_path, host="0.0.0.0", port=9123))
-    env = weights_env(["a" * 64, "b" * 64], delivery)
+    env = ReplicaEnv(weights=delivery.for_manifests(["a" * 64, "b" * 64])).to_env()
     assert env == {
         "PLINTH_WEIGHTS_MANIFESTS": f"{'a' * 64},{'b' * 64}",
         "PLINTH_WEIGHTS_ORIGIN_URL": "http://127.0.0.1:9123/weights",
@@ -34,8 +35,9 @@ def test_kubernetes_mounts_at_truss_paths_and_origin_can_be_overridden(tmp_path:
 
 
 def test_no_weights_means_no_variables(tmp_path: Path) -> None:
-    assert weights_env([], weights_delivery_for(Settings(state_dir=tmp_path))) == {}
-    assert weights_env(["a" * 64], None) == {}
+    delivery = weights_delivery_for(Settings(state_dir=tmp_path))
+    assert ReplicaEnv(weights=delivery.for_manifests([])).to_env() == {}
+    assert ReplicaEnv(weights=delivery).to_env() == {}
 
 
 def test_origin_url_setting_is_read_from_the_environment(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from gpu_nodes.weights.exceptions import ManifestError
+from plinth.contracts.exceptions import ManifestError
 
 MANIFEST_VERSION = 1
 CHUNK_PREFIX = "weights/chunks/"
