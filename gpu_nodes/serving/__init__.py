@@ -1,2 +1,2 @@
-"""What every GPU-node server process shares (the gateway, model servers, the OpenAI server):
-log setup (``logs``) and ``X-Request-Id`` handling (``request_id``)."""
+"""What the GPU-node server processes share (the gateway and the model server, which also
+fronts the OpenAI app): log setup (``logs``) and ``X-Request-Id`` handling (``request_id``)."""
