@@ -61,13 +61,15 @@ def replica_spec_for(
     server fetches them before ``load()``.
     """
     config = validate_config(deployment.config)
-    delivery = weights or WeightsDelivery()
+    # Without a delivery (a control plane without an origin) no weights variables are set.
+    delivery = WeightsDelivery()
+    if weights is not None:
+        delivery = weights.for_manifests(deployment.weights_manifests)
     replica = ReplicaEnv(
         model_id=deployment.model_id,
         deployment_id=deployment.id,
         environment=deployment.target_environment or None,
-        # No delivery configured (a control plane without an origin): no weights variables.
-        weights=delivery.for_manifests(deployment.weights_manifests if weights else ()),
+        weights=delivery,
     )
     env = {**config.environment_variables, **replica.to_env()}
     return ReplicaSpec(
