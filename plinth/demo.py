@@ -83,7 +83,7 @@ def demo_chat(platform: LocalPlatform, console: Console) -> None:
     # A subprocess, so the demo (a plinth module) never imports the engine or torch.
     prepare = [sys.executable, "-m", "gpu_nodes.engine.tiny_model", "--out"]
     prepare += [str(package / "weights"), "--train-steps", "250", "--keep-current"]
-    console.print(f"[bold]$ {' '.join(prepare[1:])}[/]")
+    console.print(f"[bold]$ python {' '.join(prepare[1:])}[/]")
     if subprocess.run(prepare, timeout=PUSH_TIMEOUT_S).returncode != 0:
         raise SystemExit("preparing the tiny model failed")
     plinth_cli(["push", str(package), "--promote"], platform.state_dir, console)
