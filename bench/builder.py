@@ -19,7 +19,7 @@ import venv
 from collections.abc import Callable
 from pathlib import Path
 
-from control_plane.builder import EnvironmentBuilder
+from control_plane.adapters.builder import EnvironmentBuilder
 
 
 def _pip(*args: str) -> None:

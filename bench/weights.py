@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from control_plane.adapters.dir_blob import DirectoryBlobStore  # noqa: E402
 from control_plane.weights import mirror_source, open_source  # noqa: E402
 from gpu_nodes.weights.agent import EnsureOptions, ensure_weights  # noqa: E402
-from gpu_nodes.weights.manifest import Manifest  # noqa: E402
+from plinth.contracts.weights_manifest import Manifest  # noqa: E402
 
 MIB = 1 << 20
 # Seven sizes (coprime with the every-10th-tensor fine-tune) so changes hit every size.
@@ -111,7 +111,7 @@ def rate_limited(app: Any, rate_bytes_s: float) -> Any:
 def serve_origin(blob_dir: Path, port: int, rate_mbps: float) -> None:
     import uvicorn
 
-    from gpu_nodes.weights.origin import create_origin_app
+    from control_plane.weights.origin import create_origin_app
 
     app: Any = create_origin_app(DirectoryBlobStore(blob_dir))
     if rate_mbps > 0:

@@ -13,12 +13,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from control_plane.adapters.lazy_blob import LazyBlobStore
 from control_plane.api import routes_environments, routes_models, routes_platform
 from control_plane.api.errors import install_error_handlers
 from control_plane.settings import Settings
-from control_plane.weights.deploy import WEIGHTS_ORIGIN_PATH, LazyBlobStore
+from control_plane.weights.delivery import WEIGHTS_ORIGIN_PATH
+from control_plane.weights.origin import create_origin_app
 from control_plane.wiring import Platform
-from gpu_nodes.weights.origin import create_origin_app
 
 
 def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
@@ -57,7 +58,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     app.include_router(routes_environments.router)
     app.include_router(routes_platform.router)
     app.include_router(routes_platform.routing_router)
-    # Weight origin for replicas: unauthenticated, content-addressed (see weights/deploy.py).
+    # Weight origin for replicas: unauthenticated, content-addressed (see weights/delivery.py).
     origin = create_origin_app(LazyBlobStore(lambda: platform.blobs))
     app.state.weights_origin = origin
     app.mount(WEIGHTS_ORIGIN_PATH, origin)

@@ -31,7 +31,8 @@ from control_plane.ports.cluster import ClusterDriver
 from control_plane.ports.queue import Queue
 from control_plane.ports.store import MetadataStore
 from control_plane.settings import Settings
-from control_plane.weights.deploy import weights_delivery_for
+from control_plane.weights.build import mirror_for_build
+from control_plane.weights.delivery import weights_delivery_for
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class Platform:
         with self._build_lock:
             if self._overrides["builder"] is not None:
                 return self._overrides["builder"]  # type: ignore[no-any-return]
-            from control_plane.builder import EnvironmentBuilder
+            from control_plane.adapters.builder import EnvironmentBuilder
 
             return EnvironmentBuilder(self.settings.state_dir / "envs")
 
@@ -144,6 +145,7 @@ class Platform:
             self.settings.state_dir / "builds",
             self.clock,
             secret_values=self.secrets.values_for,
+            mirror_weights=mirror_for_build,
         )
 
     @cached_property

@@ -25,9 +25,9 @@ from infra.exceptions import InfraConfigError
 from infra.iam import Statement, policy_json, service_trust_policy
 from infra.tags import StandardTags
 
-# gpu_nodes travels too: the control plane's weight mirror shares the manifest and chunking
-# code (gpu_nodes.weights) with the node agents that read what it writes.
-CODE_PACKAGES: tuple[str, ...] = ("control_plane", "gpu_nodes", "lambdas", "plinth")
+# No gpu_nodes: the control plane shares only plinth.contracts and plinth.spec with the GPU
+# nodes (import-linter keeps it so; tests/lambdas/test_lambdas_bundle.py proves it).
+CODE_PACKAGES: tuple[str, ...] = ("control_plane", "lambdas", "plinth")
 DYNAMODB_ITEM_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:PutItem",

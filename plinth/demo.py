@@ -77,12 +77,15 @@ def demo_predict(platform: LocalPlatform, console: Console) -> None:
 def demo_chat(platform: LocalPlatform, console: Console) -> None:
     from openai import OpenAI
 
-    from gpu_nodes.engine.tiny_model import TinyModelSpec, ensure_tiny_model
-
     package = EXAMPLES / "tiny-llm"
     # 250 CPU training steps on the bundled corpus (about half a minute, once: the weights are
     # kept) teach the tiny model to answer the corpus's questions in short English sentences.
-    ensure_tiny_model(package / "weights", TinyModelSpec(train_steps=250))
+    # A subprocess, so the demo (a plinth module) never imports the engine or torch.
+    prepare = [sys.executable, "-m", "gpu_nodes.engine.tiny_model", "--out"]
+    prepare += [str(package / "weights"), "--train-steps", "250", "--keep-current"]
+    console.print(f"[bold]$ python {' '.join(prepare[1:])}[/]")
+    if subprocess.run(prepare, timeout=PUSH_TIMEOUT_S).returncode != 0:
+        raise SystemExit("preparing the tiny model failed")
     plinth_cli(["push", str(package), "--promote"], platform.state_dir, console)
     ep = platform.endpoints
     client = OpenAI(base_url=f"{ep.gateway_url}/v1", api_key=ep.api_key)

@@ -22,8 +22,8 @@ from types import FrameType
 
 import httpx
 
-from plinth.cli.target import LOCAL_REMOTE, PlatformTarget, save_remote
 from plinth.exceptions import PlinthError
+from plinth.user_config import LOCAL_REMOTE, save_remote
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0
@@ -163,7 +163,7 @@ def _write_cli_config(platform: LocalPlatform) -> None:
     os.replace(tmp, path)
     # The user-level remote: the CLI finds this platform from any directory.
     ep = platform.endpoints
-    save_remote(LOCAL_REMOTE, PlatformTarget(ep.control_plane_url, ep.gateway_url, ep.api_key))
+    save_remote(LOCAL_REMOTE, ep.control_plane_url, ep.gateway_url, ep.api_key)
 
 
 def run_platform(state_dir: Path, host: str, control_plane_port: int, gateway_port: int) -> None:

@@ -15,21 +15,19 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
 from control_plane.adapters.exceptions import ClusterError
 from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec
-from control_plane.weights.deploy import progress_message
-
-SECRETS_DIR_ENV = "PLINTH_SECRETS_DIR"
+from plinth.contracts.replica_env import ReplicaEnv, ReplicaVar
 
 # Variables a replica inherits from the control plane; everything else (cloud credentials,
 # admin keys) stays out of model code unless the spec passes it explicitly.
 INHERITED_ENV = (
     "PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH",
-    "PLINTH_LOG_LEVEL", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+    ReplicaVar.LOG_LEVEL, "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
     "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
 )  # fmt: skip
 
@@ -91,7 +89,7 @@ def replica_env(spec: ReplicaSpec, secrets_dir: Path) -> dict[str, str]:
     env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
     env.update(spec.env)
     env["PYTHONUNBUFFERED"] = "1"
-    env[SECRETS_DIR_ENV] = str(secrets_dir)
+    env.update(ReplicaEnv(secrets_dir=str(secrets_dir)).to_env())
     return env
 
 
@@ -186,6 +184,17 @@ def probe(client: httpx.Client, url: str) -> ProbeResult:
     if isinstance(weights, dict):
         return ProbeResult(ReplicaPhase.LOADING, progress_message(weights))
     return ProbeResult(ReplicaPhase.LOADING)
+
+
+def progress_message(weights: Mapping[str, Any]) -> str:
+    """``fetching weights 120/512 MB (3/7 files)`` from a model server's readiness body."""
+    mib = 1 << 20
+    done = int(weights.get("bytes_done") or 0)
+    total = int(weights.get("bytes_total") or 0)
+    text = f"fetching weights {done / mib:.0f}/{total / mib:.0f} MB"
+    if weights.get("files_total"):
+        text += f" ({int(weights.get('files_done') or 0)}/{int(weights['files_total'])} files)"
+    return text
 
 
 def tail_lines(path: Path, count: int, *, block: int = 64 * 1024) -> list[str]:

@@ -25,6 +25,7 @@ from plinth.accelerators import (
     gpu_pod_tolerations,
     max_gpus_per_node,
 )
+from plinth.contracts.replica_env import ReplicaEnv
 
 DEFAULT_IMAGE = "ghcr.io/plinth-ai/plinth-model-server:0.1.0"
 DEPLOYMENT_LABEL = "plinth.dev/deployment-id"
@@ -33,7 +34,6 @@ APP_LABELS = {
     "app.kubernetes.io/name": "plinth-model-server",
     "app.kubernetes.io/managed-by": "plinth",
 }
-SECRETS_DIR_ENV = "PLINTH_SECRETS_DIR"
 # ``spec.env`` key that picks the image for one deployment (else the driver's default).
 IMAGE_ENV = "PLINTH_IMAGE"
 # ``spec.env`` key naming the environment the deployment was pushed for (domain.package).
@@ -258,7 +258,8 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
     env += _node_cache_env(spec, opts)
     mounts: list[dict[str, Any]] = []
     if spec.secrets:
-        env.append({"name": SECRETS_DIR_ENV, "value": opts.secrets_mount_path})
+        secrets_env = ReplicaEnv(secrets_dir=opts.secrets_mount_path).to_env()
+        env.extend({"name": k, "value": v} for k, v in secrets_env.items())
         mounts.append({"name": "secrets", "mountPath": opts.secrets_mount_path, "readOnly": True})
     if spec.accelerator:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})

@@ -20,6 +20,7 @@ from control_plane.api.schemas import (
 )
 from control_plane.domain.archives import check_sha256
 from control_plane.exceptions import PayloadTooLarge
+from plinth.contracts.routing import RoutingTable
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 routing_router = APIRouter(
@@ -97,5 +98,5 @@ def delete_api_key(prefix: str, request: Request) -> Response:
 
 # -- routing table ----------------------------------------------------------------------
 @routing_router.get("/routing")
-def routing_table(request: Request) -> dict[str, Any]:
+def routing_table(request: Request) -> RoutingTable:
     return platform_of(request).routing.table()

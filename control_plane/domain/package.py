@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from control_plane.domain.records import DeploymentRecord
 from control_plane.exceptions import ValidationFailed
 from control_plane.ports.cluster import ReplicaSpec
-from control_plane.weights.deploy import WeightsDelivery, weights_env
+from plinth.contracts.replica_env import ReplicaEnv, WeightsDelivery
 from plinth.spec.config import TrussConfig
 
 
@@ -61,12 +61,17 @@ def replica_spec_for(
     server fetches them before ``load()``.
     """
     config = validate_config(deployment.config)
-    env = dict(config.environment_variables)
-    env["PLINTH_MODEL_ID"] = deployment.model_id
-    env["PLINTH_DEPLOYMENT_ID"] = deployment.id
-    if deployment.target_environment:
-        env["PLINTH_ENVIRONMENT"] = deployment.target_environment
-    env.update(weights_env(deployment.weights_manifests, weights))
+    # Without a delivery (a control plane without an origin) no weights variables are set.
+    delivery = WeightsDelivery()
+    if weights is not None:
+        delivery = weights.for_manifests(deployment.weights_manifests)
+    replica = ReplicaEnv(
+        model_id=deployment.model_id,
+        deployment_id=deployment.id,
+        environment=deployment.target_environment or None,
+        weights=delivery,
+    )
+    env = {**config.environment_variables, **replica.to_env()}
     return ReplicaSpec(
         deployment_id=deployment.id,
         model_id=deployment.model_id,

@@ -12,10 +12,10 @@ import json
 import logging
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from control_plane.adapters.exceptions import AdapterError, BuildError
 from control_plane.domain.archives import archive_key
@@ -27,8 +27,7 @@ from control_plane.domain.repository import Repository
 from control_plane.exceptions import ControlPlaneError, NotFound
 from control_plane.ports.blob import BlobNotFound, BlobStore
 from control_plane.ports.queue import Message, Queue
-from control_plane.weights.deploy import mirror_for_build
-from gpu_nodes.weights.exceptions import WeightsError
+from plinth.contracts.exceptions import WeightsError
 from plinth.exceptions import PlinthError
 from plinth.spec.archive import extract_archive
 
@@ -48,7 +47,7 @@ class BuiltEnvironmentLike(Protocol):
 
 
 class EnvironmentBuilderLike(Protocol):
-    """``control_plane.builder.EnvironmentBuilder`` as the pipeline uses it."""
+    """``control_plane.adapters.builder.EnvironmentBuilder`` as the pipeline uses it."""
 
     def build(
         self, requirements: list[str], *, log: Callable[[str], None]
@@ -66,6 +65,29 @@ class BuildJob:
         return cls(model_id=str(data["model_id"]), deployment_id=str(data["deployment_id"]))
 
 
+class WeightsMirror(Protocol):
+    """Mirrors a package's ``weights:`` entries into the blob store; one manifest id each."""
+
+    def __call__(
+        self,
+        entries: Iterable[Any],
+        blobs: BlobStore,
+        secret_values: Callable[[list[str]], dict[str, str]],
+        log: Callable[[str], None],
+    ) -> list[str]: ...
+
+
+def _no_weights_mirror(
+    entries: Iterable[Any],
+    blobs: BlobStore,
+    secret_values: Callable[[list[str]], dict[str, str]],
+    log: Callable[[str], None],
+) -> list[str]:
+    if list(entries):
+        raise WeightsError("this build worker has no weight mirror")
+    return []
+
+
 class BuildWorker:
     def __init__(
         self,
@@ -77,8 +99,12 @@ class BuildWorker:
         clock: Callable[[], float],
         *,
         secret_values: Callable[[list[str]], dict[str, str]] | None = None,
+        mirror_weights: WeightsMirror | None = None,
     ) -> None:
         self._repo = repo
+        # Injected (control_plane.weights.build.mirror_for_build): the mirror reads S3, GCS and
+        # Hugging Face through adapters, which the domain does not import.
+        self._mirror_weights = mirror_weights or _no_weights_mirror
         # Credentials of ``weights:`` sources (auth_secret_name), looked up by name.
         self._secret_values = secret_values or (lambda names: {})
         self._blobs = blobs
@@ -173,7 +199,7 @@ class BuildWorker:
         config = validate_config(dep.config)
         requirements = requirements_of(config, src)
         # Before the environment: a bad weights source fails the deploy in seconds.
-        manifests = mirror_for_build(config.weights, self._blobs, self._secret_values, log)
+        manifests = self._mirror_weights(config.weights, self._blobs, self._secret_values, log)
         log(f"building Python environment ({len(requirements)} requirement(s))")
         built = self._builder().build(requirements, log=log)
         return src, Path(built.python), manifests

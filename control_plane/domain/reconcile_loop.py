@@ -32,7 +32,7 @@ from control_plane.domain.repository import Repository
 from control_plane.domain.secrets import SecretService
 from control_plane.ports.blob import BlobStore
 from control_plane.ports.cluster import ClusterDriver, ReplicaPhase, ReplicaState
-from control_plane.weights.deploy import WeightsDelivery
+from plinth.contracts.replica_env import WeightsDelivery
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The routing table gateways poll (``GET /v1/routing``; format in docs/architecture.md).
+"""The routing table gateways poll (``GET /v1/routing``), built with ``plinth.contracts.routing``.
 
 ``version`` increases exactly when the table's content changes: the content's digest and
 version are kept in the store and bumped with a conditional put, so every control-plane
@@ -16,6 +16,7 @@ from control_plane.domain.records import DeploymentRecord
 from control_plane.domain.repository import META, Repository
 from control_plane.exceptions import Conflict
 from control_plane.ports.store import ABSENT, VersionConflict
+from plinth.contracts.routing import DeploymentRoute, ModelRoute, ReplicaRoute, RoutingTable
 
 _ROUTING_META_KEY = "routing"
 _MAX_ATTEMPTS = 50
@@ -26,30 +27,31 @@ class RoutingTableService:
         self._repo = repo
         self._api_key_hashes = api_key_hashes
 
-    def table(self) -> dict[str, Any]:
+    def table(self) -> RoutingTable:
         body = self.content()
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        return {"version": self._version_for(digest), **body}
+        content_json = json.dumps(body.model_dump(mode="json", exclude={"version"}), sort_keys=True)
+        digest = hashlib.sha256(content_json.encode()).hexdigest()
+        return body.model_copy(update={"version": self._version_for(digest)})
 
-    def content(self) -> dict[str, Any]:
-        """The table without its version."""
+    def content(self) -> RoutingTable:
+        """The table without its version (``version`` 0)."""
         observed = self._repo.all_observed_replicas()
-        deployments_by_model: dict[str, dict[str, Any]] = {}
+        deployments_by_model: dict[str, dict[str, DeploymentRoute]] = {}
         for dep in self._repo.list_deployments():
-            entry = _deployment_entry(dep, observed.get(dep.key, []))
+            entry = _deployment_route(dep, observed.get(dep.key, []))
             deployments_by_model.setdefault(dep.model_id, {})[dep.id] = entry
         environments_by_model: dict[str, dict[str, str | None]] = {}
         for env in self._repo.list_environments():
             environments_by_model.setdefault(env.model_id, {})[env.name] = env.current_deployment_id
         models = {
-            model.id: {
-                "name": model.name,
-                "environments": environments_by_model.get(model.id, {}),
-                "deployments": deployments_by_model.get(model.id, {}),
-            }
+            model.id: ModelRoute(
+                name=model.name,
+                environments=environments_by_model.get(model.id, {}),
+                deployments=deployments_by_model.get(model.id, {}),
+            )
             for model in self._repo.list_models()
         }
-        return {"api_key_hashes": self._api_key_hashes(), "models": models}
+        return RoutingTable(api_key_hashes=self._api_key_hashes(), models=models)
 
     def _version_for(self, digest: str) -> int:
         store = self._repo.store
@@ -72,10 +74,10 @@ class RoutingTableService:
         raise Conflict("routing table is changing too fast; try again")
 
 
-def _deployment_entry(dep: DeploymentRecord, replicas: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "status": dep.status.value,
-        "engine": dep.is_engine,
-        "predict_concurrency": dep.predict_concurrency,
-        "replicas": [{"id": r["id"], "url": r["url"], "ready": bool(r["ready"])} for r in replicas],
-    }
+def _deployment_route(dep: DeploymentRecord, replicas: list[dict[str, Any]]) -> DeploymentRoute:
+    return DeploymentRoute(
+        status=dep.status.value,
+        engine=dep.is_engine,
+        predict_concurrency=dep.predict_concurrency,
+        replicas=[ReplicaRoute(id=r["id"], url=r["url"], ready=bool(r["ready"])) for r in replicas],
+    )

@@ -1,7 +1,7 @@
 """Mirror weights into the platform blob store as content-addressed chunks plus a manifest.
 
 For each selected file: download it to a scratch file, hash it, cut it into chunks
-(``gpu_nodes.weights.chunking``), and PUT every chunk under ``weights/chunks/<sha256>`` unless
+(``plinth.contracts.chunking``), and PUT every chunk under ``weights/chunks/<sha256>`` unless
 a HEAD shows it is already there. A second mirror of the same content uploads nothing but the
 (identical, also HEAD-checked) manifest.
 """
@@ -22,9 +22,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from control_plane.ports.blob import BlobStore
 from control_plane.weights.sources import SourceFile, WeightSource, open_source
-from gpu_nodes.weights.chunking import chunk_spans
-from gpu_nodes.weights.exceptions import WeightSourceError
-from gpu_nodes.weights.manifest import ChunkRef, FileEntry, Manifest, chunk_key, manifest_key
+from plinth.contracts.chunking import chunk_spans
+from plinth.contracts.exceptions import WeightSourceError
+from plinth.contracts.weights_manifest import ChunkRef, FileEntry, Manifest, chunk_key, manifest_key
 from plinth.hashing import file_sha256
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlparse
 import httpx
 
 from control_plane.ports.blob import BlobNotFound, BlobStore
-from gpu_nodes.weights.exceptions import WeightSourceError
+from plinth.contracts.exceptions import WeightSourceError
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 _READ_PIECE = 8 << 20

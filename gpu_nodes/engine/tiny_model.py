@@ -270,6 +270,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocab", type=int, default=2048)
     parser.add_argument("--arch", choices=["llama", "qwen2", "mistral"], default="llama")
     parser.add_argument("--train-steps", type=int, default=0, help="CPU training steps")
+    parser.add_argument(
+        "--keep-current",
+        action="store_true",
+        help="keep a complete model already made from this spec (ensure_tiny_model)",
+    )
     args = parser.parse_args(argv)
     spec = TinyModelSpec(
         seed=args.seed,
@@ -283,7 +288,10 @@ def main(argv: list[str] | None = None) -> None:
         train_steps=args.train_steps,
     )
     started = time.perf_counter()
-    make_tiny_model(args.out, spec)
+    if args.keep_current:
+        ensure_tiny_model(args.out, spec)
+    else:
+        make_tiny_model(args.out, spec)
     print(f"wrote {args.out} in {time.perf_counter() - started:.1f}s")
 
 

@@ -11,7 +11,7 @@ import uvicorn
 
 from gpu_nodes.gateway.app import create_gateway_app
 from gpu_nodes.gateway.settings import DEFAULT_MAX_BODY_BYTES, GatewaySettings
-from gpu_nodes.model_server.logs import configure_process_logging
+from gpu_nodes.serving.logs import configure_process_logging
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

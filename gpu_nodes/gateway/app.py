@@ -31,7 +31,7 @@ from gpu_nodes.gateway.proxy import ReplicaProxy, UpstreamRequest, forwardable_h
 from gpu_nodes.gateway.routing import RoutingSnapshot, Target
 from gpu_nodes.gateway.settings import GatewaySettings
 from gpu_nodes.gateway.table_source import RoutingTableSource
-from gpu_nodes.model_server.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
+from gpu_nodes.serving.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
 
 log = logging.getLogger("plinth.gateway")
 

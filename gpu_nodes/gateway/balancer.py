@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 
-from gpu_nodes.gateway.routing import ReplicaRoute
+from plinth.contracts.routing import ReplicaRoute
 
 
 class ReplicaBalancer:

@@ -17,9 +17,10 @@ import httpx
 
 from gpu_nodes.gateway.balancer import ReplicaBalancer
 from gpu_nodes.gateway.exceptions import NoReplicaError, NotFoundError, UpstreamError
-from gpu_nodes.gateway.routing import DeploymentRoute, ReplicaRoute, Target
+from gpu_nodes.gateway.routing import Target
 from gpu_nodes.gateway.settings import GatewaySettings
 from gpu_nodes.gateway.table_source import RoutingTableSource, describe_error
+from plinth.contracts.routing import DeploymentRoute, ReplicaRoute
 
 log = logging.getLogger("plinth.gateway")
 

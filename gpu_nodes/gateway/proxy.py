@@ -25,9 +25,10 @@ from yarl import URL
 
 from gpu_nodes.gateway.exceptions import UpstreamError
 from gpu_nodes.gateway.picker import ReplicaPicker
-from gpu_nodes.gateway.routing import ReplicaRoute, Target
+from gpu_nodes.gateway.routing import Target
 from gpu_nodes.gateway.settings import GatewaySettings
 from gpu_nodes.keepalive import GATEWAY_POOL_IDLE_S
+from plinth.contracts.routing import ReplicaRoute
 
 log = logging.getLogger("plinth.gateway")
 

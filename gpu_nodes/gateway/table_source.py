@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 from pydantic import ValidationError
 
-from gpu_nodes.gateway.routing import RoutingSnapshot, RoutingTable
+from gpu_nodes.gateway.routing import RoutingSnapshot
 from gpu_nodes.gateway.settings import GatewaySettings
+from plinth.contracts.routing import RoutingTable
 
 log = logging.getLogger("plinth.gateway")
 

@@ -11,12 +11,14 @@ from pathlib import Path
 import uvicorn
 
 from gpu_nodes.keepalive import REPLICA_KEEP_ALIVE_S
-from gpu_nodes.model_server.app import SECRETS_DIR_ENV, create_model_server_app
+from gpu_nodes.model_server.app import create_model_server_app
 from gpu_nodes.model_server.exceptions import PackageError
-from gpu_nodes.model_server.logs import configure_process_logging
+from gpu_nodes.serving.logs import configure_process_logging
+from plinth.contracts.replica_env import ReplicaVar
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    secrets_dir = os.environ.get(ReplicaVar.SECRETS_DIR)
     parser = argparse.ArgumentParser(prog="python -m gpu_nodes.model_server")
     parser.add_argument("--model-dir", required=True, type=Path, help="package directory")
     parser.add_argument("--port", required=True, type=int)
@@ -24,10 +26,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--secrets-dir",
         type=Path,
-        default=Path(os.environ[SECRETS_DIR_ENV]) if os.environ.get(SECRETS_DIR_ENV) else None,
-        help=f"directory with one file per secret (default: ${SECRETS_DIR_ENV})",
+        default=Path(secrets_dir) if secrets_dir else None,
+        help=f"directory with one file per secret (default: ${ReplicaVar.SECRETS_DIR})",
     )
-    parser.add_argument("--log-level", default=os.environ.get("PLINTH_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=os.environ.get(ReplicaVar.LOG_LEVEL, "INFO"))
     parser.add_argument(
         "--access-log", action="store_true", help="also log every HTTP request (uvicorn)"
     )

@@ -21,14 +21,13 @@ from starlette.types import Receive, Scope, Send
 
 from gpu_nodes.model_server.exceptions import InputError, PackageError, ResultNotSerializableError
 from gpu_nodes.model_server.package_config import ServingConfig, load_serving_config
-from gpu_nodes.model_server.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
 from gpu_nodes.model_server.runner import ModelStatus, PredictionStream, TrussModelHost
 from gpu_nodes.model_server.tracebacks import describe_exception, format_user_traceback
+from gpu_nodes.serving.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
+from plinth.contracts.replica_env import ReplicaVar
 
 log = logging.getLogger("plinth.model_server")
 
-SECRETS_DIR_ENV = "PLINTH_SECRETS_DIR"
-ENVIRONMENT_ENV = "PLINTH_ENVIRONMENT"
 STREAM_MEDIA_TYPE = "application/octet-stream"
 
 
@@ -52,10 +51,12 @@ def create_model_server_app(
         os.environ.setdefault(key, value)
     if cfg.has_engine:
         return _create_engine_app(model_dir, cfg)
-    if secrets_dir is None and os.environ.get(SECRETS_DIR_ENV):
-        secrets_dir = Path(os.environ[SECRETS_DIR_ENV])
-    if environment is None and os.environ.get(ENVIRONMENT_ENV):
-        environment = {"name": os.environ[ENVIRONMENT_ENV]}
+    # Single variables, not ReplicaEnv.from_env(): a bad weights variable must fail the
+    # weights fetch (a FAILED status with the reason), not the server's start.
+    if secrets_dir is None and os.environ.get(ReplicaVar.SECRETS_DIR):
+        secrets_dir = Path(os.environ[ReplicaVar.SECRETS_DIR])
+    if environment is None and os.environ.get(ReplicaVar.ENVIRONMENT):
+        environment = {"name": os.environ[ReplicaVar.ENVIRONMENT]}
     runner = TrussModelHost(model_dir, cfg, secrets_dir=secrets_dir, environment=environment)
     return _build_app(runner)
 

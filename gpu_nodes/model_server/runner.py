@@ -25,11 +25,10 @@ from gpu_nodes.model_server.loader import import_model_class, instantiate_model,
 from gpu_nodes.model_server.package_config import ServingConfig
 from gpu_nodes.model_server.secrets import SecretsMapping
 from gpu_nodes.model_server.tracebacks import describe_exception, format_user_traceback
+from plinth.contracts.replica_env import ReplicaVar
 
 log = logging.getLogger("plinth.model_server")
 
-WEIGHTS_MANIFESTS_ENV = "PLINTH_WEIGHTS_MANIFESTS"
-WEIGHTS_MOUNT_ROOT_ENV = "PLINTH_WEIGHTS_MOUNT_ROOT"
 _WEIGHTS_PROGRESS_KEYS = ("bytes_done", "bytes_total", "files_done", "files_total")
 
 _END = object()  # sentinel for sync generator exhaustion
@@ -143,7 +142,7 @@ class TrussModelHost:
         A relative ``PLINTH_WEIGHTS_MOUNT_ROOT`` (local driver: the replica's directory) is made
         absolute and exported, so model code finds a file at ``mount_root + mount_location``.
         """
-        if not os.environ.get(WEIGHTS_MANIFESTS_ENV):
+        if not os.environ.get(ReplicaVar.WEIGHTS_MANIFESTS):
             return
         # Imported only here: replicas without weights never load the agent.
         from gpu_nodes.weights.exceptions import WeightsError
@@ -164,7 +163,7 @@ class TrussModelHost:
         try:
             settings = WeightsSettings.from_env()
             mount_root = settings.mount_root.resolve()
-            os.environ[WEIGHTS_MOUNT_ROOT_ENV] = str(mount_root)
+            os.environ[ReplicaVar.WEIGHTS_MOUNT_ROOT] = str(mount_root)
             settings = dataclasses.replace(settings, mount_root=mount_root)
             self.state.weights = dict.fromkeys(_WEIGHTS_PROGRESS_KEYS, 0)
             results = ensure_deployment_weights(settings, progress=report)

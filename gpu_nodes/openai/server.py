@@ -45,6 +45,7 @@ from gpu_nodes.openai.protocol import (
     ModelList,
     parse_request,
 )
+from plinth.contracts.replica_env import ReplicaVar
 
 logger = logging.getLogger(__name__)
 ResultT = TypeVar("ResultT")
@@ -143,7 +144,7 @@ def _sse(events: AsyncIterator[str]) -> StreamingResponse:
 def _served_model(config: Any, settings: EngineSettings, extra: list[str] | None) -> ServedModel:
     name = getattr(config, "model_name", None) or settings.model_path.name
     aliases = {name, settings.model_path.name, "model", *(extra or [])}
-    model_id = os.environ.get("PLINTH_MODEL_ID")
+    model_id = os.environ.get(ReplicaVar.MODEL_ID)
     if model_id:
         aliases.add(model_id)
     return ServedModel(name=name, aliases=aliases)

@@ -31,14 +31,14 @@ from pathlib import Path
 
 import httpx
 
-from gpu_nodes.weights.exceptions import ManifestError, WeightsError
 from gpu_nodes.weights.fetcher import ChunkFetcher, RetryPolicy
 from gpu_nodes.weights.fill import fill_cache
-from gpu_nodes.weights.manifest import Manifest, parse_manifest
 from gpu_nodes.weights.node_cache import NodeCache, chunk_entry, file_entry
 from gpu_nodes.weights.plan import FillPlan, NodeView, Tier, network_order, plan_fill
 from gpu_nodes.weights.progress import Progress, ProgressCallback, ProgressTracker
 from gpu_nodes.weights.publish import LAYOUTS, Layout, publish
+from plinth.contracts.exceptions import ManifestError, WeightsError
+from plinth.contracts.weights_manifest import Manifest, parse_manifest
 from plinth.hashing import is_sha256_hex
 
 logger = logging.getLogger(__name__)

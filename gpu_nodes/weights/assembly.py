@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpu_nodes.weights.exceptions import IntegrityError
-from gpu_nodes.weights.manifest import ChunkRef, FileEntry
 from gpu_nodes.weights.node_cache import NodeCache, chunk_entry, file_entry
+from plinth.contracts.weights_manifest import ChunkRef, FileEntry
 from plinth.hashing import file_sha256
 
 # Refetch-and-retry rounds when a chunk on disk is corrupt or vanishes (evicted) mid-read.

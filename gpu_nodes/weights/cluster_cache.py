@@ -24,14 +24,14 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from gpu_nodes.weights.exceptions import ManifestError
-from gpu_nodes.weights.http_ranges import (
+from plinth.contracts.exceptions import ManifestError
+from plinth.contracts.http_ranges import (
     TransferStats,
     check_digest,
     parse_range,
     range_response,
 )
-from gpu_nodes.weights.manifest import parse_manifest
+from plinth.contracts.weights_manifest import parse_manifest
 
 _FILL_ATTEMPTS = 4
 

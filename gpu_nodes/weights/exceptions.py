@@ -1,18 +1,12 @@
-"""Errors of the weight delivery package (mirror, manifest, node agent, cluster cache)."""
+"""Errors of the node agent and the cluster cache.
+
+``WeightsError`` (their base), ``ManifestError`` and ``WeightSourceError`` are shared with the
+control plane and live in ``plinth.contracts.exceptions``.
+"""
 
 from __future__ import annotations
 
-
-class WeightsError(Exception):
-    """Base class for every weight delivery error."""
-
-
-class WeightSourceError(WeightsError):
-    """A weight source (s3://, gs://, hf://, https://, local path) is invalid or unreadable."""
-
-
-class ManifestError(WeightsError):
-    """A manifest is malformed or could not be loaded."""
+from plinth.contracts.exceptions import WeightsError
 
 
 class ChunkFetchError(WeightsError):

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
 
 from gpu_nodes.weights.exceptions import ChunkFetchError, IntegrityError
-from gpu_nodes.weights.manifest import ChunkRef, FileEntry
 from gpu_nodes.weights.node_cache import NodeCache, file_entry
+from plinth.contracts.weights_manifest import ChunkRef, FileEntry
 from plinth.hashing import file_sha256
 
 _POLL_S = 0.05

@@ -24,7 +24,7 @@ import enum
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from gpu_nodes.weights.manifest import FileEntry, Manifest
+from plinth.contracts.weights_manifest import FileEntry, Manifest
 
 
 class Tier(enum.Enum):

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 from gpu_nodes.weights.exceptions import WeightsError
-from gpu_nodes.weights.manifest import Manifest
 from gpu_nodes.weights.node_cache import NodeCache
+from plinth.contracts.weights_manifest import Manifest
 
 Layout = Literal["plain", "hf"]
 LAYOUTS: tuple[Layout, ...] = ("plain", "hf")

@@ -13,15 +13,9 @@ from rich.markup import escape
 
 from plinth.cli.options import ApiKeyOption, GatewayUrlOption, JsonOption
 from plinth.cli.output import expected_errors, make_console, print_listing
-from plinth.cli.target import (
-    PlatformTarget,
-    read_user_config,
-    save_remote,
-    user_config_path,
-    write_user_config,
-)
 from plinth.client import PlinthClient
 from plinth.exceptions import PlinthError
+from plinth.user_config import read_user_config, save_remote, user_config_path, write_user_config
 
 remote_app = typer.Typer(help="Named platforms this CLI talks to.", no_args_is_help=True)
 NameArgument = Annotated[str, typer.Argument(help="Remote name.")]
@@ -58,8 +52,7 @@ def remote_add(
     with expected_errors():
         with PlinthClient(url, api_key) as client:
             client.list_models()  # proves the URL and the key before anything is saved
-        target = PlatformTarget(url, gateway_url or url, api_key)
-        path = save_remote(name, target, make_current=use)
+        path = save_remote(name, url, gateway_url or url, api_key, make_current=use)
         make_console().print(f"remote {escape(name)} saved in {escape(str(path))}")
 
 

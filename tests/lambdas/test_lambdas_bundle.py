@@ -3,7 +3,8 @@
 The packages named by ``CODE_PACKAGES`` are copied out of the repository the way the
 ``AssetArchive`` bundles them, and a separate interpreter imports ``lambdas.api`` from that
 copy only (the repository's other packages are blocked, third-party ones come from the
-environment as a layer would provide them) and answers an API Gateway event.
+environment as a layer would provide them) and answers an API Gateway event. The bundle has no
+``gpu_nodes``: the control plane app and every Lambda import without it.
 """
 
 from __future__ import annotations
@@ -39,11 +40,18 @@ import control_plane
 assert lambdas.api.__file__.startswith(bundle), lambdas.api.__file__
 assert control_plane.__file__.startswith(bundle), control_plane.__file__
 import lambdas.reconciler
+import lambdas.async_worker
+import control_plane.app, control_plane.wiring
+assert not any(name.split(".")[0] == "gpu_nodes" for name in sys.modules), "gpu_nodes imported"
 api_response = lambdas.api.handler(event, None)
 reconcile_summary = lambdas.reconciler.handler({"source": "plinth.reconcile"}, None)
 lambdas.reconciler._platform.get().close()
 print(json.dumps({"api": api_response, "reconcile": reconcile_summary}))
 """
+
+
+def test_the_bundle_ships_the_control_plane_and_the_contracts_but_no_gpu_node_code() -> None:
+    assert set(CODE_PACKAGES) == {"control_plane", "lambdas", "plinth"}
 
 
 @pytest.mark.integration

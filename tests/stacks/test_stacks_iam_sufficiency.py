@@ -24,10 +24,10 @@ from moto.iam.access_control import IAMPolicy, PermissionResult
 
 from control_plane.adapters.k8s_manifests import KubernetesOptions
 from control_plane.settings import Settings
-from gpu_nodes.weights.manifest import CHUNK_PREFIX, MANIFEST_PREFIX
 from infra.offline import OfflineRun
 from infra.preflight import StackTree
 from infra.weight_access import REPLICA_SERVICE_ACCOUNT, WEIGHTS_CACHE_SERVICE_ACCOUNT
+from plinth.contracts.weights_manifest import CHUNK_PREFIX, MANIFEST_PREFIX
 
 STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 CHUNK = f"{CHUNK_PREFIX}{'ab' * 32}"

@@ -134,9 +134,9 @@ def test_replaced_deployment_drains_then_loop_retires_it(
     # d1 keeps its replicas and ACTIVE while gateways may still route to it.
     assert state(platform, "d1") == (DeploymentStatus.ACTIVE, 1, START + DRAIN_S)
     assert loop.tick() == [Scale("m1", "d1", 1), Scale("m1", "d2", 1)]  # restart: re-sent
-    routing = platform.routing.content()["models"]["m1"]
-    assert routing["environments"]["production"] == "d2"
-    assert [r["ready"] for r in routing["deployments"]["d1"]["replicas"]] == [True]
+    routing = platform.routing.content().models["m1"]
+    assert routing.environments["production"] == "d2"
+    assert [r.ready for r in routing.deployments["d1"].replicas] == [True]
 
     clock.now = START + DRAIN_S - 0.1
     assert loop.tick() == []
@@ -151,7 +151,7 @@ def test_replaced_deployment_drains_then_loop_retires_it(
     assert loop.tick() == [Scale("m1", "d1", 0)]
     assert cluster.counts == {"d1": 0, "d2": 1}
     assert loop.tick() == []  # observes (and publishes) the stopped replicas
-    assert platform.routing.content()["models"]["m1"]["deployments"]["d1"]["replicas"] == []
+    assert platform.routing.content().models["m1"].deployments["d1"].replicas == []
 
 
 def test_rollback_during_drain_is_immediate_and_cancels_retirement(

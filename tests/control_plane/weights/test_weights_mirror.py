@@ -17,8 +17,8 @@ from safetensors.numpy import save_file
 from control_plane.adapters.dir_blob import DirectoryBlobStore
 from control_plane.adapters.s3_blob import make_s3_client
 from control_plane.weights import MirrorStats, mirror_source, mirror_weights, open_source
-from gpu_nodes.weights.exceptions import WeightSourceError
-from gpu_nodes.weights.manifest import chunk_key, manifest_key, parse_manifest
+from plinth.contracts.exceptions import WeightSourceError
+from plinth.contracts.weights_manifest import chunk_key, manifest_key, parse_manifest
 
 
 @pytest.fixture

@@ -7,13 +7,8 @@ import pytest
 from gpu_nodes.gateway.balancer import ReplicaBalancer
 from gpu_nodes.gateway.exceptions import ModelNotFoundError, NotFoundError
 from gpu_nodes.gateway.paths import InferencePath, model_id_from_host, parse_inference_path
-from gpu_nodes.gateway.routing import (
-    ReplicaRoute,
-    RoutingSnapshot,
-    RoutingTable,
-    Selector,
-    hash_api_key,
-)
+from gpu_nodes.gateway.routing import RoutingSnapshot, Selector, hash_api_key
+from plinth.contracts.routing import ReplicaRoute, RoutingTable
 
 ENV = "environment"
 

@@ -21,7 +21,7 @@ from safetensors.numpy import save_file
 
 from control_plane.adapters.dir_blob import DirectoryBlobStore
 from control_plane.weights import mirror_source, open_source
-from gpu_nodes.weights.manifest import Manifest, chunk_key, manifest_key
+from plinth.contracts.weights_manifest import Manifest, chunk_key, manifest_key
 
 
 def free_port() -> int:

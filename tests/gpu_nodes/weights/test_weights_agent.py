@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
+from control_plane.weights.origin import create_origin_app
 from gpu_nodes.weights.agent import EnsureOptions, ensure_weights, observe_node, release_weights
 from gpu_nodes.weights.cluster_cache import create_cluster_cache_app
-from gpu_nodes.weights.exceptions import ManifestError, WeightsError
 from gpu_nodes.weights.node_cache import NodeCache
-from gpu_nodes.weights.origin import create_origin_app
 from gpu_nodes.weights.plan import FileAction, Tier, plan_fill
 from gpu_nodes.weights.progress import Progress, read_status
+from plinth.contracts.exceptions import ManifestError, WeightsError
 
 pytestmark = pytest.mark.integration
 

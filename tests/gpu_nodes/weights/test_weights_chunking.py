@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from gpu_nodes.weights.chunking import (
+from plinth.contracts.chunking import (
     MAX_CHUNK,
     Span,
     chunk_spans,
     safetensors_tensor_bounds,
 )
-from gpu_nodes.weights.exceptions import ManifestError
-from gpu_nodes.weights.manifest import ChunkRef, FileEntry, Manifest, parse_manifest
+from plinth.contracts.exceptions import ManifestError
+from plinth.contracts.weights_manifest import ChunkRef, FileEntry, Manifest, parse_manifest
 
 
 def _hashes(path: Path, spans: list[Span]) -> dict[str, int]:

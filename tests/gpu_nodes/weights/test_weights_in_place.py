@@ -10,8 +10,8 @@ from pathlib import Path
 
 from gpu_nodes.weights.exceptions import ChunkFetchError
 from gpu_nodes.weights.in_place import fetch_file_in_place
-from gpu_nodes.weights.manifest import ChunkRef, FileEntry
 from gpu_nodes.weights.node_cache import NodeCache
+from plinth.contracts.weights_manifest import ChunkRef, FileEntry
 
 
 def _entry(pieces: list[bytes]) -> FileEntry:

@@ -37,8 +37,8 @@ from control_plane.domain.reconciler import (
 from control_plane.domain.records import DeploymentStatus
 from control_plane.ports.cluster import ReplicaPhase
 from control_plane.weights import mirror_source, open_source
+from control_plane.weights.origin import create_origin_app
 from gpu_nodes.model_server.app import create_model_server_app
-from gpu_nodes.weights.origin import create_origin_app
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "with-weights"
 MOUNT = "/app/model_cache/example"

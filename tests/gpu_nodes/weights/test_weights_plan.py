@@ -11,7 +11,6 @@ import hashlib
 
 import pytest
 
-from gpu_nodes.weights.manifest import ChunkRef, FileEntry, Manifest
 from gpu_nodes.weights.plan import (
     ChunkFetch,
     FileAction,
@@ -21,6 +20,7 @@ from gpu_nodes.weights.plan import (
     network_order,
     plan_fill,
 )
+from plinth.contracts.weights_manifest import ChunkRef, FileEntry, Manifest
 
 IN_PLACE, ASSEMBLE = FileAction.IN_PLACE, FileAction.ASSEMBLE
 SIZES = {"hdr": 8, "w1": 100, "w2": 100, "w3": 100, "w4": 100, "w2x": 100, "cfg": 10}

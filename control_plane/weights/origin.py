@@ -4,7 +4,7 @@ Routes: ``GET|HEAD /chunks/<sha256>`` (Range supported), ``GET /manifests/<id>.j
 ``GET /stats`` (requests and bytes served). This is what the local platform runs in front of
 its blob store and what the agents and cluster caches fall back to.
 
-CLI: ``python -m gpu_nodes.weights.origin --blob-dir DIR --port P [--host 127.0.0.1]``.
+CLI: ``python -m control_plane.weights.origin --blob-dir DIR --port P [--host 127.0.0.1]``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from control_plane.ports.blob import BlobNotFound, BlobStore
-from gpu_nodes.weights.http_ranges import (
+from plinth.contracts.http_ranges import (
     TransferStats,
     check_digest,
     parse_range,
     range_response,
 )
-from gpu_nodes.weights.manifest import chunk_key, manifest_key
+from plinth.contracts.weights_manifest import chunk_key, manifest_key
 
 
 def _not_found(what: str) -> JSONResponse:
@@ -75,7 +75,7 @@ def create_origin_app(store: BlobStore) -> FastAPI:
 def main(argv: Sequence[str] | None = None) -> int:
     from control_plane.adapters.dir_blob import DirectoryBlobStore
 
-    parser = argparse.ArgumentParser(prog="python -m gpu_nodes.weights.origin")
+    parser = argparse.ArgumentParser(prog="python -m control_plane.weights.origin")
     parser.add_argument("--blob-dir", type=Path, required=True, help="DirectoryBlobStore root")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8790)

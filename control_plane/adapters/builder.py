@@ -25,9 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import gpu_nodes
+from control_plane.adapters.build_cache import (
+    exclusive_lock,
+    normalise_requirements,
+    requirements_hash,
+)
 from control_plane.adapters.exceptions import BuildError
-from control_plane.build_cache import exclusive_lock, normalise_requirements, requirements_hash
 
 __all__ = ["BuildError", "BuiltEnvironment", "EnvironmentBuilder", "default_base_site_packages"]
 
@@ -54,7 +57,9 @@ def default_base_site_packages() -> list[Path]:
     try:
         importlib.metadata.distribution("plinth")
     except importlib.metadata.PackageNotFoundError:
-        dirs.append(Path(gpu_nodes.__file__).resolve().parents[1])
+        # The checkout that holds control_plane/ also holds gpu_nodes/, which replicas run
+        # (found by path: the control plane does not import the GPU-node packages).
+        dirs.append(Path(__file__).resolve().parents[2])
     return dirs
 
 

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from gpu_nodes.weights.exceptions import ManifestError
+from plinth.contracts.exceptions import ManifestError
+from plinth.hashing import is_sha256_hex
 
 MANIFEST_VERSION = 1
 CHUNK_PREFIX = "weights/chunks/"
 MANIFEST_PREFIX = "weights/manifests/"
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def chunk_key(chunk_hash: str) -> str:
@@ -120,7 +119,7 @@ class _FileModel(BaseModel):
     @field_validator("sha256")
     @classmethod
     def _hex_hash(cls, value: str) -> str:
-        if not SHA256_RE.match(value):
+        if not is_sha256_hex(value):
             raise ValueError(f"not a sha256 hex digest: {value!r}")
         return value
 
@@ -138,7 +137,7 @@ def _check_chunks_cover(entry: _FileModel) -> None:
     """Chunks must tile the file exactly, in order, each with a valid hash."""
     position = 0
     for chunk_hash, offset, length in entry.chunks:
-        if not SHA256_RE.match(chunk_hash):
+        if not is_sha256_hex(chunk_hash):
             raise ManifestError(f"file {entry.path!r}: bad chunk hash {chunk_hash!r}")
         if offset != position or length <= 0:
             raise ManifestError(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.build_cache import normalise_requirements
-from control_plane.builder import BuildError, BuiltEnvironment, EnvironmentBuilder
+from control_plane.adapters.build_cache import normalise_requirements
+from control_plane.adapters.builder import BuildError, BuiltEnvironment, EnvironmentBuilder
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +142,7 @@ def test_example_package_serves_from_its_built_environment(tmp_path: Path) -> No
     from control_plane.adapters.local_cluster import LocalProcessDriver
     from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec
 
-    example = Path(__file__).resolve().parents[2] / "examples" / "with-requirements"
+    example = Path(__file__).resolve().parents[3] / "examples" / "with-requirements"
     built = EnvironmentBuilder(tmp_path / "envs").build(["tabulate==0.10.0"], log=lambda _: None)
     driver = LocalProcessDriver(tmp_path / "state", poll_interval_s=0.1, max_restarts=0)
     try:
