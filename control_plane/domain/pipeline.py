@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from control_plane.adapters.exceptions import AdapterError, BuildError
+from control_plane.domain import lifecycle
 from control_plane.domain.archives import archive_key
 from control_plane.domain.build_log import BuildLogWriter
 from control_plane.domain.deployments import BUILD_QUEUE
@@ -182,14 +183,13 @@ class BuildWorker:
         self, dep: DeploymentRecord, model_dir: Path, python: Path, manifests: list[str]
     ) -> None:
         def change(record: DeploymentRecord) -> bool:
-            if record.status != DeploymentStatus.BUILDING:
-                return False
-            record.model_dir = str(model_dir)
-            record.python = str(python)
-            record.weights_manifests = manifests
-            record.desired_replicas = record.autoscaling_settings.replicas_when_up()
-            record.set_status(DeploymentStatus.DEPLOYING, self._clock())
-            return True
+            return lifecycle.finish_build(
+                record,
+                self._clock(),
+                model_dir=str(model_dir),
+                python=str(python),
+                weights_manifests=manifests,
+            )
 
         self._repo.update_deployment(dep.model_id, dep.id, change)
 
@@ -200,8 +200,8 @@ class BuildWorker:
             reason if len(reason) <= _MAX_STATUS_MESSAGE else "..." + reason[-_MAX_STATUS_MESSAGE:]
         )
 
-        def change(record: DeploymentRecord) -> None:
-            record.set_status(DeploymentStatus.FAILED, self._clock(), f"build failed: {short}")
-            record.desired_replicas = 0
+        def change(record: DeploymentRecord) -> bool:
+            # False: a redelivered copy of this job already finished the build.
+            return lifecycle.fail_build(record, self._clock(), f"build failed: {short}")
 
         self._repo.update_deployment(dep.model_id, dep.id, change)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from control_plane.domain import lifecycle
 from control_plane.domain.build_log import BuildLogWriter
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.package import replica_spec_for
@@ -125,9 +126,7 @@ class Reconciler:
             # intent wins; the next tick decides again from the new record.
             if (dep.status, dep.desired_replicas) != (observed.status, observed.desired_replicas):
                 return False
-            dep.set_status(decision.status, self._clock(), decision.message)
-            if decision.status == DeploymentStatus.FAILED:
-                dep.desired_replicas = 0
+            lifecycle.observe_status(dep, decision.status, self._clock(), decision.message)
             return True
 
         updated = self._repo.update_deployment(decision.model_id, decision.deployment_id, change)

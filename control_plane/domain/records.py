@@ -133,6 +133,7 @@ class DeploymentRecord:
     status_message: str = ""
     # Manifest ids of the mirrored ``weights:`` entries (set by the build), in config order.
     weights_manifests: list[str] = field(default_factory=list)
+    # status, desired_replicas and retire_at change only through domain/lifecycle.py.
     # Replaced in an environment: keeps serving (stale gateway tables, in-flight requests)
     # until this time, then the reconciler scales it to zero. None: not draining.
     retire_at: float | None = None
@@ -150,12 +151,6 @@ class DeploymentRecord:
     def predict_concurrency(self) -> int:
         runtime = self.config.get("runtime") or {}
         return int(runtime.get("predict_concurrency") or 1)
-
-    def set_status(self, status: DeploymentStatus, now: float, message: str = "") -> None:
-        if status != self.status:
-            self.status_changed_at = now
-        self.status = status
-        self.status_message = message
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
