@@ -5,12 +5,16 @@ Body: ``{"error": {"code": <stable code>, "message": <what is wrong>}}``.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control_plane.exceptions import ControlPlaneError
+
+logger = logging.getLogger(__name__)
 
 STATUS_BY_CODE: dict[str, int] = {
     "NOT_FOUND": 404,
@@ -47,7 +51,13 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ControlPlaneError)
     async def domain_error(request: Request, exc: ControlPlaneError) -> JSONResponse:
-        return error_response(STATUS_BY_CODE.get(exc.code, 500), exc.code, exc.message)
+        status = STATUS_BY_CODE.get(exc.code, 500)
+        if exc.code == "INTERNAL":
+            # An adapter's or port's error that the domain did not turn into a domain error:
+            # its message may name internals (paths, tables), so it goes to the log only.
+            logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+            return error_response(status, exc.code, "internal error (see the control plane log)")
+        return error_response(status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from control_plane.adapters.exceptions import AdapterError, BuildError
 from control_plane.domain import lifecycle
 from control_plane.domain.archives import archive_key
 from control_plane.domain.build_log import BuildLogWriter
@@ -25,11 +24,10 @@ from control_plane.domain.deployments import BUILD_QUEUE
 from control_plane.domain.package import requirements_of, validate_config
 from control_plane.domain.records import DeploymentRecord, DeploymentStatus
 from control_plane.domain.repository import Repository
-from control_plane.exceptions import ControlPlaneError, NotFound
-from control_plane.ports.blob import BlobNotFound, BlobStore
+from control_plane.exceptions import BuildFailed, NotFound
+from control_plane.ports.blob import BlobStore
 from control_plane.ports.queue import Message, Queue
 from control_plane.weights.deploy import mirror_for_build
-from gpu_nodes.weights.exceptions import WeightsError
 from plinth.exceptions import PlinthError
 from plinth.spec.archive import extract_archive
 
@@ -49,7 +47,7 @@ class BuiltEnvironmentLike(Protocol):
 
 
 class EnvironmentBuilderLike(Protocol):
-    """``control_plane.builder.EnvironmentBuilder`` as the pipeline uses it."""
+    """``control_plane.builder.EnvironmentBuilder`` as the pipeline uses it (raises BuildFailed)."""
 
     def build(
         self, requirements: list[str], *, log: Callable[[str], None]
@@ -143,10 +141,10 @@ class BuildWorker:
         log = BuildLogWriter(self._blobs, dep.id)
         try:
             model_dir, python, manifests = self._build_steps(dep, log)
-        except BuildError as exc:
+        except BuildFailed as exc:
             last_line = exc.output_tail[-1] if exc.output_tail else ""
             self._fail(dep, log, f"{exc} {last_line}".strip())
-        except (ControlPlaneError, PlinthError, BlobNotFound, AdapterError, WeightsError) as exc:
+        except PlinthError as exc:  # any plane's error: adapters, ports, spec, weights
             self._fail(dep, log, str(exc))
         except Exception as exc:
             logger.exception("build of %s failed unexpectedly", dep.id)

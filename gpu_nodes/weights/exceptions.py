@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from gpu_nodes.exceptions import GpuNodeError
 
-class WeightsError(Exception):
+
+class WeightsError(GpuNodeError):
     """Base class for every weight delivery error."""
 
 
