@@ -19,7 +19,7 @@ from control_plane.domain.records import (
     new_id,
 )
 from control_plane.domain.repository import Repository
-from control_plane.exceptions import ArchiveInvalid, Conflict, NotFound, ValidationFailed
+from control_plane.exceptions import Conflict, NotFound, ValidationFailed
 from control_plane.ports.queue import Queue
 from control_plane.ports.store import VersionConflict
 
@@ -66,7 +66,7 @@ class DeploymentService:
         check_sha256(request.archive_sha256)
         validate_config(request.config)
         if self._archives.size_of(request.archive_sha256) is None:
-            raise ArchiveInvalid(
+            raise NotFound(
                 f"archive {request.archive_sha256} has not been uploaded "
                 f"(PUT /v1/archives/{request.archive_sha256} first)"
             )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from control_plane.exceptions import ValidationFailed
+from control_plane.exceptions import Conflict, ValidationFailed
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -62,7 +62,6 @@ class AutoscalingSettings:
         checks = (
             ("min_replica", self.min_replica >= 0, ">= 0"),
             ("max_replica", self.max_replica >= 1, ">= 1"),
-            ("max_replica", self.max_replica >= self.min_replica, ">= min_replica"),
             ("autoscaling_window", self.autoscaling_window >= 1, ">= 1"),
             ("scale_down_delay", self.scale_down_delay >= 0, ">= 0"),
             ("concurrency_target", self.concurrency_target >= 1, ">= 1"),
@@ -76,6 +75,13 @@ class AutoscalingSettings:
             if not ok:
                 value = getattr(self, name)
                 raise ValidationFailed(f"autoscaling_settings.{name}: {value} must be {rule}")
+        if self.max_replica < self.min_replica:
+            # Each value is fine alone (the API schema checks those); together with the
+            # settings they merge into they conflict: 409, not 422.
+            raise Conflict(
+                f"autoscaling_settings.max_replica: {self.max_replica} must be >= "
+                f"min_replica ({self.min_replica})"
+            )
         return self
 
     def with_changes(self, changes: dict[str, Any]) -> AutoscalingSettings:
