@@ -29,6 +29,15 @@ MAX_SECONDS = 7 * 24 * 3600
 
 # -- requests ---------------------------------------------------------------------------
 class PushBody(_Body):
+    # promote=true means environment 'production': another environment with it is a 422.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"promote": {"const": True}}, "required": ["promote"]},
+            "then": {"properties": {"environment": {"enum": ["production", None]}}},
+        },
+    )
+
     model_name: str = Field(
         pattern=MODEL_NAME_PATTERN, description="Model name; a new name creates the model."
     )
