@@ -1,13 +1,17 @@
 """Errors of the control plane's domain. Each has a stable ``code``.
 
 The HTTP status of each code is decided in one place: ``control_plane.api.errors``.
+Ports and adapters raise subclasses of :class:`ControlPlaneError` too, so the domain
+catches the plane's base, never an adapter's class.
 """
 
 from __future__ import annotations
 
+from plinth.exceptions import PlinthError
 
-class ControlPlaneError(Exception):
-    """Base of every error the control plane reports to callers."""
+
+class ControlPlaneError(PlinthError):
+    """Base of every error the control plane raises on purpose (plane base)."""
 
     code = "INTERNAL"
 
@@ -54,6 +58,17 @@ class HashMismatch(ControlPlaneError):
 
 class PayloadTooLarge(ControlPlaneError):
     code = "PAYLOAD_TOO_LARGE"
+
+
+class BuildFailed(ControlPlaneError):
+    """Building a deployment's Python environment failed (the environment builder's error);
+    ``output_tail`` holds the installer's last lines."""
+
+    code = "BUILD_FAILED"
+
+    def __init__(self, message: str, output_tail: list[str]) -> None:
+        super().__init__(message)
+        self.output_tail = output_tail
 
 
 class AdapterUnavailable(ControlPlaneError):

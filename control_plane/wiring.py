@@ -20,8 +20,8 @@ from control_plane.domain.build_log import read_build_log
 from control_plane.domain.deployments import DeploymentService
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.pipeline import BuildWorker, EnvironmentBuilderLike
-from control_plane.domain.reconcile_loop import ReconcileLoop
-from control_plane.domain.reconciler import Decision, ReconcilerPolicy
+from control_plane.domain.reconcile_policy import Decision, ReconcilerPolicy
+from control_plane.domain.reconciler import Reconciler
 from control_plane.domain.repository import Repository
 from control_plane.domain.routing import RoutingTableService
 from control_plane.domain.secrets import SecretService
@@ -149,9 +149,9 @@ class Platform:
         )
 
     @cached_property
-    def reconciler(self) -> ReconcileLoop:
+    def reconciler(self) -> Reconciler:
         policy = ReconcilerPolicy(load_timeout_s=self.settings.load_timeout_s)
-        return ReconcileLoop(
+        return Reconciler(
             self.repo,
             self.driver,
             self.environments,

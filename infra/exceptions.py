@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from plinth.exceptions import PlinthError
 
-class InfraError(Exception):
+
+class InfraError(PlinthError):
     """Base class of every infra error."""
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from plinth.exceptions import PlinthError
 
-class LambdaError(Exception):
-    """Base class of lambda entry point errors."""
+
+class LambdaError(PlinthError):
+    """Base class of lambda entry point errors (plane base)."""
 
 
 class InvalidEventError(LambdaError, ValueError):

@@ -1,10 +1,24 @@
-"""Errors raised by the user-facing `plinth` package (spec, archive, client, CLI)."""
+"""Plinth's one exception hierarchy, and the errors of the user-facing `plinth` package.
+
+Every error the project raises on purpose derives from :class:`PlinthError`, through one
+base per plane (each plane's ``exceptions.py`` imports this module; it imports nothing):
+
+    PlinthError
+    ├── ConfigError, ArchiveError, ApiError, ...   plinth: spec, archive, client, CLI
+    ├── ControlPlaneError                          control_plane (domain, ports, adapters)
+    ├── GpuNodeError                               gpu_nodes: GatewayError, ModelServerError,
+    │                                              EngineError, OpenAIError, WeightsError
+    ├── LambdaError                                lambdas
+    └── InfraError                                 infra (Pulumi components, stack programs)
+
+Each server maps its plane's errors to HTTP in one place.
+"""
 
 from __future__ import annotations
 
 
 class PlinthError(Exception):
-    """Base class for every error this package raises on purpose."""
+    """Base class of every error Plinth raises on purpose."""
 
 
 class ConfigError(PlinthError, ValueError):

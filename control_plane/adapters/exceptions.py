@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from control_plane.exceptions import BuildFailed, ControlPlaneError
 
-class AdapterError(Exception):
-    """Base class of every adapter error."""
+
+class AdapterError(ControlPlaneError):
+    """Base class of every adapter error (the domain catches ``ControlPlaneError``)."""
 
 
 class InvalidKey(AdapterError, ValueError):
@@ -25,12 +27,8 @@ class NotSerializable(AdapterError, TypeError):
         self.key = key
 
 
-class BuildError(AdapterError):
+class BuildError(AdapterError, BuildFailed):
     """Installing a deployment's requirements failed; ``output_tail`` holds pip's last lines."""
-
-    def __init__(self, message: str, output_tail: list[str]) -> None:
-        super().__init__(message)
-        self.output_tail = output_tail
 
 
 class ClusterError(AdapterError):

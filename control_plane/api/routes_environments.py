@@ -12,6 +12,7 @@ from control_plane.api.schemas import (
     EnvironmentOut,
     EnvironmentPatchBody,
     PromoteBody,
+    error_responses,
 )
 
 router = APIRouter(
@@ -21,7 +22,7 @@ router = APIRouter(
 )
 
 
-@router.get("", response_model=EnvironmentListOut)
+@router.get("", response_model=EnvironmentListOut, responses=error_responses(404))
 def list_environments(model_id: str, request: Request) -> EnvironmentListOut:
     platform = platform_of(request)
     environments = platform.environments.list_for(model_id)
@@ -30,7 +31,12 @@ def list_environments(model_id: str, request: Request) -> EnvironmentListOut:
     )
 
 
-@router.post("", response_model=EnvironmentOut, status_code=201)
+@router.post(
+    "",
+    response_model=EnvironmentOut,
+    status_code=201,
+    responses=error_responses(400, 404, 409, 422),
+)
 def create_environment(
     model_id: str, body: EnvironmentCreateBody, request: Request
 ) -> EnvironmentOut:
@@ -40,13 +46,15 @@ def create_environment(
     return present_environment(platform, env)
 
 
-@router.get("/{env_name}", response_model=EnvironmentOut)
+@router.get("/{env_name}", response_model=EnvironmentOut, responses=error_responses(404))
 def get_environment(model_id: str, env_name: str, request: Request) -> EnvironmentOut:
     platform = platform_of(request)
     return present_environment(platform, platform.environments.get(model_id, env_name))
 
 
-@router.patch("/{env_name}", response_model=EnvironmentOut)
+@router.patch(
+    "/{env_name}", response_model=EnvironmentOut, responses=error_responses(400, 404, 409, 422)
+)
 def update_environment(
     model_id: str, env_name: str, body: EnvironmentPatchBody, request: Request
 ) -> EnvironmentOut:
@@ -56,7 +64,11 @@ def update_environment(
     return present_environment(platform, env)
 
 
-@router.post("/{env_name}/promote", response_model=EnvironmentOut)
+@router.post(
+    "/{env_name}/promote",
+    response_model=EnvironmentOut,
+    responses={202: {"model": EnvironmentOut}, **error_responses(400, 404, 409, 422)},
+)
 def promote_to_environment(
     model_id: str, env_name: str, body: PromoteBody, request: Request, response: Response
 ) -> EnvironmentOut:

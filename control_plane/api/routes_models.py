@@ -16,6 +16,7 @@ from control_plane.api.schemas import (
     ModelOut,
     PushBody,
     PushOut,
+    error_responses,
     model_out,
 )
 from control_plane.domain.deployments import PushRequest
@@ -29,7 +30,12 @@ wake_router = APIRouter(
 _DEPLOYMENT = "/models/{model_id}/deployments/{deployment_id}"
 
 
-@router.post("/deployments", response_model=PushOut, status_code=201)
+@router.post(
+    "/deployments",
+    response_model=PushOut,
+    status_code=201,
+    responses=error_responses(400, 404, 409, 422),
+)
 def push_deployment(body: PushBody, request: Request) -> PushOut:
     platform = platform_of(request)
     model, dep = platform.deployments.push(
@@ -52,18 +58,22 @@ def push_deployment(body: PushBody, request: Request) -> PushOut:
     )
 
 
-@router.get("/models", response_model=ModelListOut)
+@router.get("/models", response_model=ModelListOut, responses=error_responses())
 def list_models(request: Request) -> ModelListOut:
     summaries = platform_of(request).deployments.list_models()
     return ModelListOut(models=[model_out(summary) for summary in summaries])
 
 
-@router.get("/models/{model_id}", response_model=ModelOut)
+@router.get("/models/{model_id}", response_model=ModelOut, responses=error_responses(404))
 def get_model(model_id: str, request: Request) -> ModelOut:
     return model_out(platform_of(request).deployments.get_model(model_id))
 
 
-@router.get("/models/{model_id}/deployments", response_model=DeploymentListOut)
+@router.get(
+    "/models/{model_id}/deployments",
+    response_model=DeploymentListOut,
+    responses=error_responses(404),
+)
 def list_deployments(model_id: str, request: Request) -> DeploymentListOut:
     platform = platform_of(request)
     deployments = platform.deployments.list_deployments(model_id)
@@ -73,20 +83,24 @@ def list_deployments(model_id: str, request: Request) -> DeploymentListOut:
     )
 
 
-@router.get(_DEPLOYMENT, response_model=DeploymentOut)
+@router.get(_DEPLOYMENT, response_model=DeploymentOut, responses=error_responses(404))
 def get_deployment(model_id: str, deployment_id: str, request: Request) -> DeploymentOut:
     platform = platform_of(request)
     dep = platform.deployments.get_deployment(model_id, deployment_id)
     return present_deployment(platform, dep)
 
 
-@router.get(_DEPLOYMENT + "/logs", response_model=LogsOut)
+@router.get(_DEPLOYMENT + "/logs", response_model=LogsOut, responses=error_responses(404))
 def deployment_logs(model_id: str, deployment_id: str, request: Request) -> LogsOut:
     logs = platform_of(request).deployment_logs(model_id, deployment_id)
     return LogsOut(**logs)
 
 
-@router.post(_DEPLOYMENT + "/promote", response_model=EnvironmentOut)
+@router.post(
+    _DEPLOYMENT + "/promote",
+    response_model=EnvironmentOut,
+    responses={202: {"model": EnvironmentOut}, **error_responses(404, 409)},
+)
 def promote_deployment(
     model_id: str, deployment_id: str, request: Request, response: Response
 ) -> EnvironmentOut:
@@ -97,19 +111,27 @@ def promote_deployment(
     return present_environment(platform, result.environment)
 
 
-@router.post(_DEPLOYMENT + "/activate", response_model=DeploymentOut)
+@router.post(
+    _DEPLOYMENT + "/activate", response_model=DeploymentOut, responses=error_responses(404, 409)
+)
 def activate_deployment(model_id: str, deployment_id: str, request: Request) -> DeploymentOut:
     platform = platform_of(request)
     return present_deployment(platform, platform.deployments.activate(model_id, deployment_id))
 
 
-@router.post(_DEPLOYMENT + "/deactivate", response_model=DeploymentOut)
+@router.post(
+    _DEPLOYMENT + "/deactivate", response_model=DeploymentOut, responses=error_responses(404, 409)
+)
 def deactivate_deployment(model_id: str, deployment_id: str, request: Request) -> DeploymentOut:
     platform = platform_of(request)
     return present_deployment(platform, platform.deployments.deactivate(model_id, deployment_id))
 
 
-@router.patch(_DEPLOYMENT + "/autoscaling_settings", response_model=DeploymentOut)
+@router.patch(
+    _DEPLOYMENT + "/autoscaling_settings",
+    response_model=DeploymentOut,
+    responses=error_responses(400, 404, 409, 422),
+)
 def update_autoscaling(
     model_id: str, deployment_id: str, body: AutoscalingPatch, request: Request
 ) -> DeploymentOut:
@@ -118,7 +140,12 @@ def update_autoscaling(
     return present_deployment(platform, dep)
 
 
-@wake_router.post(_DEPLOYMENT + "/wake", response_model=DeploymentOut, status_code=202)
+@wake_router.post(
+    _DEPLOYMENT + "/wake",
+    response_model=DeploymentOut,
+    status_code=202,
+    responses=error_responses(404, 409),
+)
 def wake_deployment(model_id: str, deployment_id: str, request: Request) -> DeploymentOut:
     platform = platform_of(request)
     return present_deployment(platform, platform.deployments.wake(model_id, deployment_id))

@@ -9,38 +9,81 @@ from pydantic import BaseModel, ConfigDict, Field
 from control_plane.domain.api_keys import ApiKeyInfo
 from control_plane.domain.deployments import ModelSummary
 from control_plane.domain.records import DeploymentRecord, EnvironmentRecord
-from control_plane.domain.secrets import SecretInfo
+from control_plane.domain.secrets import MAX_SECRET_BYTES, SecretInfo
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The domain's rules, declared so that /openapi.json states them (the domain checks them too).
+# The patterns end in `$` with no newline allowed before it, as JSON Schema (ECMA) reads them.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,127}$"
+ENVIRONMENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+SECRET_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+API_KEY_NAME_PATTERN = r"^[A-Za-z0-9 _.:@-]{1,64}$"
+MAX_REPLICAS = 1000
+MAX_SECONDS = 7 * 24 * 3600
+
+
 # -- requests ---------------------------------------------------------------------------
 class PushBody(_Body):
-    model_name: str = Field(description="Model name; a new name creates the model.")
-    archive_sha256: str = Field(description="sha256 of the archive uploaded to /v1/archives.")
+    # promote=true means environment 'production': another environment with it is a 422.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"promote": {"const": True}}, "required": ["promote"]},
+            "then": {"properties": {"environment": {"enum": ["production", None]}}},
+        },
+    )
+
+    model_name: str = Field(
+        pattern=MODEL_NAME_PATTERN, description="Model name; a new name creates the model."
+    )
+    archive_sha256: str = Field(
+        pattern=SHA256_PATTERN, description="sha256 of the archive uploaded to /v1/archives."
+    )
     config: dict[str, Any] = Field(description="The package's config.yaml as a JSON object.")
     environment: str | None = Field(
-        default=None, description="Environment the deployment joins once ACTIVE."
+        default=None,
+        pattern=ENVIRONMENT_NAME_PATTERN,
+        description="Environment the deployment joins once ACTIVE (with promote: production).",
     )
     promote: bool = Field(default=False, description="Same as environment='production'.")
 
 
 class AutoscalingPatch(_Body):
-    min_replica: int | None = Field(default=None, description="Replicas kept up (default 0).")
-    max_replica: int | None = Field(default=None, description="Most replicas (default 1).")
-    autoscaling_window: int | None = Field(default=None, description="Seconds (default 60).")
-    scale_down_delay: int | None = Field(default=None, description="Seconds (default 900).")
-    concurrency_target: int | None = Field(default=None, description="Requests per replica.")
-    target_utilization_percentage: int | None = Field(default=None, description="Default 70.")
+    """Fields left out keep their value. max_replica must stay >= min_replica once merged with
+    the current settings (409 CONFLICT otherwise, naming both)."""
+
+    min_replica: int | None = Field(
+        default=None, ge=0, le=MAX_REPLICAS, description="Replicas kept up (default 0)."
+    )
+    max_replica: int | None = Field(
+        default=None, ge=1, le=MAX_REPLICAS, description="Most replicas (default 1)."
+    )
+    autoscaling_window: int | None = Field(
+        default=None, ge=10, le=3600, description="Seconds, 10-3600 (default 60)."
+    )
+    scale_down_delay: int | None = Field(
+        default=None, ge=0, le=3600, description="Seconds, 0-3600 (default 900)."
+    )
+    concurrency_target: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Requests per replica (default 1)."
+    )
+    target_utilization_percentage: int | None = Field(
+        default=None, ge=1, le=100, description="Percent of concurrency_target (default 70)."
+    )
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
 
 
 class EnvironmentCreateBody(_Body):
-    name: str = Field(description="Lowercase letters, digits and '-'.")
+    name: str = Field(
+        pattern=ENVIRONMENT_NAME_PATTERN, description="Lowercase letters, digits and '-'."
+    )
     autoscaling_settings: AutoscalingPatch | None = None
 
 
@@ -53,12 +96,29 @@ class PromoteBody(_Body):
 
 
 class SecretBody(_Body):
-    name: str
-    value: str = Field(description="Never returned by any API.")
+    name: str = Field(pattern=SECRET_NAME_PATTERN, description="It becomes a file name.")
+    value: str = Field(
+        max_length=MAX_SECRET_BYTES,
+        description=f"Never returned by any API; at most {MAX_SECRET_BYTES} bytes as UTF-8.",
+    )
 
 
 class ApiKeyCreateBody(_Body):
-    name: str = Field(default="default", description="A label shown in listings.")
+    name: str = Field(
+        default="default", pattern=API_KEY_NAME_PATTERN, description="A label shown in listings."
+    )
+
+
+# -- errors -----------------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable code, e.g. NOT_FOUND, VALIDATION, CONFLICT.")
+    message: str = Field(description="What is wrong, naming the field and value.")
+
+
+class ErrorOut(BaseModel):
+    """Every error answer of /v1."""
+
+    error: ErrorDetail
 
 
 # -- responses --------------------------------------------------------------------------
@@ -222,3 +282,26 @@ def secret_out(info: SecretInfo) -> SecretOut:
 
 def api_key_out(info: ApiKeyInfo) -> ApiKeyOut:
     return ApiKeyOut(prefix=info.prefix, name=info.name, created_at=info.created_at)
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "BAD_REQUEST (the body is not JSON), ARCHIVE_INVALID or HASH_MISMATCH.",
+    401: "UNAUTHORIZED: missing or invalid API key.",
+    404: "NOT_FOUND: the model, deployment, environment, secret or key does not exist.",
+    409: "CONFLICT or PROMOTION_IN_PROGRESS: the request conflicts with the current state.",
+    413: "PAYLOAD_TOO_LARGE: the archive is over the size limit.",
+    422: "VALIDATION: a field is missing or invalid (the message names it and its value).",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer (401 always)."""
+    return {
+        status: {"model": ErrorOut, "description": _ERROR_DESCRIPTIONS[status]}
+        for status in sorted({401, *statuses})
+    }
+
+
+class ArchiveOut(BaseModel):
+    sha256: str
+    size: int

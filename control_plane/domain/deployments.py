@@ -7,19 +7,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from control_plane.domain import lifecycle
 from control_plane.domain.archives import ArchiveService, check_sha256
 from control_plane.domain.package import validate_config
 from control_plane.domain.records import (
     DEFAULT_ENVIRONMENTS,
-    AutoscalingSettings,
     DeploymentRecord,
-    DeploymentStatus,
     EnvironmentRecord,
     ModelRecord,
     new_id,
 )
 from control_plane.domain.repository import Repository
-from control_plane.exceptions import ArchiveInvalid, Conflict, NotFound, ValidationFailed
+from control_plane.exceptions import Conflict, NotFound, ValidationFailed
 from control_plane.ports.queue import Queue
 from control_plane.ports.store import VersionConflict
 from plinth.spec.checks import MODEL_NAME_PATTERN, MODEL_NAME_RULE
@@ -64,21 +63,18 @@ class DeploymentService:
         check_sha256(request.archive_sha256)
         validate_config(request.config)
         if self._archives.size_of(request.archive_sha256) is None:
-            raise ArchiveInvalid(
+            raise NotFound(
                 f"archive {request.archive_sha256} has not been uploaded "
                 f"(PUT /v1/archives/{request.archive_sha256} first)"
             )
         target = _target_environment(request)
         model = self._get_or_create_model(request.model_name)
         environment = self._repo.get_environment(model.id, target)  # NotFound names it
-        now = self._clock()
-        deployment = DeploymentRecord(
-            id=new_id(),
+        deployment = lifecycle.new_deployment(
+            deployment_id=new_id(),
             model_id=model.id,
             name=f"deployment-{len(self._repo.list_deployments(model.id)) + 1}",
-            status=DeploymentStatus.BUILDING,
-            created_at=now,
-            status_changed_at=now,
+            now=self._clock(),
             archive_sha256=request.archive_sha256,
             config=request.config,
             target_environment=target,
@@ -157,28 +153,15 @@ class DeploymentService:
         self, model_id: str, deployment_id: str, action: str, *, keep_draining: bool
     ) -> DeploymentRecord:
         def change(dep: DeploymentRecord) -> bool:
-            _require_built(dep, action)
-            if dep.desired_replicas > 0:
-                if dep.retire_at is None or keep_draining:
-                    return False
-                dep.retire_at = None
+            if lifecycle.bring_up(dep, self._clock(), action):
                 return True
-            dep.retire_at = None
-            dep.desired_replicas = dep.autoscaling_settings.replicas_when_up()
-            dep.set_status(DeploymentStatus.DEPLOYING, self._clock())
-            return True
+            return not keep_draining and lifecycle.cancel_retirement(dep)
 
         return self._repo.update_deployment(model_id, deployment_id, change)
 
     def deactivate(self, model_id: str, deployment_id: str) -> DeploymentRecord:
         def change(dep: DeploymentRecord) -> bool:
-            _require_built(dep, "deactivate")
-            if dep.desired_replicas == 0 and dep.status == DeploymentStatus.INACTIVE:
-                return False
-            dep.retire_at = None
-            dep.desired_replicas = 0
-            dep.set_status(DeploymentStatus.INACTIVE, self._clock())
-            return True
+            return lifecycle.scale_to_zero(dep, self._clock(), "deactivate")
 
         return self._repo.update_deployment(model_id, deployment_id, change)
 
@@ -186,17 +169,9 @@ class DeploymentService:
         self, model_id: str, deployment_id: str, changes: dict[str, Any]
     ) -> DeploymentRecord:
         def change(dep: DeploymentRecord) -> None:
-            dep.autoscaling_settings = dep.autoscaling_settings.with_changes(changes)
-            if dep.status != DeploymentStatus.FAILED:
-                dep.desired_replicas = dep.autoscaling_settings.clamp(dep.desired_replicas)
+            lifecycle.apply_autoscaling(dep, dep.autoscaling_settings.with_changes(changes))
 
         return self._repo.update_deployment(model_id, deployment_id, change)
-
-
-def apply_settings_to(dep: DeploymentRecord, settings: AutoscalingSettings) -> None:
-    """An environment's settings taking over a deployment it now serves."""
-    dep.autoscaling_settings = settings
-    dep.desired_replicas = settings.clamp(max(dep.desired_replicas, settings.replicas_when_up()))
 
 
 def _target_environment(request: PushRequest) -> str:
@@ -208,8 +183,3 @@ def _target_environment(request: PushRequest) -> str:
     if request.promote:
         return "production"
     return request.environment or "development"
-
-
-def _require_built(dep: DeploymentRecord, action: str) -> None:
-    if dep.status in (DeploymentStatus.BUILDING, DeploymentStatus.FAILED):
-        raise Conflict(f"cannot {action} deployment {dep.id!r}: it is {dep.status.value}")

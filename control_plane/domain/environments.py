@@ -19,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.domain.deployments import apply_settings_to
+from control_plane.domain import lifecycle
 from control_plane.domain.records import (
+    RUNNING_STATUSES,
     AutoscalingSettings,
     DeploymentRecord,
     DeploymentStatus,
@@ -91,9 +92,7 @@ class EnvironmentService:
         if env.current_deployment_id:
 
             def apply(dep: DeploymentRecord) -> None:
-                dep.autoscaling_settings = env.autoscaling_settings
-                if dep.status != DeploymentStatus.FAILED:
-                    dep.desired_replicas = env.autoscaling_settings.clamp(dep.desired_replicas)
+                lifecycle.apply_autoscaling(dep, env.autoscaling_settings)
 
             self._repo.update_deployment(model_id, env.current_deployment_id, apply)
         return env
@@ -181,14 +180,11 @@ class EnvironmentService:
             retired = False  # the store may retry the change on a conflict
             if dep.retire_at is None or (now < dep.retire_at and not serving):
                 return False
-            dep.retire_at = None
-            if serving or dep.target_environment is not None or dep.desired_replicas == 0:
-                return True  # back in use (or already down): nothing to stop
-            if dep.status != DeploymentStatus.FAILED:
-                dep.desired_replicas = 0
-                dep.set_status(DeploymentStatus.INACTIVE, now)
-                retired = True
-            return True
+            back_in_use = serving or dep.target_environment is not None
+            if back_in_use or dep.desired_replicas == 0 or dep.status == DeploymentStatus.FAILED:
+                return lifecycle.cancel_retirement(dep)  # nothing to stop
+            retired = lifecycle.retire(dep, now)
+            return retired
 
         self._repo.update_deployment(model_id, deployment_id, change)
         return retired
@@ -206,12 +202,7 @@ class EnvironmentService:
 
     def _bring_up_for(self, model_id: str, deployment_id: str, env: EnvironmentRecord) -> None:
         def change(dep: DeploymentRecord) -> None:
-            dep.target_environment = env.name
-            if dep.status == DeploymentStatus.BUILDING:
-                return
-            if dep.desired_replicas == 0:
-                apply_settings_to(dep, env.autoscaling_settings)
-                dep.set_status(DeploymentStatus.DEPLOYING, self._clock())
+            lifecycle.bring_up_for(dep, env.name, env.autoscaling_settings, self._clock())
 
         self._repo.update_deployment(model_id, deployment_id, change)
 
@@ -227,15 +218,8 @@ class EnvironmentService:
 
         def join(record: DeploymentRecord) -> bool:
             nonlocal joined
-            joined = False  # the store may retry the change on a conflict
-            if record.status != DeploymentStatus.ACTIVE:
-                return False
-            apply_settings_to(record, env.autoscaling_settings)
-            record.retire_at = None  # a rollback during the drain: it keeps serving
-            if record.target_environment == env.name:
-                record.target_environment = None
-            joined = True
-            return True
+            joined = lifecycle.join_environment(record, env.name, env.autoscaling_settings)
+            return joined
 
         self._repo.update_deployment(env.model_id, dep.id, join)
         if not joined:
@@ -273,17 +257,11 @@ class EnvironmentService:
         now = self._clock()
 
         def drain(dep: DeploymentRecord) -> bool:
-            if dep.target_environment is not None or dep.status == DeploymentStatus.FAILED:
-                return False  # on its way into another environment, or already down
+            if dep.target_environment is not None or dep.status not in RUNNING_STATUSES:
+                return False  # on its way into another environment, or down for good
             if self._promotion_drain_s > 0 and dep.desired_replicas > 0:
-                if dep.retire_at is not None:
-                    return False  # already draining: keep the earlier deadline
-                dep.retire_at = now + self._promotion_drain_s
-                return True
-            dep.retire_at = None
-            dep.desired_replicas = 0
-            dep.set_status(DeploymentStatus.INACTIVE, now)
-            return True
+                return lifecycle.schedule_retirement(dep, now + self._promotion_drain_s)
+            return lifecycle.scale_to_zero(dep, now, "retire")
 
         self._repo.update_deployment(model_id, deployment_id, drain)
 

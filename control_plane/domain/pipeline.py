@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from control_plane.adapters.exceptions import AdapterError, BuildError
+from control_plane.domain import lifecycle
 from control_plane.domain.archives import archive_key
 from control_plane.domain.build_log import BuildLogWriter
 from control_plane.domain.deployments import BUILD_QUEUE
 from control_plane.domain.package import requirements_of, validate_config
 from control_plane.domain.records import DeploymentRecord, DeploymentStatus
 from control_plane.domain.repository import Repository
-from control_plane.exceptions import ControlPlaneError, NotFound
-from control_plane.ports.blob import BlobNotFound, BlobStore
+from control_plane.exceptions import BuildFailed, NotFound
+from control_plane.ports.blob import BlobStore
 from control_plane.ports.queue import Message, Queue
 from plinth.contracts.exceptions import WeightsError
 from plinth.exceptions import PlinthError
@@ -47,7 +47,8 @@ class BuiltEnvironmentLike(Protocol):
 
 
 class EnvironmentBuilderLike(Protocol):
-    """``control_plane.adapters.builder.EnvironmentBuilder`` as the pipeline uses it."""
+    """``control_plane.adapters.builder.EnvironmentBuilder`` as the pipeline uses it (raises
+    BuildFailed)."""
 
     def build(
         self, requirements: list[str], *, log: Callable[[str], None]
@@ -168,10 +169,10 @@ class BuildWorker:
         log = BuildLogWriter(self._blobs, dep.id)
         try:
             model_dir, python, manifests = self._build_steps(dep, log)
-        except BuildError as exc:
+        except BuildFailed as exc:
             last_line = exc.output_tail[-1] if exc.output_tail else ""
             self._fail(dep, log, f"{exc} {last_line}".strip())
-        except (ControlPlaneError, PlinthError, BlobNotFound, AdapterError, WeightsError) as exc:
+        except PlinthError as exc:  # any plane's error: adapters, ports, spec, weights
             self._fail(dep, log, str(exc))
         except Exception as exc:
             logger.exception("build of %s failed unexpectedly", dep.id)
@@ -208,14 +209,13 @@ class BuildWorker:
         self, dep: DeploymentRecord, model_dir: Path, python: Path, manifests: list[str]
     ) -> None:
         def change(record: DeploymentRecord) -> bool:
-            if record.status != DeploymentStatus.BUILDING:
-                return False
-            record.model_dir = str(model_dir)
-            record.python = str(python)
-            record.weights_manifests = manifests
-            record.desired_replicas = record.autoscaling_settings.replicas_when_up()
-            record.set_status(DeploymentStatus.DEPLOYING, self._clock())
-            return True
+            return lifecycle.finish_build(
+                record,
+                self._clock(),
+                model_dir=str(model_dir),
+                python=str(python),
+                weights_manifests=manifests,
+            )
 
         self._repo.update_deployment(dep.model_id, dep.id, change)
 
@@ -226,8 +226,8 @@ class BuildWorker:
             reason if len(reason) <= _MAX_STATUS_MESSAGE else "..." + reason[-_MAX_STATUS_MESSAGE:]
         )
 
-        def change(record: DeploymentRecord) -> None:
-            record.set_status(DeploymentStatus.FAILED, self._clock(), f"build failed: {short}")
-            record.desired_replicas = 0
+        def change(record: DeploymentRecord) -> bool:
+            # False: a redelivered copy of this job already finished the build.
+            return lifecycle.fail_build(record, self._clock(), f"build failed: {short}")
 
         self._repo.update_deployment(dep.model_id, dep.id, change)

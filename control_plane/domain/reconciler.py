@@ -1,174 +1,185 @@
-"""Reconciler policy: desired replicas + observed replica phases -> actions.
+"""The reconciler: applies the reconciler policy (observe the store and the cluster, decide, act).
 
-Pure: ``decide(state, observation, now)`` returns decisions and the next state; the loop
-in ``reconcile_loop`` applies them. Tested tick by tick with a fake clock.
+One ``tick`` is one pass (the scheduled Lambda runs exactly one); ``run`` repeats it
+every ``interval_s`` until stopped. Observed replicas are written to the store, which
+is where the routing table reads them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
 
-from control_plane.domain.records import DeploymentStatus
-from control_plane.ports.cluster import ReplicaPhase
+from control_plane.domain import lifecycle
+from control_plane.domain.build_log import BuildLogWriter
+from control_plane.domain.environments import EnvironmentService
+from control_plane.domain.package import replica_spec_for
+from control_plane.domain.reconcile_policy import (
+    AbandonPromotion,
+    CompletePromotion,
+    Decision,
+    DeploymentObservation,
+    Observation,
+    ReconcilerPolicy,
+    ReconcilerState,
+    Retire,
+    Scale,
+    SetStatus,
+)
+from control_plane.domain.records import DeploymentRecord, DeploymentStatus
+from control_plane.domain.repository import Repository
+from control_plane.domain.secrets import SecretService
+from control_plane.ports.blob import BlobStore
+from control_plane.ports.cluster import ClusterDriver, ReplicaPhase, ReplicaState
+from plinth.contracts.replica_env import WeightsDelivery
 
+logger = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class DeploymentObservation:
-    model_id: str
-    deployment_id: str
-    status: DeploymentStatus
-    desired_replicas: int
-    status_changed_at: float
-    target_environment: str | None
-    replica_phases: tuple[ReplicaPhase, ...] = ()
-    replica_messages: tuple[str, ...] = ()
-    # Set while the deployment drains after a promotion replaced it (see environments.py).
-    retire_at: float | None = None
-    # The record's current status_message (loading progress is refreshed while it changes).
-    status_message: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.model_id}/{self.deployment_id}"
-
-
-@dataclass(frozen=True)
-class Observation:
-    deployments: tuple[DeploymentObservation, ...]
-
-
-@dataclass(frozen=True)
-class ReconcilerState:
-    # Replica count last sent to the driver per deployment key; empty after a restart,
-    # so the first tick re-sends every desired count (drivers treat it as idempotent).
-    applied: Mapping[str, int] = field(default_factory=dict)
+_FAILURE_LOG_LINES = 60
 
 
-@dataclass(frozen=True)
-class Scale:
-    model_id: str
-    deployment_id: str
-    replicas: int
+class Reconciler:
+    def __init__(
+        self,
+        repo: Repository,
+        driver: ClusterDriver,
+        environments: EnvironmentService,
+        secrets: SecretService,
+        blobs: BlobStore,
+        policy: ReconcilerPolicy,
+        clock: Callable[[], float],
+        *,
+        weights: WeightsDelivery | None = None,
+    ) -> None:
+        self._repo = repo
+        self._driver = driver
+        self._weights = weights  # where replicas fetch mirrored weights
+        self._environments = environments
+        self._secrets = secrets
+        self._blobs = blobs
+        self._policy = policy
+        self._clock = clock
+        self._state = ReconcilerState()
+        self._published: dict[str, list[dict[str, Any]]] = {}
+        self._tick_lock = threading.Lock()
 
-
-@dataclass(frozen=True)
-class SetStatus:
-    model_id: str
-    deployment_id: str
-    status: DeploymentStatus
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class CompletePromotion:
-    model_id: str
-    deployment_id: str
-
-
-@dataclass(frozen=True)
-class AbandonPromotion:
-    model_id: str
-    deployment_id: str
-
-
-@dataclass(frozen=True)
-class Retire:
-    """The drain is over: scale the replaced deployment to zero (the applier re-checks that
-    no environment took it back meanwhile; the scale-down follows on the next tick)."""
-
-    model_id: str
-    deployment_id: str
-
-
-Decision = Scale | SetStatus | CompletePromotion | AbandonPromotion | Retire
-
-
-@dataclass(frozen=True)
-class ReconcilerPolicy:
-    # No READY replica this long after the last status change (DEPLOYING, LOADING_MODEL) -> FAILED.
-    load_timeout_s: float = 900.0
-
-    def decide(
-        self, state: ReconcilerState, observation: Observation, now: float
-    ) -> tuple[list[Decision], ReconcilerState]:
-        decisions: list[Decision] = []
-        applied: dict[str, int] = {}
-        for dep in observation.deployments:
-            dep_decisions, replicas = self._decide_one(state, dep, now)
-            decisions.extend(dep_decisions)
-            if replicas is not None:
-                applied[dep.key] = replicas
-        return decisions, ReconcilerState(applied=applied)
-
-    def _decide_one(
-        self, state: ReconcilerState, dep: DeploymentObservation, now: float
-    ) -> tuple[list[Decision], int | None]:
-        if dep.status == DeploymentStatus.BUILDING:
-            return [], None
-        if dep.status == DeploymentStatus.FAILED:
-            return _stop_failed(state, dep) + _retire_if_due(dep, now), 0
-        status, message = self._next_status(dep, now)
-        desired = 0 if status == DeploymentStatus.FAILED else dep.desired_replicas
-        status_change: list[Decision] = []
-        progress_changed = (
-            status == DeploymentStatus.LOADING_MODEL and message != dep.status_message
-        )
-        if status != dep.status or progress_changed:
-            status_change.append(SetStatus(dep.model_id, dep.deployment_id, status, message))
-        scale: list[Decision] = []
-        if state.applied.get(dep.key) != desired:
-            scale.append(Scale(dep.model_id, dep.deployment_id, desired))
-        # A FAILED deployment's status (and replica logs) are saved before it is stopped.
-        failing = status == DeploymentStatus.FAILED
-        decisions = status_change + scale if failing else scale + status_change
-        if dep.target_environment is not None:
-            if status == DeploymentStatus.ACTIVE:
-                decisions.append(CompletePromotion(dep.model_id, dep.deployment_id))
-            elif status == DeploymentStatus.FAILED:
-                decisions.append(AbandonPromotion(dep.model_id, dep.deployment_id))
-        else:
-            decisions.extend(_retire_if_due(dep, now))
-        return decisions, desired
-
-    def _next_status(self, dep: DeploymentObservation, now: float) -> tuple[DeploymentStatus, str]:
-        phases = dep.replica_phases
-        if dep.desired_replicas == 0:
-            return DeploymentStatus.INACTIVE, ""
-        if ReplicaPhase.READY in phases:
-            return DeploymentStatus.ACTIVE, ""
-        if dep.status in (DeploymentStatus.ACTIVE, DeploymentStatus.UNHEALTHY):
-            return DeploymentStatus.UNHEALTHY, "no replica is ready"
-        if phases and all(p == ReplicaPhase.FAILED for p in phases):
-            detail = next((m for m in dep.replica_messages if m), "replica failed")
-            return DeploymentStatus.FAILED, f"model failed to load: {detail}"
-        waiting = dep.status if dep.status != DeploymentStatus.INACTIVE else None
-        if waiting is not None and now - dep.status_changed_at > self.load_timeout_s:
-            return (
-                DeploymentStatus.FAILED,
-                f"no replica became ready within {self.load_timeout_s:.0f} s",
+    def tick(self) -> list[Decision]:
+        """One reconcile pass; returns the decisions it applied."""
+        with self._tick_lock:
+            deployments = {d.key: d for d in self._repo.list_deployments()}
+            observed = {
+                key: self._observe_replicas(dep)
+                for key, dep in deployments.items()
+                if dep.status != DeploymentStatus.BUILDING
+            }
+            observation = Observation(
+                tuple(_observation(dep, observed.get(key, [])) for key, dep in deployments.items())
             )
-        if ReplicaPhase.LOADING in phases:
-            # e.g. "fetching weights 120/512 MB" from a replica still fetching weights.
-            loading = zip(phases, dep.replica_messages, strict=False)
-            progress = next((m for p, m in loading if p == ReplicaPhase.LOADING and m), "")
-            return DeploymentStatus.LOADING_MODEL, progress
-        if dep.status == DeploymentStatus.LOADING_MODEL:
-            return DeploymentStatus.LOADING_MODEL, ""
-        return DeploymentStatus.DEPLOYING, ""
+            decisions, self._state = self._policy.decide(self._state, observation, self._clock())
+            for decision in decisions:
+                key = f"{decision.model_id}/{decision.deployment_id}"
+                try:
+                    self._apply(decision, deployments[key])
+                except Exception:
+                    logger.exception("reconciler: applying %s failed", decision)
+                    self._forget(key)  # re-decide it next tick
+            self._publish(observed)
+            return decisions
+
+    def run(self, stop: threading.Event, interval_s: float) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("reconciler tick failed")
+            stop.wait(interval_s)
+
+    def _observe_replicas(self, dep: DeploymentRecord) -> list[ReplicaState]:
+        try:
+            return self._driver.replicas(dep.id)
+        except Exception:
+            logger.exception("reconciler: cannot observe replicas of %s", dep.id)
+            return []
+
+    def _apply(self, decision: Decision, observed: DeploymentRecord) -> None:
+        if isinstance(decision, Scale):
+            self._scale(decision)
+        elif isinstance(decision, SetStatus):
+            self._set_status(decision, observed)
+        elif isinstance(decision, CompletePromotion):
+            self._environments.complete_pending(decision.model_id, decision.deployment_id)
+        elif isinstance(decision, AbandonPromotion):
+            self._environments.abandon_pending(decision.model_id, decision.deployment_id)
+        elif isinstance(decision, Retire):
+            self._environments.retire_due(decision.model_id, decision.deployment_id)
+
+    def _scale(self, decision: Scale) -> None:
+        dep = self._repo.get_deployment(decision.model_id, decision.deployment_id)
+        spec = replica_spec_for(dep, self._secrets.values_for, weights=self._weights)
+        self._driver.scale(spec, decision.replicas)
+
+    def _set_status(self, decision: SetStatus, observed: DeploymentRecord) -> None:
+        def change(dep: DeploymentRecord) -> bool:
+            # Someone (activate, deactivate, a promotion) changed it since we looked: their
+            # intent wins; the next tick decides again from the new record.
+            if (dep.status, dep.desired_replicas) != (observed.status, observed.desired_replicas):
+                return False
+            lifecycle.observe_status(dep, decision.status, self._clock(), decision.message)
+            return True
+
+        updated = self._repo.update_deployment(decision.model_id, decision.deployment_id, change)
+        if updated.status == DeploymentStatus.FAILED and decision.status == DeploymentStatus.FAILED:
+            self._record_failure(decision)
+
+    def _record_failure(self, decision: SetStatus) -> None:
+        """Keep the replicas' last words in the build log: stopping them loses their logs."""
+        try:
+            replica_lines = self._driver.logs(decision.deployment_id, tail=_FAILURE_LOG_LINES)
+        except Exception:
+            logger.exception("cannot read replica logs of %s", decision.deployment_id)
+            replica_lines = []
+        writer = BuildLogWriter(self._blobs, decision.deployment_id)
+        writer(f"FAILED: {decision.message}")
+        for line in replica_lines:
+            writer(f"replica: {line}")
+        writer.close()
+
+    def _forget(self, key: str) -> None:
+        applied = dict(self._state.applied)
+        applied.pop(key, None)
+        self._state = ReconcilerState(applied=applied)
+
+    def _publish(self, observed: dict[str, list[ReplicaState]]) -> None:
+        for key, states in observed.items():
+            replicas = [_replica_entry(state) for state in states]
+            if self._published.get(key) == replicas:
+                continue
+            model_id, deployment_id = key.split("/", 1)
+            self._repo.put_observed_replicas(model_id, deployment_id, replicas)
+            self._published[key] = replicas
 
 
-def _retire_if_due(dep: DeploymentObservation, now: float) -> list[Decision]:
-    if dep.retire_at is None or now < dep.retire_at:
-        return []
-    return [Retire(dep.model_id, dep.deployment_id)]
+def _observation(dep: DeploymentRecord, replicas: list[ReplicaState]) -> DeploymentObservation:
+    return DeploymentObservation(
+        model_id=dep.model_id,
+        deployment_id=dep.id,
+        status=dep.status,
+        desired_replicas=dep.desired_replicas,
+        status_changed_at=dep.status_changed_at,
+        target_environment=dep.target_environment,
+        replica_phases=tuple(r.phase for r in replicas),
+        replica_messages=tuple(r.message for r in replicas),
+        status_message=dep.status_message,
+        retire_at=dep.retire_at,
+    )
 
 
-def _stop_failed(state: ReconcilerState, dep: DeploymentObservation) -> list[Decision]:
-    decisions: list[Decision] = []
-    has_replicas = any(p != ReplicaPhase.STOPPED for p in dep.replica_phases)
-    if state.applied.get(dep.key) != 0 and has_replicas:
-        decisions.append(Scale(dep.model_id, dep.deployment_id, 0))
-    if dep.target_environment is not None:
-        decisions.append(AbandonPromotion(dep.model_id, dep.deployment_id))
-    return decisions
+def _replica_entry(state: ReplicaState) -> dict[str, Any]:
+    return {
+        "id": state.replica_id,
+        "url": state.url,
+        "ready": state.phase == ReplicaPhase.READY,
+        "phase": state.phase.value,
+    }

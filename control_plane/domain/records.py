@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from control_plane.exceptions import ValidationFailed
+from control_plane.exceptions import Conflict, ValidationFailed
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -84,6 +84,13 @@ class AutoscalingSettings:
             if not ok:
                 value = getattr(self, name)
                 raise ValidationFailed(f"autoscaling_settings.{name}: {value} must be {rule}")
+        if self.max_replica < self.min_replica:
+            # Each value is fine alone (the API schema checks those); together with the
+            # settings they merge into they conflict: 409, not 422.
+            raise Conflict(
+                f"autoscaling_settings.max_replica: {self.max_replica} must be >= "
+                f"min_replica ({self.min_replica})"
+            )
         return self
 
     def with_changes(self, changes: dict[str, Any]) -> AutoscalingSettings:
@@ -141,6 +148,7 @@ class DeploymentRecord:
     status_message: str = ""
     # Manifest ids of the mirrored ``weights:`` entries (set by the build), in config order.
     weights_manifests: list[str] = field(default_factory=list)
+    # status, desired_replicas and retire_at change only through domain/lifecycle.py.
     # Replaced in an environment: keeps serving (stale gateway tables, in-flight requests)
     # until this time, then the reconciler scales it to zero. None: not draining.
     retire_at: float | None = None
@@ -158,12 +166,6 @@ class DeploymentRecord:
     def predict_concurrency(self) -> int:
         runtime = self.config.get("runtime") or {}
         return int(runtime.get("predict_concurrency") or 1)
-
-    def set_status(self, status: DeploymentStatus, now: float, message: str = "") -> None:
-        if status != self.status:
-            self.status_changed_at = now
-        self.status = status
-        self.status_message = message
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from control_plane.exceptions import ControlPlaneError
 
-class BlobNotFound(KeyError):
-    """No object under that key."""
+
+class BlobNotFound(ControlPlaneError, KeyError):
+    """No object under that key (a KeyError too: callers may treat the store like a mapping)."""
 
 
 @dataclass(frozen=True)

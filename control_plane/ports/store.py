@@ -12,9 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from control_plane.exceptions import ControlPlaneError
 
-class VersionConflict(Exception):
+
+class VersionConflict(ControlPlaneError):
     """A conditional write lost: the item changed (or exists / is gone) since it was read."""
+
+    code = "CONFLICT"
 
     def __init__(self, table: str, key: str) -> None:
         super().__init__(f"{table}/{key} was changed by another writer")

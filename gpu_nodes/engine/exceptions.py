@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from gpu_nodes.exceptions import GpuNodeError
 
-class EngineError(Exception):
+
+class EngineError(GpuNodeError):
     """Base class for engine errors."""
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpu_nodes.exceptions import GpuNodeError, openai_error_body
 
-class GatewayError(Exception):
+
+class GatewayError(GpuNodeError):
     status_code = 500
     code = "INTERNAL"
     openai_code: str | None = None
@@ -22,14 +24,12 @@ class GatewayError(Exception):
     def body(self, *, openai: bool = False) -> dict[str, Any]:
         if openai:
             kind = "invalid_request_error" if self.status_code < 500 else "server_error"
-            return {
-                "error": {
-                    "message": self.message,
-                    "type": kind,
-                    "param": self.param,
-                    "code": self.openai_code or self.code.lower(),
-                }
-            }
+            return openai_error_body(
+                self.message,
+                error_type=kind,
+                param=self.param,
+                code=self.openai_code or self.code.lower(),
+            )
         return {"error": {"code": self.code, "message": self.message}}
 
 

@@ -6,8 +6,10 @@ the server answers with its ``status_code`` (400 by default) instead of a 500.
 
 from __future__ import annotations
 
+from gpu_nodes.exceptions import GpuNodeError
 
-class ModelServerError(Exception):
+
+class ModelServerError(GpuNodeError):
     """Base class of every model server error."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from gpu_nodes.exceptions import GpuNodeError, openai_error_body
 
-class OpenAIError(Exception):
+
+class OpenAIError(GpuNodeError):
     """Base: rendered as ``{"error": {"message", "type", "param", "code"}}``."""
 
     status_code = 400
@@ -16,14 +18,9 @@ class OpenAIError(Exception):
         self.param = param
 
     def to_body(self) -> dict[str, dict[str, str | None]]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        return openai_error_body(
+            self.message, error_type=self.error_type, param=self.param, code=self.code
+        )
 
 
 class InvalidRequest(OpenAIError):
@@ -53,9 +50,9 @@ class EngineNotReady(OpenAIError):
     code = "engine_not_ready"
 
 
-class EngineUnavailable(RuntimeError):
+class EngineUnavailable(GpuNodeError, RuntimeError):
     """The engine kind's runtime (vllm, tensorrt_llm, CUDA) is missing on this node."""
 
 
-class EngineLoadError(RuntimeError):
+class EngineLoadError(GpuNodeError, RuntimeError):
     """The engine could not be constructed from the package's ``engine:`` section."""

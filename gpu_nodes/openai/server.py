@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from gpu_nodes.exceptions import openai_error_body
 from gpu_nodes.openai.chat import chat_completion, prepare_chat, stream_chat
 from gpu_nodes.openai.completions import completion, prepare_completion, stream_completion
 from gpu_nodes.openai.engine_factory import load_engine
@@ -130,8 +131,8 @@ async def _guarded_sse(events: AsyncIterator[str]) -> AsyncIterator[str]:
         yield "data: [DONE]\n\n"
     except Exception as exc:
         logger.exception("generation failed mid-stream")
-        error = {"message": str(exc), "type": "server_error", "param": None, "code": None}
-        yield f"data: {json.dumps({'error': error})}\n\n"
+        error = openai_error_body(str(exc), error_type="server_error")
+        yield f"data: {json.dumps(error)}\n\n"
         yield "data: [DONE]\n\n"
 
 
@@ -186,8 +187,7 @@ def create_openai_app(
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
         logger.error("request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
         message = f"The server failed to handle the request ({type(exc).__name__})."
-        body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
-        return JSONResponse(body, status_code=500)
+        return JSONResponse(openai_error_body(message, error_type="server_error"), status_code=500)
 
     _add_truss_routes(app, slot, served)
     _add_openai_routes(app, slot, served)

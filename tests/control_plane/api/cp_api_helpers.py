@@ -53,6 +53,7 @@ class LiveServer:
     """uvicorn serving ``app`` in a thread on a free loopback port (lifespan on)."""
 
     def __init__(self, app: FastAPI) -> None:
+        self.app = app
         self.port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self._server = uvicorn.Server(config)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from control_plane.adapters.sqlite_store import SqliteMetadataStore
+from control_plane.domain import lifecycle
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.records import (
     AutoscalingSettings,
@@ -68,7 +69,7 @@ def add_deployment(
 
 
 def set_status(repo: Repository, dep_id: str, status: DeploymentStatus) -> None:
-    repo.update_deployment("m1", dep_id, lambda dep: dep.set_status(status, 0.0))
+    repo.update_deployment("m1", dep_id, lambda dep: lifecycle.observe_status(dep, status, 0.0))
 
 
 def test_promote_active_swaps_and_retires_previous(

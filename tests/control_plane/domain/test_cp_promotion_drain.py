@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.domain.reconcile_loop import ReconcileLoop
-from control_plane.domain.reconciler import ReconcilerPolicy, Retire, Scale
+from control_plane.domain.reconcile_policy import ReconcilerPolicy, Retire, Scale
+from control_plane.domain.reconciler import Reconciler
 from control_plane.domain.records import (
     DeploymentRecord,
     DeploymentStatus,
@@ -98,8 +98,8 @@ def platform(tmp_path: Path, clock: FakeClock, cluster: InstantCluster) -> Itera
     platform.close()
 
 
-def loop_of(platform: Platform) -> ReconcileLoop:
-    return ReconcileLoop(
+def loop_of(platform: Platform) -> Reconciler:
+    return Reconciler(
         platform.repo,
         platform.driver,
         platform.environments,

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from control_plane.domain.reconciler import (
+from control_plane.domain.reconcile_policy import (
     AbandonPromotion,
     CompletePromotion,
     DeploymentObservation,

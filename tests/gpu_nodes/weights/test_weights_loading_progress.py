@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request, Response
 
 from control_plane.adapters._local_replica import probe
 from control_plane.adapters.dir_blob import DirectoryBlobStore
-from control_plane.domain.reconciler import (
+from control_plane.domain.reconcile_policy import (
     DeploymentObservation,
     Observation,
     ReconcilerPolicy,
