@@ -47,7 +47,7 @@ DEVELOPMENT_PRIORITY_CLASS = "plinth-development"
 REPLICA_SERVICE_ACCOUNT = "plinth-replica"
 # The node agent DaemonSet (infra/platform.py) serves cached weight chunks on this hostPort
 # of every node; replicas reach it at their node's IP.
-NODE_CACHE_PORT = 8791
+WEIGHTS_CACHE_PORT = 8791
 WEIGHTS_MANIFESTS_ENV = "PLINTH_WEIGHTS_MANIFESTS"
 WEIGHTS_CLUSTER_URL_ENV = "PLINTH_WEIGHTS_CLUSTER_URL"
 NODE_IP_ENV = "PLINTH_NODE_IP"
@@ -75,7 +75,7 @@ class KubernetesOptions:
     max_unavailable_on_disruption: int = 1
     service_account: str | None = REPLICA_SERVICE_ACCOUNT  # None: the namespace's default
     # hostPort of the node agent's cache; None: replicas fetch weights from the origin only.
-    node_cache_port: int | None = NODE_CACHE_PORT
+    weights_cache_port: int | None = WEIGHTS_CACHE_PORT
 
 
 @dataclass(frozen=True)
@@ -290,7 +290,7 @@ def _node_cache_env(spec: ReplicaSpec, opts: KubernetesOptions) -> list[dict[str
     kubelet because it is defined earlier in the list. An explicit URL in the spec wins.
     """
     if (
-        opts.node_cache_port is None
+        opts.weights_cache_port is None
         or not spec.env.get(WEIGHTS_MANIFESTS_ENV)
         or WEIGHTS_CLUSTER_URL_ENV in spec.env
     ):
@@ -299,7 +299,7 @@ def _node_cache_env(spec: ReplicaSpec, opts: KubernetesOptions) -> list[dict[str
         {"name": NODE_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
         {
             "name": WEIGHTS_CLUSTER_URL_ENV,
-            "value": f"http://$({NODE_IP_ENV}):{opts.node_cache_port}",
+            "value": f"http://$({NODE_IP_ENV}):{opts.weights_cache_port}",
         },
     ]
 

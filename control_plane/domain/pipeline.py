@@ -47,8 +47,7 @@ class BuiltEnvironmentLike(Protocol):
 
 
 class EnvironmentBuilderLike(Protocol):
-    """``control_plane.adapters.builder.EnvironmentBuilder`` as the pipeline uses it (raises
-    BuildFailed)."""
+    """The per-requirements environment builder as the pipeline uses it (raises BuildFailed)."""
 
     def build(
         self, requirements: list[str], *, log: Callable[[str], None]

@@ -62,7 +62,6 @@ class AutoscalingSettings:
         checks = (
             ("min_replica", self.min_replica >= 0, ">= 0"),
             ("max_replica", self.max_replica >= 1, ">= 1"),
-            ("max_replica", self.max_replica >= self.min_replica, ">= min_replica"),
             (
                 "autoscaling_window",
                 10 <= self.autoscaling_window <= 3600,

@@ -226,10 +226,10 @@ def test_replicas_with_weights_use_the_node_agent_on_their_node() -> None:
     assert cluster_url["value"] == "http://$(PLINTH_NODE_IP):8791"
 
 
-def test_node_agent_port_matches_the_platform() -> None:
-    from infra.platform import NODE_CACHE_PORT
+def test_weights_cache_port_matches_the_platform() -> None:
+    from infra.platform import WEIGHTS_CACHE_PORT
 
-    assert KubernetesOptions().node_cache_port == NODE_CACHE_PORT
+    assert KubernetesOptions().weights_cache_port == WEIGHTS_CACHE_PORT
 
 
 @pytest.mark.parametrize(
