@@ -23,6 +23,7 @@ from types import FrameType
 import httpx
 
 from plinth.exceptions import PlinthError
+from plinth.state_lock import StateDirLock, acquire_state_dir_lock
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0
@@ -44,11 +45,16 @@ class LocalPlatform:
     endpoints: LocalEndpoints
     control_plane: subprocess.Popen[bytes]
     gateway: subprocess.Popen[bytes]
+    lock: StateDirLock
 
     def stop(self) -> None:
-        """Gateway first (no new traffic), then the control plane (which stops the replicas)."""
-        for proc in (self.gateway, self.control_plane):
-            _terminate(proc)
+        """Gateway first (no new traffic), then the control plane (which stops the replicas);
+        the state dir is unlocked only once both are gone."""
+        try:
+            for proc in (self.gateway, self.control_plane):
+                _terminate(proc)
+        finally:
+            self.lock.release()
 
     def pids(self) -> dict[str, int]:
         return {"control_plane": self.control_plane.pid, "gateway": self.gateway.pid}
@@ -104,9 +110,23 @@ def start_platform(
     control_plane_port: int = 8800,
     gateway_port: int = 8801,
 ) -> LocalPlatform:
-    """Start the control plane and the gateway; return once both answer."""
+    """Start the control plane and the gateway; return once both answer.
+
+    Raises StateDirBusyError at once when another instance serves ``state_dir``.
+    """
     state_dir = state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    cp_url = f"http://{host}:{control_plane_port}"
+    lock = acquire_state_dir_lock(state_dir, cp_url)
+    try:
+        return _start_locked(state_dir, lock, host, control_plane_port, gateway_port)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _start_locked(
+    state_dir: Path, lock: StateDirLock, host: str, control_plane_port: int, gateway_port: int
+) -> LocalPlatform:
     api_key = _load_or_create_secret(state_dir / "admin_api_key", "pl_")
     internal_token = _load_or_create_secret(state_dir / "internal_token", "int_")
     cp_url = f"http://{host}:{control_plane_port}"
@@ -123,6 +143,7 @@ def start_platform(
     )
     logs = state_dir / "logs"
     cp = _spawn([sys.executable, "-m", "control_plane"], env, logs / "control_plane.log")
+    lock.record(cp_url, gw_url, [cp.pid])
     try:
         _wait_healthy(f"{cp_url}/healthz", cp, "control plane", logs / "control_plane.log")
         gw_args = [
@@ -132,11 +153,12 @@ def start_platform(
             "--cache-file", str(state_dir / "gateway_routing.json"),
         ]  # fmt: skip
         gw = _spawn(gw_args, env, logs / "gateway.log")
+        lock.record(cp_url, gw_url, [cp.pid, gw.pid])
     except BaseException:
         _terminate(cp)
         raise
     platform = LocalPlatform(
-        state_dir, LocalEndpoints(cp_url, gw_url, api_key, internal_token), cp, gw
+        state_dir, LocalEndpoints(cp_url, gw_url, api_key, internal_token), cp, gw, lock
     )
     try:
         _wait_healthy(f"{gw_url}/healthz", gw, "gateway", logs / "gateway.log")
