@@ -9,10 +9,12 @@ cleanly on Ctrl-C / SIGTERM.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,10 +120,30 @@ def start_platform(
     cp_url = f"http://{host}:{control_plane_port}"
     lock = acquire_state_dir_lock(state_dir, cp_url)
     try:
+        check_ports_free(host, {"--port": control_plane_port, "--gateway-port": gateway_port})
         return _start_locked(state_dir, lock, host, control_plane_port, gateway_port)
     except BaseException:
         lock.release()
         raise
+
+
+def check_ports_free(host: str, ports_by_flag: dict[str, int]) -> None:
+    """Fail at once, naming the port and its flag, instead of after a startup timeout."""
+    if len(set(ports_by_flag.values())) < len(ports_by_flag):
+        raise PlinthError(f"{' and '.join(ports_by_flag)} must be different ports: {ports_by_flag}")
+    for flag, port in ports_by_flag.items():
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # As uvicorn binds: SO_REUSEADDR, so a port held only by TIME_WAIT counts as free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                raise PlinthError(
+                    f"port {port} on {host} ({flag}) is not available: {why};"
+                    f" free it or pass another {flag}"
+                ) from exc
 
 
 def _start_locked(

@@ -131,3 +131,25 @@ def test_lock_of_a_killed_up_is_taken_over(
     assert alive == [], "the killed instance's control plane and gateway were left running"
     listed = run_cli("models")
     assert listed.returncode == 0, listed.stdout + listed.stderr
+
+
+@pytest.mark.parametrize("flag", ["--port", "--gateway-port"])
+def test_taken_port_fails_at_once_naming_port_and_flag(
+    cli_env: dict[str, str], tmp_path: Path, flag: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        other = "--gateway-port" if flag == "--port" else "--port"
+        command = [sys.executable, "-m", "plinth.cli.main", "up", flag, str(port)]
+        command += [other, str(free_port())]
+        started = time.monotonic()
+        done = subprocess.run(
+            command, env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=30
+        )
+    assert time.monotonic() - started < 15
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert f"port {port}" in out and f"({flag})" in out and "already in use" in out, out
+    assert not (Path(cli_env["PLINTH_STATE_DIR"]) / "cli.json").exists()
