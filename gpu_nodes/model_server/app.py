@@ -19,7 +19,13 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from gpu_nodes.model_server.exceptions import InputError, PackageError, ResultNotSerializableError
+from gpu_nodes.disconnect import CLIENT_CLOSED_STATUS, cancel_on_disconnect
+from gpu_nodes.model_server.exceptions import (
+    InputError,
+    PackageError,
+    PredictTimeoutError,
+    ResultNotSerializableError,
+)
 from gpu_nodes.model_server.package_config import ServingConfig, load_serving_config
 from gpu_nodes.model_server.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
 from gpu_nodes.model_server.runner import ModelRunner, ModelStatus, PredictionStream
@@ -141,7 +147,11 @@ async def _predict(runner: ModelRunner, request: Request, request_id: str) -> Re
         return _error(503, detail, status=state.status.value)
     try:
         payload = await _parse_body(request)
-        result = await runner.run(payload, request)
+        outcome = await cancel_on_disconnect(request, lambda: runner.run(payload, request))
+        if outcome.disconnected:
+            log.info("predict request_id=%s cancelled: the client disconnected", request_id)
+            return Response(status_code=CLIENT_CLOSED_STATUS)
+        result = outcome.value
         if isinstance(result, PredictionStream):
             return _GuardedStreamingResponse(
                 _encoded_chunks(result, runner, request_id),
@@ -153,6 +163,9 @@ async def _predict(runner: ModelRunner, request: Request, request_id: str) -> Re
         return Response(_encode_json(result), media_type="application/json")
     except InputError as exc:
         return _error(exc.status_code, exc.message)
+    except PredictTimeoutError as exc:
+        log.error("predict request_id=%s: %s", request_id, exc)
+        return _error(504, str(exc))
     except HTTPException as exc:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         return JSONResponse(
