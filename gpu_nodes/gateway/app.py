@@ -14,6 +14,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from gpu_nodes.disconnect import CLIENT_CLOSED_STATUS, cancel_on_disconnect
 from gpu_nodes.gateway.balancer import ReplicaBalancer
 from gpu_nodes.gateway.exceptions import (
     BadRequestError,
@@ -119,7 +120,13 @@ class Gateway:
             body=body,
             request_id=request.headers.get(REQUEST_ID_HEADER, "-"),
         )
-        return await self.proxy.forward(target, upstream)
+        # A client that gives up cancels the upstream request: the connection to the replica
+        # closes (an async predict there is cancelled) and it stops counting as in flight.
+        outcome = await cancel_on_disconnect(request, lambda: self.proxy.forward(target, upstream))
+        if outcome.disconnected or outcome.value is None:
+            log.info("request_id=%s cancelled: the client disconnected", upstream.request_id)
+            return Response(status_code=CLIENT_CLOSED_STATUS)
+        return outcome.value
 
     async def close(self) -> None:
         await self.proxy.close()

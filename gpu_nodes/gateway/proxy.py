@@ -124,6 +124,9 @@ class ReplicaProxy:
                 raise UpstreamError(
                     f"replica {replica.id} failed before answering: {type(exc).__name__}"
                 ) from exc
+            except BaseException:  # cancelled (the client went away): stop counting it
+                self._balancer.release(replica.url)
+                raise
             return await self._relay(upstream, replica, request.request_id)
         raise UpstreamError(f"no replica of deployment {target.deployment_id} could be reached")
 
