@@ -105,13 +105,13 @@ def test_second_up_refuses_and_first_keeps_serving(
     assert predicted.returncode == 0, predicted.stdout + predicted.stderr
 
 
-def _model_id(run_cli: RunCli) -> str:
+def _model_id(run_cli: RunCli, name: str = "hello") -> str:
     listed = run_cli("models")
     assert listed.returncode == 0, listed.stderr
     for line in listed.stdout.splitlines():
-        if " hello " in f" {line} ".replace("│", " "):
+        if f" {name} " in f" {line} ".replace("│", " "):
             return line.replace("│", " ").split()[0]
-    raise AssertionError(f"no hello model in:\n{listed.stdout}")
+    raise AssertionError(f"no {name} model in:\n{listed.stdout}")
 
 
 def test_lock_of_a_killed_up_is_taken_over(
@@ -153,3 +153,41 @@ def test_taken_port_fails_at_once_naming_port_and_flag(
     out = done.stdout + done.stderr
     assert f"port {port}" in out and f"({flag})" in out and "already in use" in out, out
     assert not (Path(cli_env["PLINTH_STATE_DIR"]) / "cli.json").exists()
+
+
+SLOW_MODEL = """
+import time
+
+
+class Model:
+    def predict(self, model_input):
+        time.sleep(200)
+        return {"done": True}
+"""
+
+
+def test_up_stops_within_5_s_with_an_abandoned_predict_in_flight(
+    cli_env: dict[str, str], run_cli: RunCli, ups: Callable[[str], UpProcess], tmp_path: Path
+) -> None:
+    state = Path(cli_env["PLINTH_STATE_DIR"])
+    up = ups("slow")
+    saved = up.wait_up(state)
+    package = tmp_path / "slow"
+    (package / "model").mkdir(parents=True)
+    (package / "model" / "model.py").write_text(SLOW_MODEL)
+    (package / "config.yaml").write_text("model_name: slow\n")
+    pushed = run_cli("push", str(package), "--promote", "--timeout", "120")
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    predicted = run_cli("predict", _model_id(run_cli, "slow"), "--data", "{}", "--timeout", "3")
+    assert predicted.returncode != 0  # like `curl -m 3`: the client gave up, the predict runs on
+    everything = psutil.Process(up.proc.pid).children(recursive=True)
+    everything += [psutil.Process(int(pid)) for pid in saved["pids"].values()]
+    replicas = [p for p in everything if "gpu_nodes.model_server" in " ".join(p.cmdline())]
+    assert replicas, "no replica process found"
+    started = time.monotonic()
+    up.proc.send_signal(signal.SIGINT)
+    up.proc.wait(timeout=30)
+    _gone, alive = psutil.wait_procs(everything + replicas, timeout=30)
+    elapsed = time.monotonic() - started
+    assert alive == []
+    assert elapsed < 5, f"plinth up took {elapsed:.1f} s to stop"
