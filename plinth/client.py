@@ -310,6 +310,11 @@ class PlinthClient:
         )
         return result
 
+    def routing_table(self) -> dict[str, Any]:
+        """The routing table gateways poll (`version`, `models`, ...)."""
+        result: dict[str, Any] = self._json("GET", "/v1/routing") or {}
+        return result
+
     # -- secrets and API keys -------------------------------------------------------------------
 
     def set_secret(self, name: str, value: str) -> dict[str, Any]:
