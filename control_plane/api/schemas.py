@@ -54,7 +54,7 @@ class PromoteBody(_Body):
 
 class SecretBody(_Body):
     name: str
-    value: str = Field(description="Never returned by any API.")
+    value: str = Field(min_length=1, description="Never returned by any API; not empty.")
 
 
 class ApiKeyCreateBody(_Body):
