@@ -17,7 +17,12 @@ from urllib.parse import quote
 
 import httpx
 
-from plinth.exceptions import ApiError, PlatformUnreachableError, WaitTimeoutError
+from plinth.exceptions import (
+    ApiError,
+    GatewayTimeoutError,
+    PlatformUnreachableError,
+    WaitTimeoutError,
+)
 
 ProgressCallback = Callable[[int, int], None]
 """Called as progress(bytes_done, bytes_total) while an archive uploads."""
@@ -75,7 +80,11 @@ def api_error_from_response(response: httpx.Response) -> ApiError:
         )
     elif response.text:
         message = response.text[:_MAX_ERROR_TEXT]
-    return ApiError(status, code, message)
+    return ApiError(status, code, message, response.headers.get("x-request-id"))
+
+
+def _read_timeout_of(client: httpx.Client) -> float:
+    return float(client.timeout.read or 0)
 
 
 def _items(body: Any, key: str) -> list[dict[str, Any]]:
@@ -370,6 +379,8 @@ class PlinthClient:
     def _gateway_send(self, gateway: httpx.Client, url: str, payload: Any) -> httpx.Response:
         try:
             response = gateway.post(url, json=payload)
+        except httpx.ReadTimeout as exc:  # connected and sent: the answer is what is late
+            raise GatewayTimeoutError(url, _read_timeout_of(gateway)) from exc
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
             raise PlatformUnreachableError(url, reason, what="gateway") from exc
@@ -386,6 +397,8 @@ class PlinthClient:
                         response.read()
                         raise api_error_from_response(response)
                     yield from response.iter_text()
+            except httpx.ReadTimeout as exc:
+                raise GatewayTimeoutError(url, _read_timeout_of(gateway)) from exc
             except httpx.TransportError as exc:
                 reason = str(exc) or type(exc).__name__
                 raise PlatformUnreachableError(url, reason, what="gateway") from exc

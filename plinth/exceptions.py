@@ -44,11 +44,12 @@ class ArchiveError(PlinthError):
 class ApiError(PlinthError):
     """The control plane answered with an error (`{"error": {"code", "message"}}`)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, request_id: str | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.request_id = request_id  # the X-Request-Id the server answered with, if any
 
 
 class PlatformUnreachableError(PlinthError):
@@ -59,6 +60,18 @@ class PlatformUnreachableError(PlinthError):
         self.url = url
         self.reason = reason
         self.what = what
+
+
+class GatewayTimeoutError(PlinthError):
+    """The gateway was reached but no answer came within the client's timeout."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        super().__init__(
+            f"no answer from {url} within {timeout_s:g} s (--timeout): the gateway was reached,"
+            " the model may still be working"
+        )
+        self.url = url
+        self.timeout_s = timeout_s
 
 
 class ConfigWarning(UserWarning):

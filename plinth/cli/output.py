@@ -68,7 +68,8 @@ def error_message(error: PlinthError) -> list[str]:
         hint = ""
         if error.status in (401, 403):
             hint = " (check --api-key / PLINTH_API_KEY)"
-        return [f"error {error.status} {error.code}: {error.message}{hint}"]
+        request = f" (request id {error.request_id})" if error.request_id else ""
+        return [f"{error.status} {error.code}: {error.message}{hint}{request}"]
     if isinstance(error, ConfigError):
         return [str(item) for item in error.errors]
     return [str(error)]

@@ -80,7 +80,7 @@ def test_push_wait_times_out_with_clear_error(
 def test_api_errors_are_one_red_line(cp_env: dict[str, str], run_cli: RunCli) -> None:
     result = run_cli("deployments", "nosuchmodel")
     assert result.returncode == 1
-    assert result.stderr.startswith("error: error 404 ")
+    assert result.stderr.startswith("error: 404 ")
     assert len(result.stderr.strip().splitlines()) == 1
     rollback = run_cli("rollback", "nosuchmodel")
     assert rollback.returncode == 1 and "404" in rollback.stderr

@@ -133,6 +133,13 @@ def test_predict_stream(gw_env: dict[str, str], run_cli: RunCli) -> None:
 
 def test_predict_errors(gw_env: dict[str, str], run_cli: RunCli) -> None:
     unknown = run_cli("predict", "nosuchmodel", "--data", "{}")
-    assert unknown.returncode == 1 and "error 404" in unknown.stderr
+    assert unknown.returncode == 1 and "error: 404" in unknown.stderr
+    assert "(request id " in unknown.stderr  # to find the request in the gateway's log
+    # A slow answer is not an unreachable gateway.
+    slow = '{"n": 3, "delay_s": 1}'
+    late = run_cli("predict", "streaming", "--stream", "--data", slow, "--timeout", "0.5")
+    assert late.returncode == 1
+    assert "no answer from" in late.stderr and "within 0.5 s (--timeout)" in late.stderr
+    assert "cannot reach" not in late.stderr
     bad_key = run_cli("predict", "hello", "--data", '{"x": 1}', "--api-key", "wrong")
     assert bad_key.returncode == 1 and "401" in bad_key.stderr

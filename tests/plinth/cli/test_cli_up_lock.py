@@ -180,6 +180,7 @@ def test_up_stops_within_5_s_with_an_abandoned_predict_in_flight(
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     predicted = run_cli("predict", _model_id(run_cli, "slow"), "--data", "{}", "--timeout", "3")
     assert predicted.returncode != 0  # like `curl -m 3`: the client gave up, the predict runs on
+    assert "no answer from" in predicted.stderr, predicted.stderr
     everything = psutil.Process(up.proc.pid).children(recursive=True)
     everything += [psutil.Process(int(pid)) for pid in saved["pids"].values()]
     replicas = [p for p in everything if "gpu_nodes.model_server" in " ".join(p.cmdline())]
