@@ -29,7 +29,7 @@ from gpu_nodes.model_server.exceptions import (
 from gpu_nodes.model_server.package_config import ServingConfig, load_serving_config
 from gpu_nodes.model_server.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
 from gpu_nodes.model_server.runner import ModelRunner, ModelStatus, PredictionStream
-from gpu_nodes.model_server.tracebacks import describe_exception, format_user_traceback
+from gpu_nodes.model_server.tracebacks import format_user_traceback
 
 log = logging.getLogger("plinth.model_server")
 
@@ -171,10 +171,15 @@ async def _predict(runner: ModelRunner, request: Request, request_id: str) -> Re
         return JSONResponse(
             {"error": detail}, status_code=exc.status_code, headers=dict(exc.headers or {})
         )
+    except ResultNotSerializableError as exc:  # the server's own words about the result
+        log.error("predict failed request_id=%s: %s", request_id, exc)
+        return _error(500, str(exc))
     except Exception as exc:
+        # As Truss: the model's exception text stays in the log (it may hold inputs or
+        # secrets); the caller gets the status and the request id to find it there.
         trace = format_user_traceback(exc, runner.user_roots)
         log.error("predict failed request_id=%s\n%s", request_id, trace)
-        return _error(500, describe_exception(exc))
+        return _error(500, "Internal Server Error")
 
 
 def _json_default(value: Any) -> Any:
