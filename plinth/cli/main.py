@@ -16,7 +16,15 @@ import typer
 from rich.markup import escape
 
 from plinth.cli.manage import api_keys_app, choose_rollback_target, secrets_app
-from plinth.cli.options import ApiKeyOption, GatewayUrlOption, UrlOption, connect, require
+from plinth.cli.options import (
+    ApiKeyOption,
+    GatewayUrlOption,
+    ModelArgument,
+    UrlOption,
+    connect,
+    require,
+    resolve_model_id,
+)
 from plinth.cli.output import expected_errors, format_time, make_console, print_table, status_text
 from plinth.cli.promotion import PromotionRequest, promote_and_wait
 from plinth.cli.push import PushOptions, log_line_text, run_push
@@ -95,12 +103,13 @@ def models(url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
 
 @app.command()
 def deployments(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    model_id: ModelArgument,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """List a model's deployments."""
     with connect(url, None, api_key) as (client, _):
+        model_id = resolve_model_id(client, model_id)
         rows = [
             [
                 item.get("id", ""),
@@ -118,7 +127,7 @@ def deployments(
 
 @app.command()
 def environments(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    model_id: ModelArgument,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
@@ -126,6 +135,7 @@ def environments(
     from plinth.cli.manage import current_deployment_id
 
     with connect(url, None, api_key) as (client, _):
+        model_id = resolve_model_id(client, model_id)
         rows = []
         for item in client.list_environments(model_id):
             settings = item.get("autoscaling_settings") or {}
@@ -149,7 +159,7 @@ PromoteTimeoutOption = Annotated[
 
 @app.command()
 def promote(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    model_id: ModelArgument,
     deployment_id: Annotated[str, typer.Argument(help="Deployment to promote.")],
     environment: EnvironmentOption = "production",
     wait: WaitOption = True,
@@ -160,13 +170,14 @@ def promote(
 ) -> None:
     """Promote a deployment into an environment (production by default)."""
     with connect(url, gateway_url, api_key) as (client, target):
+        model_id = resolve_model_id(client, model_id)
         request = PromotionRequest(model_id, deployment_id, environment, wait, timeout)
         promote_and_wait(client, target.gateway_url, request, make_console())
 
 
 @app.command()
 def rollback(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    model_id: ModelArgument,
     environment: EnvironmentOption = "production",
     wait: WaitOption = True,
     timeout: PromoteTimeoutOption = 900.0,
@@ -176,6 +187,7 @@ def rollback(
 ) -> None:
     """Promote the deployment that was previously in an environment back into it."""
     with connect(url, gateway_url, api_key) as (client, target):
+        model_id = resolve_model_id(client, model_id)
         env = client.get_environment(model_id, environment)
         env.setdefault("name", environment)
         deployment_id, why = choose_rollback_target(env, client.list_deployments(model_id))
@@ -198,7 +210,7 @@ def _print_new_lines(logs: dict[str, list[Any]], printed: dict[str, int]) -> Non
 
 @app.command()
 def logs(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    model_id: ModelArgument,
     deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
@@ -208,6 +220,7 @@ def logs(
 ) -> None:
     """Print a deployment's build and replica logs."""
     with connect(url, None, api_key) as (client, _):
+        model_id = resolve_model_id(client, model_id)
         printed: dict[str, int] = {}
         _print_new_lines(client.deployment_logs(model_id, deployment_id), printed)
         while follow:  # until Ctrl-C
@@ -237,7 +250,7 @@ def parse_json_data(data: str) -> Any:
 
 @app.command()
 def predict(
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    model_id: ModelArgument,
     data: Annotated[str, typer.Option("--data", "-d", help="JSON input, @file.json or -.")],
     environment: Annotated[
         str | None, typer.Option("--environment", "-e", help="Environment (default production).")
@@ -253,6 +266,8 @@ def predict(
 ) -> None:
     """Call a model through the gateway."""
     with connect(url, gateway_url, api_key) as (client, target):
+        # Predict needs only the gateway: without a control plane, the id is used as given.
+        model_id = resolve_model_id(client, model_id, best_effort=True)
         require(
             environment is None or deployment is None,
             "give either --environment or --deployment, not both",

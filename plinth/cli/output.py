@@ -68,6 +68,8 @@ def error_message(error: PlinthError) -> list[str]:
         hint = ""
         if error.status in (401, 403):
             hint = " (check --api-key / PLINTH_API_KEY)"
+        elif error.status == 404 and error.message.startswith("model "):
+            hint = " (`plinth models` lists each model's id and name)"
         request = f" (request id {error.request_id})" if error.request_id else ""
         return [f"{error.status} {error.code}: {error.message}{hint}{request}"]
     if isinstance(error, ConfigError):

@@ -81,6 +81,7 @@ def test_api_errors_are_one_red_line(cp_env: dict[str, str], run_cli: RunCli) ->
     result = run_cli("deployments", "nosuchmodel")
     assert result.returncode == 1
     assert result.stderr.startswith("error: 404 ")
+    assert "`plinth models` lists each model's id and name" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     rollback = run_cli("rollback", "nosuchmodel")
     assert rollback.returncode == 1 and "404" in rollback.stderr
