@@ -20,6 +20,7 @@ from gpu_nodes.gateway.exceptions import (
     BadRequestError,
     GatewayError,
     MethodNotAllowedError,
+    ModelNotFoundError,
     NotFoundError,
     NotImplementedYetError,
     PayloadTooLargeError,
@@ -183,10 +184,11 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
 
 
 async def _model_path(gateway: Gateway, request: Request, parsed: InferencePath) -> Response:
-    _, target = await gateway.resolve(
+    snapshot, target = await gateway.resolve(
         request, lambda snapshot: snapshot.resolve(parsed.model_id, parsed.selector)
     )
     if parsed.action == "openai":
+        _require_openai_api(snapshot, target, parsed.model_id)
         body = await gateway.read_body(request)
         return await gateway.forward(request, target, request.method, parsed.upstream_path, body)
     if request.method != "POST":
@@ -217,8 +219,23 @@ async def _gateway_openai(gateway: Gateway, request: Request, path: str) -> Resp
         raise MethodNotAllowedError(f"{path} takes POST, not {request.method}")
     body = await gateway.read_body(request)
     model = _model_field(body)
-    _, target = await gateway.resolve(request, lambda table: table.resolve_openai_model(model))
+    snapshot, target = await gateway.resolve(
+        request, lambda table: table.resolve_openai_model(model)
+    )
+    _require_openai_api(snapshot, target, model)
     return await gateway.forward(request, target, "POST", path, body)
+
+
+def _require_openai_api(snapshot: RoutingSnapshot, target: Target, model: str) -> None:
+    """Only engine deployments serve the OpenAI API; a Model-class replica would answer a
+    bare framework 404 that no OpenAI client can read."""
+    deployment = snapshot.deployment(target.model_id, target.deployment_id)
+    if deployment is not None and not deployment.engine:
+        raise ModelNotFoundError(
+            f"The model '{model}' is served by a Model class, not an LLM engine, so it has no"
+            f" OpenAI API; call POST /models/{target.model_id}/production/predict instead",
+            param="model",
+        )
 
 
 def _model_field(body: bytes) -> str:
