@@ -25,9 +25,15 @@ from plinth.cli.options import (
     require,
     resolve_model_id,
 )
-from plinth.cli.output import expected_errors, format_time, make_console, print_table, status_text
+from plinth.cli.output import expected_errors, make_console, print_table
 from plinth.cli.promotion import PromotionRequest, promote_and_wait
 from plinth.cli.push import PushOptions, log_line_text, run_push
+from plinth.cli.tables import (
+    DEPLOYMENT_COLUMNS,
+    ENVIRONMENT_COLUMNS,
+    deployment_rows,
+    environment_rows,
+)
 from plinth.cli.target import resolve_target, state_dir_from_env
 from plinth.exceptions import PlinthError
 from plinth.spec.templates import write_package_template
@@ -107,22 +113,13 @@ def deployments(
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """List a model's deployments."""
+    """List a model's deployments: status, the environments each serves, replicas, drains."""
     with connect(url, None, api_key) as (client, _):
         model_id = resolve_model_id(client, model_id)
-        rows = [
-            [
-                item.get("id", ""),
-                item.get("name", ""),
-                status_text(item.get("status")),
-                item.get("environment") or "-",
-                item.get("active_replica_count", 0),
-                format_time(item.get("created_at")),
-            ]
-            for item in client.list_deployments(model_id)
-        ]
-        columns = ["id", "name", "status", "environment", "replicas", "created"]
-        print_table(make_console(), f"deployments of {model_id}", columns, rows)
+        rows = deployment_rows(
+            client.list_deployments(model_id), client.list_environments(model_id)
+        )
+        print_table(make_console(), f"deployments of {model_id}", DEPLOYMENT_COLUMNS, rows)
 
 
 @app.command()
@@ -131,18 +128,13 @@ def environments(
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """List a model's environments and what each one serves."""
-    from plinth.cli.manage import current_deployment_id
-
+    """List a model's environments, what each one serves and how many replicas run."""
     with connect(url, None, api_key) as (client, _):
         model_id = resolve_model_id(client, model_id)
-        rows = []
-        for item in client.list_environments(model_id):
-            settings = item.get("autoscaling_settings") or {}
-            replicas = f"{settings.get('min_replica', '?')}-{settings.get('max_replica', '?')}"
-            rows.append([item.get("name", ""), current_deployment_id(item) or "-", replicas])
-        columns = ["name", "current deployment", "replicas (min-max)"]
-        print_table(make_console(), f"environments of {model_id}", columns, rows)
+        rows = environment_rows(
+            client.list_environments(model_id), client.list_deployments(model_id)
+        )
+        print_table(make_console(), f"environments of {model_id}", ENVIRONMENT_COLUMNS, rows)
 
 
 WaitOption = Annotated[
