@@ -319,6 +319,16 @@ class PlinthClient:
         )
         return result
 
+    def gateway_accepts_key(self, gateway_url: str) -> bool:
+        """Whether the gateway at ``gateway_url`` answers and knows this client's API key,
+        i.e. serves this platform's routing table (it refreshes its table on an unknown key)."""
+        url = f"{gateway_url.rstrip('/')}/v1/models"
+        try:
+            response = httpx.get(url, headers=self._headers, timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
     def routing_table(self) -> dict[str, Any]:
         """The routing table gateways poll (`version`, `models`, ...)."""
         result: dict[str, Any] = self._json("GET", "/v1/routing") or {}

@@ -57,7 +57,7 @@ def promote_and_wait(
     else:
         console.print(
             f"[yellow]{name} swapped to {target}, but the gateway at {escape(gateway_url)} could"
-            " not be reached to confirm it routes there[/]"
+            " not confirm it routes there (unreachable, or it does not know this API key)[/]"
         )
 
 
@@ -79,7 +79,10 @@ def _wait_for_swap(client: PlinthClient, request: PromotionRequest, deadline: fl
 def _wait_for_gateway(
     client: PlinthClient, gateway_url: str, request: PromotionRequest, deadline: float
 ) -> bool:
-    """True once the gateway serves a table holding the swap; False if it is unreachable."""
+    """True once the gateway serves a table holding the swap; False if it is unreachable or
+    belongs to another platform (its table versions would mean nothing here)."""
+    if not client.gateway_accepts_key(gateway_url):
+        return False
     version = _first_version_with_swap(client, request, deadline)
     while True:
         try:
