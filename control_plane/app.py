@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from control_plane.adapters.lazy_blob import LazyBlobStore
 from control_plane.api import routes_environments, routes_models, routes_platform
+from control_plane.api.docs import install_offline_docs
 from control_plane.api.errors import install_error_handlers
 from control_plane.settings import Settings
 from control_plane.weights.delivery import WEIGHTS_ORIGIN_PATH
@@ -44,7 +45,10 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         version="0.1.0",
         description="Management API: models, deployments, environments, promotion, secrets.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by install_offline_docs, not from a CDN
+        redoc_url=None,
     )
+    install_offline_docs(app)
     app.state.settings = settings
     app.state.platform = platform
     install_error_handlers(app)

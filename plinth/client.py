@@ -21,6 +21,7 @@ from plinth.exceptions import (
     ApiError,
     GatewayTimeoutError,
     PlatformUnreachableError,
+    PlinthError,
     WaitTimeoutError,
 )
 
@@ -231,9 +232,14 @@ class PlinthClient:
         except ApiError as exc:
             if exc.status != 404:
                 raise
-        matches = [item for item in self.list_models() if item.get("name") == model]
+        matches = [str(item["id"]) for item in self.list_models() if item.get("name") == model]
         if len(matches) == 1:
-            return str(matches[0]["id"])
+            return matches[0]
+        if matches:
+            raise PlinthError(
+                f"{len(matches)} models are named {model!r}; give one of their ids: "
+                + ", ".join(matches)
+            )
         raise ApiError(
             404,
             "NOT_FOUND",
@@ -333,6 +339,21 @@ class PlinthClient:
         result: dict[str, Any] = (
             self._json("POST", path, json={"deployment_id": deployment_id}) or {}
         )
+        return result
+
+    def gateway_accepts_key(self, gateway_url: str) -> bool:
+        """Whether the gateway at ``gateway_url`` answers and knows this client's API key,
+        i.e. serves this platform's routing table (it refreshes its table on an unknown key)."""
+        url = f"{gateway_url.rstrip('/')}/v1/models"
+        try:
+            response = httpx.get(url, headers=self._headers, timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def routing_table(self) -> dict[str, Any]:
+        """The routing table gateways poll (`version`, `models`, ...)."""
+        result: dict[str, Any] = self._json("GET", "/v1/routing") or {}
         return result
 
     # -- secrets and API keys -------------------------------------------------------------------

@@ -9,10 +9,12 @@ cleanly on Ctrl-C / SIGTERM.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from types import FrameType
 import httpx
 
 from plinth.exceptions import PlinthError
+from plinth.state_lock import StateDirLock, acquire_state_dir_lock
 from plinth.user_config import LOCAL_REMOTE, save_remote
 
 STARTUP_TIMEOUT_S = 60.0
@@ -45,11 +48,16 @@ class LocalPlatform:
     endpoints: LocalEndpoints
     control_plane: subprocess.Popen[bytes]
     gateway: subprocess.Popen[bytes]
+    lock: StateDirLock
 
     def stop(self) -> None:
-        """Gateway first (no new traffic), then the control plane (which stops the replicas)."""
-        for proc in (self.gateway, self.control_plane):
-            _terminate(proc)
+        """Gateway first (no new traffic), then the control plane (which stops the replicas);
+        the state dir is unlocked only once both are gone."""
+        try:
+            for proc in (self.gateway, self.control_plane):
+                _terminate(proc)
+        finally:
+            self.lock.release()
 
     def pids(self) -> dict[str, int]:
         return {"control_plane": self.control_plane.pid, "gateway": self.gateway.pid}
@@ -105,9 +113,43 @@ def start_platform(
     control_plane_port: int = 8800,
     gateway_port: int = 8801,
 ) -> LocalPlatform:
-    """Start the control plane and the gateway; return once both answer."""
+    """Start the control plane and the gateway; return once both answer.
+
+    Raises StateDirBusyError at once when another instance serves ``state_dir``.
+    """
     state_dir = state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    cp_url = f"http://{host}:{control_plane_port}"
+    lock = acquire_state_dir_lock(state_dir, cp_url)
+    try:
+        check_ports_free(host, {"--port": control_plane_port, "--gateway-port": gateway_port})
+        return _start_locked(state_dir, lock, host, control_plane_port, gateway_port)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def check_ports_free(host: str, ports_by_flag: dict[str, int]) -> None:
+    """Fail at once, naming the port and its flag, instead of after a startup timeout."""
+    if len(set(ports_by_flag.values())) < len(ports_by_flag):
+        raise PlinthError(f"{' and '.join(ports_by_flag)} must be different ports: {ports_by_flag}")
+    for flag, port in ports_by_flag.items():
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # As uvicorn binds: SO_REUSEADDR, so a port held only by TIME_WAIT counts as free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                raise PlinthError(
+                    f"port {port} on {host} ({flag}) is not available: {why};"
+                    f" free it or pass another {flag}"
+                ) from exc
+
+
+def _start_locked(
+    state_dir: Path, lock: StateDirLock, host: str, control_plane_port: int, gateway_port: int
+) -> LocalPlatform:
     api_key = _load_or_create_secret(state_dir / "admin_api_key", "pl_")
     internal_token = _load_or_create_secret(state_dir / "internal_token", "int_")
     cp_url = f"http://{host}:{control_plane_port}"
@@ -124,6 +166,7 @@ def start_platform(
     )
     logs = state_dir / "logs"
     cp = _spawn([sys.executable, "-m", "control_plane"], env, logs / "control_plane.log")
+    lock.record(cp_url, gw_url, [cp.pid])
     try:
         _wait_healthy(f"{cp_url}/healthz", cp, "control plane", logs / "control_plane.log")
         gw_args = [
@@ -133,11 +176,12 @@ def start_platform(
             "--cache-file", str(state_dir / "gateway_routing.json"),
         ]  # fmt: skip
         gw = _spawn(gw_args, env, logs / "gateway.log")
+        lock.record(cp_url, gw_url, [cp.pid, gw.pid])
     except BaseException:
         _terminate(cp)
         raise
     platform = LocalPlatform(
-        state_dir, LocalEndpoints(cp_url, gw_url, api_key, internal_token), cp, gw
+        state_dir, LocalEndpoints(cp_url, gw_url, api_key, internal_token), cp, gw, lock
     )
     try:
         _wait_healthy(f"{gw_url}/healthz", gw, "gateway", logs / "gateway.log")

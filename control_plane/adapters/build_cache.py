@@ -24,7 +24,8 @@ from packaging.utils import canonicalize_name
 from control_plane.adapters.exceptions import BuildError
 
 # Bump when the layout of a built environment changes, so old cache entries are not reused.
-CACHE_FORMAT = 1
+# 2: the model server's runtime is linked in, not the platform's whole site-packages.
+CACHE_FORMAT = 2
 
 
 def normalise_requirements(requirements: list[str]) -> list[str]:
@@ -48,13 +49,13 @@ def _normalise_line(line: str) -> str:
     return str(req)
 
 
-def requirements_hash(requirements: list[str], base_site_packages: list[Path]) -> str:
-    """sha256 of the normalised requirements, the interpreter and the platform packages it sees."""
+def requirements_hash(requirements: list[str], runtime_identity: str) -> str:
+    """sha256 of the normalised requirements, the interpreter and the runtime linked in."""
     identity = {
         "format": CACHE_FORMAT,
         "requirements": normalise_requirements(requirements),
         "python": [sys.implementation.name, list(sys.version_info[:3]), platform.machine()],
-        "base_site_packages": [str(p) for p in base_site_packages],
+        "runtime": runtime_identity,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 

@@ -1,11 +1,13 @@
 """Builds (and caches) the Python environment a deployment's replicas run in.
 
-One virtualenv per distinct requirement set, under ``<cache_dir>/<sha256>``. The venv
-is created without pip (fast), then the platform's own pip installs into it with
-``pip --python <venv python>``. A ``.pth`` file appends the platform's site-packages
-after the venv's own, so the model server (fastapi, uvicorn, gpu_nodes) imports inside
-the venv while the user's requirements shadow platform packages of the same name;
-requirements the platform already satisfies are not installed twice.
+One virtualenv per distinct requirement set and runtime kind, under ``<cache_dir>/<sha256>``.
+The venv is created without pip (fast), then the platform's own pip installs into it with
+``pip --python <venv python>``. A ``.pth`` file appends ``<venv>/plinth-runtime`` after the
+venv's own site-packages: symlinks to the model server's runtime only (see
+``control_plane.adapters.model_runtime``), never the platform's whole site-packages, so a model that
+forgets a requirement fails here as on a cluster, while the user's requirements shadow
+runtime packages of the same name; requirements the runtime already satisfies are not
+installed twice.
 
 Entries are built in place under a per-hash lock and committed by writing a marker file
 last, so a half-built or failed environment is never mistaken for a cached one.
@@ -14,9 +16,7 @@ last, so a half-built or failed environment is never mistaken for a cached one.
 from __future__ import annotations
 
 import collections
-import importlib.metadata
 import shutil
-import site
 import subprocess
 import sys
 import threading
@@ -31,11 +31,13 @@ from control_plane.adapters.build_cache import (
     requirements_hash,
 )
 from control_plane.adapters.exceptions import BuildError
+from control_plane.adapters.model_runtime import ModelRuntime, venv_site_packages
 
-__all__ = ["BuildError", "BuiltEnvironment", "EnvironmentBuilder", "default_base_site_packages"]
+__all__ = ["BuildError", "BuiltEnvironment", "EnvironmentBuilder"]
 
 _MARKER = ".plinth-built"
-_PTH_NAME = "zz-plinth-platform.pth"
+_PTH_NAME = "zz-plinth-runtime.pth"
+_RUNTIME_DIR = "plinth-runtime"
 _TAIL_LINES = 40
 
 
@@ -47,86 +49,76 @@ class BuiltEnvironment:
     cached: bool  # True when an existing environment was reused
 
 
-def default_base_site_packages() -> list[Path]:
-    """The running platform's site-packages, plus its source root when it is not installed.
-
-    An installed platform (``pip install [-e] .``) is importable from site-packages alone;
-    adding the checkout would also expose its tests/ and examples/ to model code.
-    """
-    dirs = [Path(p) for p in site.getsitepackages()]
-    try:
-        importlib.metadata.distribution("plinth")
-    except importlib.metadata.PackageNotFoundError:
-        # The checkout that holds control_plane/ also holds gpu_nodes/, which replicas run
-        # (found by path: the control plane does not import the GPU-node packages).
-        dirs.append(Path(__file__).resolve().parents[2])
-    return dirs
-
-
 class EnvironmentBuilder:
     """Creates per-requirements virtualenvs under ``cache_dir`` and reuses them."""
 
     def __init__(
         self,
         cache_dir: Path,
-        base_site_packages: list[Path] | None = None,
         *,
         pip_timeout_s: float = 1800.0,
         platform_python: Path | None = None,
     ) -> None:
         self._cache_dir = Path(cache_dir)
-        self._base = (
-            default_base_site_packages() if base_site_packages is None else list(base_site_packages)
-        )
         self._pip_timeout_s = pip_timeout_s
         self._platform_python = Path(platform_python or sys.executable)
+        # Found once per builder: the closure is read from installed metadata.
+        self._runtimes = {engine: ModelRuntime(engine) for engine in (False, True)}
 
-    def requirements_hash(self, requirements: list[str]) -> str:
-        return requirements_hash(requirements, self._base)
+    def requirements_hash(self, requirements: list[str], *, engine: bool = False) -> str:
+        return requirements_hash(requirements, self._runtimes[engine].identity)
 
-    def lookup(self, requirements: list[str]) -> BuiltEnvironment | None:
+    def lookup(self, requirements: list[str], *, engine: bool = False) -> BuiltEnvironment | None:
         """The cached environment for ``requirements``, or None (never builds)."""
-        digest = self.requirements_hash(requirements)
+        digest = self.requirements_hash(requirements, engine=engine)
         venv_dir = self._cache_dir / digest
         python = venv_dir / "bin" / "python"
         if (venv_dir / _MARKER).is_file() and python.exists():
             return BuiltEnvironment(python, venv_dir, digest, cached=True)
         return None
 
-    def build(self, requirements: list[str], *, log: Callable[[str], None]) -> BuiltEnvironment:
-        """The environment for ``requirements``; raises BuildError when pip fails."""
-        hit = self.lookup(requirements)
+    def build(
+        self, requirements: list[str], *, log: Callable[[str], None], engine: bool = False
+    ) -> BuiltEnvironment:
+        """The environment for ``requirements`` plus the model server's runtime (the built-in
+        engine's too when ``engine``); raises BuildError when pip fails."""
+        hit = self.lookup(requirements, engine=engine)
         if hit is not None:
             log(f"using cached environment {hit.requirements_hash[:12]}")
             return hit
-        digest = self.requirements_hash(requirements)
+        digest = self.requirements_hash(requirements, engine=engine)
         lock = self._cache_dir / ".locks" / f"{digest}.lock"
         with exclusive_lock(lock, timeout_s=self._pip_timeout_s + 120):
-            hit = self.lookup(requirements)  # a concurrent build may have finished it
+            hit = self.lookup(requirements, engine=engine)  # a concurrent build may have won
             if hit is not None:
                 log(f"using environment {digest[:12]} built concurrently")
                 return hit
             venv_dir = self._cache_dir / digest
+            runtime = self._runtimes[engine]
             try:
-                self._build_into(venv_dir, normalise_requirements(requirements), log)
+                self._build_into(venv_dir, normalise_requirements(requirements), runtime, log)
             except BaseException:
                 shutil.rmtree(venv_dir, ignore_errors=True)
                 raise
         return BuiltEnvironment(venv_dir / "bin" / "python", venv_dir, digest, cached=False)
 
     def _build_into(
-        self, venv_dir: Path, requirements: list[str], log: Callable[[str], None]
+        self,
+        venv_dir: Path,
+        requirements: list[str],
+        runtime: ModelRuntime,
+        log: Callable[[str], None],
     ) -> None:
         if venv_dir.exists():  # left by a build that died midway
             shutil.rmtree(venv_dir)
         log(f"creating environment {venv_dir.name[:12]} ({len(requirements)} requirements)")
         venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(venv_dir)
-        site_dir = _venv_site_packages(venv_dir)
-        # addsitedir (not a bare path line) so the platform's own .pth files run too,
-        # e.g. the editable-install finder that makes ``gpu_nodes`` importable.
-        (site_dir / _PTH_NAME).write_text(
-            "".join(f"import site; site.addsitedir({str(d)!r})\n" for d in self._base)
-        )
+        kind = "model server + built-in engine" if runtime.engine else "model server"
+        linked = runtime.link_into(venv_dir / _RUNTIME_DIR)
+        log(f"runtime: {kind} ({len(runtime.distributions)} distributions, {linked} entries)")
+        # A plain path line, appended after site-packages: the user's requirements win.
+        pth = venv_site_packages(venv_dir) / _PTH_NAME
+        pth.write_text(f"{venv_dir / _RUNTIME_DIR}\n")
         if requirements:
             req_file = venv_dir / "plinth-requirements.txt"
             req_file.write_text("\n".join(requirements) + "\n")
@@ -175,8 +167,3 @@ class EnvironmentBuilder:
         if returncode != 0:
             last = next((t for t in reversed(tail) if t.strip()), "")
             raise BuildError(f"pip install failed (exit {returncode}): {last}", list(tail))
-
-
-def _venv_site_packages(venv_dir: Path) -> Path:
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    return venv_dir / "lib" / version / "site-packages"

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from control_plane.exceptions import Unauthorized
 from control_plane.wiring import Platform
 
 _SCHEMES = ("api-key", "bearer")
+
+# Declared so the OpenAPI document states how to authenticate (and Swagger UI's "Authorize"
+# works); either one is accepted. The check itself is presented_credential below.
+API_KEY_SCHEME = APIKeyHeader(
+    name="Authorization",
+    scheme_name="ApiKey",
+    description="The whole header value: `Api-Key <key>`.",
+    auto_error=False,
+)
+BEARER_SCHEME = HTTPBearer(
+    scheme_name="Bearer", description="`Authorization: Bearer <key>`.", auto_error=False
+)
 
 
 def presented_credential(request: Request) -> str:
@@ -31,12 +44,20 @@ def platform_of(request: Request) -> Platform:
     return platform
 
 
-def require_api_key(request: Request) -> None:
+def require_api_key(
+    request: Request,
+    _api_key: str | None = Security(API_KEY_SCHEME),
+    _bearer: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
+) -> None:
     if not platform_of(request).api_keys.is_valid(presented_credential(request)):
         raise Unauthorized("invalid API key")
 
 
-def require_api_key_or_internal_token(request: Request) -> None:
+def require_api_key_or_internal_token(
+    request: Request,
+    _api_key: str | None = Security(API_KEY_SCHEME),
+    _bearer: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
+) -> None:
     credential = presented_credential(request)
     platform = platform_of(request)
     token = platform.settings.internal_token

@@ -98,8 +98,9 @@ class PromoteBody(_Body):
 class SecretBody(_Body):
     name: str = Field(pattern=SECRET_NAME_PATTERN, description="It becomes a file name.")
     value: str = Field(
+        min_length=1,
         max_length=MAX_SECRET_BYTES,
-        description=f"Never returned by any API; at most {MAX_SECRET_BYTES} bytes as UTF-8.",
+        description=f"Never returned by any API; not empty, at most {MAX_SECRET_BYTES} bytes.",
     )
 
 

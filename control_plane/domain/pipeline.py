@@ -50,7 +50,7 @@ class EnvironmentBuilderLike(Protocol):
     """The per-requirements environment builder as the pipeline uses it (raises BuildFailed)."""
 
     def build(
-        self, requirements: list[str], *, log: Callable[[str], None]
+        self, requirements: list[str], *, log: Callable[[str], None], engine: bool = False
     ) -> BuiltEnvironmentLike: ...
 
 
@@ -201,7 +201,7 @@ class BuildWorker:
         # Before the environment: a bad weights source fails the deploy in seconds.
         manifests = self._mirror_weights(config.weights, self._blobs, self._secret_values, log)
         log(f"building Python environment ({len(requirements)} requirement(s))")
-        built = self._builder().build(requirements, log=log)
+        built = self._builder().build(requirements, log=log, engine=config.engine is not None)
         return src, Path(built.python), manifests
 
     def _built(

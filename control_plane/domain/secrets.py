@@ -31,6 +31,10 @@ class SecretService:
             raise ValidationFailed(
                 f"name: {name!r} must be 1-128 letters, digits or _.- (it becomes a file name)"
             )
+        if not value:
+            # An empty secret is always a mistake (an empty stdin, an unset variable) and would
+            # only surface later as a confusing auth failure inside the model.
+            raise ValidationFailed(f"value: secret {name!r} is empty; nothing was stored")
         if len(value.encode()) > MAX_SECRET_BYTES:
             raise ValidationFailed(
                 f"value: secret {name!r} is larger than {MAX_SECRET_BYTES} bytes"

@@ -14,10 +14,12 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from gpu_nodes.disconnect import CLIENT_CLOSED_STATUS, cancel_on_disconnect
 from gpu_nodes.gateway.exceptions import (
     BadRequestError,
     GatewayError,
     MethodNotAllowedError,
+    ModelNotFoundError,
     NotFoundError,
     NotImplementedYetError,
     PayloadTooLargeError,
@@ -119,7 +121,13 @@ class Gateway:
             body=body,
             request_id=request.headers.get(REQUEST_ID_HEADER, "-"),
         )
-        return await self.proxy.forward(target, upstream)
+        # A client that gives up cancels the upstream request: the connection to the replica
+        # closes (an async predict there is cancelled) and it stops counting as in flight.
+        outcome = await cancel_on_disconnect(request, lambda: self.proxy.forward(target, upstream))
+        if outcome.disconnected or outcome.value is None:
+            log.info("request_id=%s cancelled: the client disconnected", upstream.request_id)
+            return Response(status_code=CLIENT_CLOSED_STATUS)
+        return outcome.value
 
     async def close(self) -> None:
         await self.proxy.close()
@@ -179,10 +187,11 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
 
 
 async def _model_path(gateway: Gateway, request: Request, parsed: InferencePath) -> Response:
-    _, target = await gateway.resolve(
+    snapshot, target = await gateway.resolve(
         request, lambda snapshot: snapshot.resolve(parsed.model_id, parsed.selector)
     )
     if parsed.action == "openai":
+        _require_openai_api(snapshot, target, parsed.model_id)
         body = await gateway.read_body(request)
         return await gateway.forward(request, target, request.method, parsed.upstream_path, body)
     if request.method != "POST":
@@ -213,8 +222,23 @@ async def _gateway_openai(gateway: Gateway, request: Request, path: str) -> Resp
         raise MethodNotAllowedError(f"{path} takes POST, not {request.method}")
     body = await gateway.read_body(request)
     model = _model_field(body)
-    _, target = await gateway.resolve(request, lambda table: table.resolve_openai_model(model))
+    snapshot, target = await gateway.resolve(
+        request, lambda table: table.resolve_openai_model(model)
+    )
+    _require_openai_api(snapshot, target, model)
     return await gateway.forward(request, target, "POST", path, body)
+
+
+def _require_openai_api(snapshot: RoutingSnapshot, target: Target, model: str) -> None:
+    """Only engine deployments serve the OpenAI API; a Model-class replica would answer a
+    bare framework 404 that no OpenAI client can read."""
+    deployment = snapshot.deployment(target.model_id, target.deployment_id)
+    if deployment is not None and not deployment.engine:
+        raise ModelNotFoundError(
+            f"The model '{model}' is served by a Model class, not an LLM engine, so it has no"
+            f" OpenAI API; call POST /models/{target.model_id}/production/predict instead",
+            param="model",
+        )
 
 
 def _model_field(body: bytes) -> str:

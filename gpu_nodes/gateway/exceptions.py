@@ -40,7 +40,7 @@ class BadRequestError(GatewayError):
 
 class UnauthorizedError(GatewayError):
     status_code = 401
-    code = "UNAUTHENTICATED"
+    code = "UNAUTHORIZED"  # the control plane's code for the same failure
     openai_code = "invalid_api_key"
 
 

@@ -46,6 +46,8 @@ HOP_BY_HOP = frozenset(
 )
 # Never passed to the model: the caller's API key, and what httpx computes itself.
 DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {"host", "content-length", "authorization"}
+# The gateway's own server adds these to every response; the replica's copies would repeat them.
+DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"date", "server"}
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,9 @@ class ReplicaProxy:
                 raise UpstreamError(
                     f"replica {replica.id} failed before answering: {type(exc).__name__}"
                 ) from exc
+            except BaseException:  # cancelled (the client went away): stop counting it
+                self._picker.release(replica)
+                raise
             return await self._relay(upstream, replica, request.request_id)
         raise UpstreamError(f"no replica of deployment {target.deployment_id} could be reached")
 
@@ -142,7 +147,7 @@ class ReplicaProxy:
         headers = [
             (name, value)
             for name, value in upstream.raw_headers
-            if name.decode("latin-1").lower() not in HOP_BY_HOP
+            if name.decode("latin-1").lower() not in DROPPED_RESPONSE_HEADERS
         ]
         length = upstream.headers.get("content-length", "")
         if length.isdigit() and int(length) <= self._settings.buffered_response_bytes:

@@ -19,10 +19,16 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from gpu_nodes.model_server.exceptions import InputError, PackageError, ResultNotSerializableError
+from gpu_nodes.disconnect import CLIENT_CLOSED_STATUS, cancel_on_disconnect
+from gpu_nodes.model_server.exceptions import (
+    InputError,
+    PackageError,
+    PredictTimeoutError,
+    ResultNotSerializableError,
+)
 from gpu_nodes.model_server.package_config import ServingConfig, load_serving_config
 from gpu_nodes.model_server.runner import ModelStatus, PredictionStream, TrussModelHost
-from gpu_nodes.model_server.tracebacks import describe_exception, format_user_traceback
+from gpu_nodes.model_server.tracebacks import format_user_traceback
 from gpu_nodes.serving.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
 from plinth.contracts.replica_env import ReplicaVar
 
@@ -142,7 +148,11 @@ async def _predict(runner: TrussModelHost, request: Request, request_id: str) ->
         return _error(503, detail, status=state.status.value)
     try:
         payload = await _parse_body(request)
-        result = await runner.run(payload, request)
+        outcome = await cancel_on_disconnect(request, lambda: runner.run(payload, request))
+        if outcome.disconnected:
+            log.info("predict request_id=%s cancelled: the client disconnected", request_id)
+            return Response(status_code=CLIENT_CLOSED_STATUS)
+        result = outcome.value
         if isinstance(result, PredictionStream):
             return _GuardedStreamingResponse(
                 _encoded_chunks(result, runner, request_id),
@@ -154,15 +164,23 @@ async def _predict(runner: TrussModelHost, request: Request, request_id: str) ->
         return Response(_encode_json(result), media_type="application/json")
     except InputError as exc:
         return _error(exc.status_code, exc.message)
+    except PredictTimeoutError as exc:
+        log.error("predict request_id=%s: %s", request_id, exc)
+        return _error(504, str(exc))
     except HTTPException as exc:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         return JSONResponse(
             {"error": detail}, status_code=exc.status_code, headers=dict(exc.headers or {})
         )
+    except ResultNotSerializableError as exc:  # the server's own words about the result
+        log.error("predict failed request_id=%s: %s", request_id, exc)
+        return _error(500, str(exc))
     except Exception as exc:
+        # As Truss: the model's exception text stays in the log (it may hold inputs or
+        # secrets); the caller gets the status and the request id to find it there.
         trace = format_user_traceback(exc, runner.user_roots)
         log.error("predict failed request_id=%s\n%s", request_id, trace)
-        return _error(500, describe_exception(exc))
+        return _error(500, "Internal Server Error")
 
 
 def _json_default(value: Any) -> Any:

@@ -44,3 +44,7 @@ class InputError(ModelServerError):
 
 class ResultNotSerializableError(ModelServerError):
     """predict/postprocess returned something that cannot be encoded as JSON."""
+
+
+class PredictTimeoutError(ModelServerError):
+    """A predict request ran past ``runtime.predict_timeout``: answered 504."""

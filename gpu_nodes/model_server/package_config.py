@@ -35,6 +35,7 @@ class ServingConfig:
     environment_variables: dict[str, str] = field(default_factory=dict)
     predict_concurrency: int = 1
     streaming_read_timeout: float = 60.0
+    predict_timeout: float = 600.0
     model_metadata: dict[str, Any] = field(default_factory=dict)
     # The validated ``TrussConfig`` when plinth.spec is available (engine apps need it).
     spec: Any = None
@@ -96,6 +97,7 @@ def _from_spec(raw: dict[str, Any], spec: Any, model_dir: Path) -> ServingConfig
         environment_variables={k: str(v) for k, v in (spec.environment_variables or {}).items()},
         predict_concurrency=int(runtime.predict_concurrency),
         streaming_read_timeout=float(runtime.streaming_read_timeout),
+        predict_timeout=float(runtime.predict_timeout),
         model_metadata=dict(spec.model_metadata or {}),
         spec=spec,
     )
@@ -106,6 +108,7 @@ def _from_raw(raw: dict[str, Any], model_dir: Path) -> ServingConfig:
     try:
         concurrency = int(runtime.get("predict_concurrency", 1))
         read_timeout = float(runtime.get("streaming_read_timeout", 60))
+        predict_timeout = float(runtime.get("predict_timeout", 600))
     except (TypeError, ValueError) as exc:
         raise PackageError(f"config.yaml: field 'runtime': {exc}") from exc
     if concurrency < 1:
@@ -127,5 +130,6 @@ def _from_raw(raw: dict[str, Any], model_dir: Path) -> ServingConfig:
         },
         predict_concurrency=concurrency,
         streaming_read_timeout=read_timeout,
+        predict_timeout=predict_timeout,
         model_metadata=dict(raw.get("model_metadata") or {}),
     )

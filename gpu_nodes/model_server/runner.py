@@ -20,7 +20,12 @@ import anyio
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
 
-from gpu_nodes.model_server.exceptions import InputError, PackageError, WeightsFetchError
+from gpu_nodes.model_server.exceptions import (
+    InputError,
+    PackageError,
+    PredictTimeoutError,
+    WeightsFetchError,
+)
 from gpu_nodes.model_server.loader import import_model_class, instantiate_model, package_roots
 from gpu_nodes.model_server.package_config import ServingConfig
 from gpu_nodes.model_server.secrets import SecretsMapping
@@ -189,13 +194,24 @@ class TrussModelHost:
         return self.state.status is ModelStatus.READY
 
     # ---- inference -----------------------------------------------------------------------
-    async def _call(self, name: str, payload: Any, request: Any) -> Any:
+    async def _call(
+        self, name: str, payload: Any, request: Any, permit: _Permit | None = None
+    ) -> Any:
         method = getattr(self._model, name)
         args = (payload, request) if _wants_request(method) else (payload,)
         if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method):
             result = method(*args)
         else:
-            result = await anyio.to_thread.run_sync(method, *args)
+            # A worker thread cannot be stopped: when the request is cancelled (timeout, client
+            # gone) it answers at once, and the thread's permit is given back when it returns.
+            task = asyncio.ensure_future(anyio.to_thread.run_sync(method, *args))
+            try:
+                result = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                task.add_done_callback(_retrieve_outcome)
+                if permit is not None:
+                    permit.release_when_done(task)
+                raise
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -214,14 +230,33 @@ class TrussModelHost:
             raise InputError(f"invalid input for {input_model.__name__}: {problems}") from exc
 
     async def run(self, payload: Any, request: Any = None) -> Any:
-        """Run the pipeline. Returns the (post-processed) result, or a ``PredictionStream``."""
+        """Run the pipeline. Returns the (post-processed) result, or a ``PredictionStream``.
+
+        Raises PredictTimeoutError past ``runtime.predict_timeout`` (a stream: until its first
+        chunk). Cancelling the caller (the client went away) cancels an async predict and gives
+        its predict_concurrency permit back at once.
+        """
+        timeout = self.cfg.predict_timeout
+        scope: anyio.CancelScope | None = None
+        try:
+            with anyio.fail_after(timeout) as scope:
+                return await self._pipeline(payload, request)
+        except TimeoutError:
+            if scope is None or not scope.cancelled_caught:
+                raise  # the model's own TimeoutError
+            raise PredictTimeoutError(
+                f"predict did not finish within runtime.predict_timeout={timeout:g}s"
+            ) from None
+
+    async def _pipeline(self, payload: Any, request: Any) -> Any:
         has_preprocess = callable(getattr(self._model, "preprocess", None))
         payload = self._validate_input("preprocess" if has_preprocess else "predict", payload)
         if has_preprocess:
             payload = await self._call("preprocess", payload, request)
         await self._semaphore.acquire()
+        permit = _Permit(self._semaphore)
         try:
-            result = await self._call("predict", payload, request)
+            result = await self._call("predict", payload, request, permit)
             if _is_stream(result):
                 # Truss semantics: postprocess is not applied to streams. The permit stays held
                 # while the stream is read; PredictionStream.close() gives it back.
@@ -229,12 +264,37 @@ class TrussModelHost:
                 await stream.prefetch()
                 return stream
         except BaseException:
-            self._semaphore.release()
+            permit.release()
             raise
-        self._semaphore.release()
+        permit.release()
         if callable(getattr(self._model, "postprocess", None)):
             result = await self._call("postprocess", result, request)
         return result
+
+
+class _Permit:
+    """One predict_concurrency permit, given back exactly once."""
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore = semaphore
+        self._owned = True
+
+    def release(self) -> None:
+        if self._owned:
+            self._owned = False
+            self._semaphore.release()
+
+    def release_when_done(self, task: asyncio.Future[Any]) -> None:
+        """Hand the permit to an abandoned worker thread: free once it really stops."""
+        self._owned = False
+
+        task.add_done_callback(lambda _: self._semaphore.release())
+
+
+def _retrieve_outcome(finished: asyncio.Future[Any]) -> None:
+    """Mark an abandoned call's exception as seen: its request was already answered."""
+    if not finished.cancelled():
+        finished.exception()
 
 
 async def _await(awaitable: Any) -> Any:

@@ -27,6 +27,7 @@ from plinth.cli.models import (
 )
 from plinth.cli.options import ApiKeyOption, GatewayUrlOption, UrlOption, connect, require
 from plinth.cli.output import expected_errors, make_console
+from plinth.cli.promotion import PromotionRequest, promote_and_wait
 from plinth.cli.push import PushOptions, log_line_text, run_push
 from plinth.cli.remote import remote_app
 from plinth.cli.target import resolve_target, state_dir_from_env
@@ -100,39 +101,58 @@ def push(
         raise typer.Exit(code=code)
 
 
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="Wait until the target is ACTIVE and the gateway routes the environment to it.",
+    ),
+]
+PromoteTimeoutOption = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait (with --wait).")
+]
+
+
 @app.command()
 def promote(
     model: ModelArgument,
     deployment_id: Annotated[str, typer.Argument(help="Deployment to promote.")],
     environment: EnvironmentOption = "production",
+    wait: WaitOption = True,
+    timeout: PromoteTimeoutOption = 900.0,
     url: UrlOption = None,
+    gateway_url: GatewayUrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Promote a deployment into an environment (production by default)."""
-    with connect(url, None, api_key) as (client, _):
+    with connect(url, gateway_url, api_key) as (client, target):
         model_id = client.resolve_model_id(model)
-        client.promote(model_id, deployment_id, environment)
-        what = f"{escape(deployment_id)} to {escape(environment)} of model {escape(model_id)}"
-        make_console().print(f"promoting {what}")
+        request = PromotionRequest(model_id, deployment_id, environment, wait, timeout)
+        promote_and_wait(client, target.gateway_url, request, make_console())
 
 
 @app.command()
 def rollback(
     model: ModelArgument,
     environment: EnvironmentOption = "production",
+    wait: WaitOption = True,
+    timeout: PromoteTimeoutOption = 900.0,
     url: UrlOption = None,
+    gateway_url: GatewayUrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Promote the deployment that was previously in an environment back into it."""
-    with connect(url, None, api_key) as (client, _):
+    with connect(url, gateway_url, api_key) as (client, target):
         model_id = client.resolve_model_id(model)
         env = client.get_environment(model_id, environment)
         env.setdefault("name", environment)
         deployment_id, why = choose_rollback_target(env, client.list_deployments(model_id))
-        client.promote(model_id, deployment_id, environment)
-        make_console().print(
+        console = make_console()
+        console.print(
             f"rolling {escape(environment)} back to {escape(deployment_id)} ({escape(why)})"
         )
+        request = PromotionRequest(model_id, deployment_id, environment, wait, timeout)
+        promote_and_wait(client, target.gateway_url, request, console)
 
 
 def _print_new_lines(logs: dict[str, list[Any]], printed: dict[str, int]) -> None:

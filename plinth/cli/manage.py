@@ -59,12 +59,13 @@ def choose_rollback_target(
 
 
 def _read_secret_value(value: str | None) -> str:
-    if value is not None:
-        return value
-    if not sys.stdin.isatty():
-        return sys.stdin.read().rstrip("\n")
-    entered: str = typer.prompt("secret value", hide_input=True)
-    return entered
+    if value is None and not sys.stdin.isatty():
+        value = sys.stdin.read().rstrip("\n")
+    elif value is None:
+        value = str(typer.prompt("secret value", hide_input=True))
+    if not value:
+        raise PlinthError("the secret value is empty: nothing was stored")
+    return value
 
 
 @secrets_app.command("set")

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from plinth.cli.manage import current_deployment_id
 from plinth.cli.options import ApiKeyOption, JsonOption, UrlOption, connect
 from plinth.cli.output import format_time, make_console, print_json, print_listing, status_text
 
@@ -26,7 +27,7 @@ def serving_environments(environments: list[dict[str, Any]]) -> dict[str, list[s
     """deployment id -> the names of every environment whose current deployment it is."""
     serving: dict[str, list[str]] = {}
     for env in environments:
-        current = env.get("current_deployment_id")
+        current = current_deployment_id(env)
         if current:
             serving.setdefault(str(current), []).append(str(env.get("name", "")))
     return {dep: sorted(names) for dep, names in serving.items()}
@@ -182,16 +183,18 @@ def deactivate(
     _set_active(model, deployment_id, False, url, api_key)
 
 
-def _environment_row(item: dict[str, Any]) -> list[Any]:
+def environment_row(item: dict[str, Any]) -> list[Any]:
     current = item.get("current_deployment")
+    current = current if isinstance(current, dict) and "status" in current else None
     pending = item.get("promotion") or {}
+    promoting = f"to {pending['deployment_id']}" if pending.get("deployment_id") else "-"
     return [
         item.get("name", ""),
-        item.get("current_deployment_id") or "-",
+        current_deployment_id(item) or "-",
         status_text(current.get("status")) if current else "-",
         replicas_text(current),
         range_text(item.get("autoscaling_settings")),
-        pending.get("deployment_id") or "-",
+        promoting,
     ]
 
 
@@ -216,7 +219,7 @@ def environments_list(
     with connect(url, None, api_key) as (client, _):
         model_id = client.resolve_model_id(model)
         items = client.list_environments(model_id)
-        rows = [_environment_row(item) for item in items]
+        rows = [environment_row(item) for item in items]
         title = f"environments of {model_id}"
         print_listing(title, ENVIRONMENT_COLUMNS, rows, {"environments": items}, json)
 
@@ -234,7 +237,7 @@ def environments_get(
         model_id = client.resolve_model_id(model)
         item = client.get_environment(model_id, name)
         title = f"environment {name} of {model_id}"
-        print_listing(title, ENVIRONMENT_COLUMNS, [_environment_row(item)], item, json)
+        print_listing(title, ENVIRONMENT_COLUMNS, [environment_row(item)], item, json)
 
 
 @environments_app.command("create")

@@ -153,6 +153,15 @@ class Runtime(_Section):
         ge=1,
         description="Seconds a streaming response may go without producing a chunk.",
     )
+    predict_timeout: int = Field(
+        default=600,
+        ge=1,
+        description="Seconds one predict request may take (waiting for a predict_concurrency "
+        "slot included; for a stream, until its first chunk) before the replica answers 504 "
+        "(Plinth: Truss has no such key). An async predict is cancelled and frees its slot; a "
+        "sync one cannot be stopped and keeps its slot until it returns. Use async_predict for "
+        "longer work.",
+    )
     enable_tracing_data: bool = Field(
         default=False, description="Record request/response data in traces."
     )

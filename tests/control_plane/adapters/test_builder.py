@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -76,11 +77,31 @@ def test_failing_pip_raises_build_error_and_caches_nothing(tmp_path: Path) -> No
     assert builder.lookup(["plinth-no-such-package-zzz==1.0"]) is None
 
 
-def test_no_requirements_gives_a_venv_that_sees_the_platform(tmp_path: Path) -> None:
+def _import_error(python: Path, module: str) -> str:
+    # Without the PYTHONPATH the test run sets (it points at the checkout, as no replica's does).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    command = [str(python), "-c", f"import {module}"]
+    done = subprocess.run(command, cwd="/", capture_output=True, text=True, env=env)
+    assert done.returncode != 0, f"{module} is importable in the model's environment"
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_no_requirements_gives_the_model_server_runtime_and_nothing_else(tmp_path: Path) -> None:
     built = EnvironmentBuilder(tmp_path / "envs").build([], log=lambda _: None)
-    assert _run(built.python, "import sys, uvicorn, control_plane; print(sys.prefix)") == str(
-        built.venv_dir
-    )
+    code = "import sys, uvicorn, fastapi, gpu_nodes.model_server.__main__; print(sys.prefix)"
+    assert _run(built.python, code) == str(built.venv_dir)
+    # The platform's other packages stay out: a forgotten requirement fails here, as on a cluster.
+    for module in ("numpy", "torch", "requests", "boto3", "control_plane"):
+        assert _import_error(built.python, module) == (
+            f"ModuleNotFoundError: No module named '{module}'"
+        )
+
+
+def test_engine_packages_get_the_engine_runtime(tmp_path: Path) -> None:
+    builder = EnvironmentBuilder(tmp_path / "envs")
+    built = builder.build([], log=lambda _: None, engine=True)
+    assert built.requirements_hash != builder.requirements_hash([])
+    _run(built.python, "import torch, tokenizers, safetensors, gpu_nodes.openai")
 
 
 def test_concurrent_builds_of_one_hash_build_once(tmp_path: Path) -> None:
@@ -128,11 +149,10 @@ def test_normalisation_and_hash_inputs(tmp_path: Path) -> None:
             "x @ https://h/x.whl",
         ]
     ) == ["-e ./local", "numpy>=1.0", "requests", "x @ https://h/x.whl"]
-    a = EnvironmentBuilder(tmp_path, base_site_packages=[Path("/a")])
-    b = EnvironmentBuilder(tmp_path, base_site_packages=[Path("/b")])
+    a = EnvironmentBuilder(tmp_path)
     assert a.requirements_hash(["x==1"]) == a.requirements_hash(["X==1", ""])
     assert a.requirements_hash(["x==1"]) != a.requirements_hash(["x==2"])
-    assert a.requirements_hash(["x==1"]) != b.requirements_hash(["x==1"])
+    assert a.requirements_hash(["x==1"]) != a.requirements_hash(["x==1"], engine=True)
 
 
 def test_example_package_serves_from_its_built_environment(tmp_path: Path) -> None:

@@ -157,6 +157,8 @@ def test_secrets_are_never_returned(cp: RunningControlPlane) -> None:
         422,
         "VALIDATION",
     )
+    empty = cp.client.post("/v1/secrets", json={"name": "greeting", "value": ""})
+    assert error_of(empty)[:2] == (422, "VALIDATION") and "value" in empty.text
     assert cp.client.delete("/v1/secrets/greeting").status_code == 204
     assert error_of(cp.client.delete("/v1/secrets/greeting"))[:2] == (404, "NOT_FOUND")
 

@@ -49,7 +49,7 @@ def test_auth_none_wrong_api_key_and_bearer(gw, api_key) -> None:
     url = gw.gateway.url + "/models/m-echo/production/predict"
     missing = httpx.post(url, json={})
     assert missing.status_code == 401
-    assert missing.json()["error"]["code"] == "UNAUTHENTICATED"
+    assert missing.json()["error"]["code"] == "UNAUTHORIZED"
     assert "Api-Key" in missing.json()["error"]["message"]
     wrong = httpx.post(url, json={}, headers={"Authorization": "Api-Key nope-not-a-key"})
     assert wrong.status_code == 401

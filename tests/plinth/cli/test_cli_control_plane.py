@@ -114,6 +114,15 @@ def test_secrets_commands(cp_env: dict[str, str], run_cli: RunCli) -> None:
     assert "cli_secret" not in ok(run_cli("secrets", "list"))
 
 
+def test_empty_secret_is_refused(cp_env: dict[str, str], run_cli: RunCli) -> None:
+    for given in ({"input_text": "\n"}, {"input_text": ""}):
+        refused = run_cli("secrets", "set", "cli_empty", **given)
+        assert refused.returncode == 1
+        assert "secret value is empty" in refused.stderr
+    assert run_cli("secrets", "set", "cli_empty", "--value", "").returncode == 1
+    assert "cli_empty" not in ok(run_cli("secrets", "list"))
+
+
 def test_api_key_commands(cp_env: dict[str, str], run_cli: RunCli) -> None:
     created = ok(run_cli("api-keys", "create", "cli-made"))
     prefix = re.search(r"prefix (\S+)\)", created)

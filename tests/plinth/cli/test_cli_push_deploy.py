@@ -98,6 +98,15 @@ def test_push_wait_promote_rollback(
 
     listed = run_cli("deployments", model_id)
     assert v1 in listed.stdout and v2 in listed.stdout and "ACTIVE" in listed.stdout
+    by_name = run_cli("deployments", "live")  # the model's name works wherever its id does
+    assert by_name.returncode == 0, by_name.stderr
+    assert v1 in by_name.stdout and f"deployments of {model_id}" in by_name.stdout
+    v1_row = next(line for line in by_name.stdout.splitlines() if v1 in line)
+    assert "production" in v1_row and "1/1" in v1_row
+    envs = run_cli("environments", "live")
+    assert envs.returncode == 0, envs.stderr
+    production_row = next(line for line in envs.stdout.splitlines() if "production" in line)
+    assert v1 in production_row and "1/1" in production_row
     logs = run_cli("logs", model_id, v1)
     assert logs.returncode == 0 and "build" in logs.stdout
 

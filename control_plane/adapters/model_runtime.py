@@ -1,0 +1,115 @@
+"""What a model's environment may import besides its own requirements: the model server.
+
+A replica's venv holds the package's requirements plus the model server's own runtime, and
+nothing else of the platform, so a forgotten requirement fails here as it would on a
+cluster (the image builder does the same for containers). The runtime is the closure of a
+short list of distributions (fastapi, uvicorn, pydantic, ...; plus torch, tokenizers, ...
+for packages served by the built-in LLM engine), taken from the platform's own installation
+and exposed by symlinks in one directory. Nothing is downloaded or copied, so a venv still
+builds in well under a second offline, and the user's requirements, installed into the
+venv's site-packages, come first on sys.path and shadow a runtime package of the same name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+# What `python -m gpu_nodes.model_server` imports (Truss routes, the weights node agent).
+MODEL_SERVER_DISTRIBUTIONS = (
+    "fastapi", "uvicorn", "httptools", "uvloop", "httpx", "pydantic", "pyyaml", "pathspec",
+    "packaging", "fastcdc",
+)  # fmt: skip
+# Added for packages with an `engine:` section: the built-in engine and its OpenAI server.
+ENGINE_DISTRIBUTIONS = ("torch", "transformers", "tokenizers", "safetensors", "xgrammar")
+# The platform's own packages a replica imports; the rest (control_plane, tests) stays out.
+# Found by name, not imported: the control plane does not import the GPU-node packages.
+PLATFORM_PACKAGES = ("gpu_nodes", "plinth")
+
+
+@dataclass(frozen=True)
+class ModelRuntime:
+    """The files one kind of replica needs, found in the running platform's installation."""
+
+    engine: bool
+
+    @cached_property
+    def distributions(self) -> list[importlib.metadata.Distribution]:
+        roots = MODEL_SERVER_DISTRIBUTIONS + (ENGINE_DISTRIBUTIONS if self.engine else ())
+        return _closure(roots)
+
+    @cached_property
+    def identity(self) -> str:
+        """Changes when any exposed distribution or platform package location changes."""
+        parts = sorted(
+            f"{canonicalize_name(d.metadata['Name'])}=={d.version}@{d.locate_file('')}"
+            for d in self.distributions
+        )
+        parts += [str(_package_dir(name)) for name in PLATFORM_PACKAGES]
+        return hashlib.sha256(json.dumps([self.engine, parts]).encode()).hexdigest()
+
+    def link_into(self, runtime_dir: Path) -> int:
+        """Symlink every exposed top-level module, package and .dist-info; return the count."""
+        runtime_dir.mkdir(parents=True, exist_ok=True)
+        targets: dict[str, Path] = {}
+        for dist in self.distributions:
+            for name in _top_level_entries(dist.files or ()):
+                targets.setdefault(name, Path(str(dist.locate_file(name))))
+        for package in PLATFORM_PACKAGES:
+            targets[package] = _package_dir(package)
+        for name, target in targets.items():
+            if target.exists():
+                (runtime_dir / name).symlink_to(target)
+        return len(targets)
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin:
+        raise RuntimeError(f"platform package {name!r} is not installed next to the control plane")
+    return Path(spec.origin).resolve().parent
+
+
+def _top_level_entries(files: Iterable[importlib.metadata.PackagePath]) -> set[str]:
+    """First path components that are importable or metadata: no scripts, no __pycache__."""
+    names = set()
+    for file in files:
+        first = file.parts[0] if file.parts else ""
+        if first and first not in ("..", "__pycache__") and not first.endswith(".data"):
+            names.add(first)
+    return names
+
+
+def _closure(roots: Iterable[str]) -> list[importlib.metadata.Distribution]:
+    """The roots and everything they require (markers evaluated here, extras not followed)."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    pending = list(roots)
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in found:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # optional on this platform (uvloop on Windows, an engine not installed)
+        found[name] = dist
+        for line in dist.requires or ():
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                pending.append(req.name)
+    return sorted(found.values(), key=lambda d: canonicalize_name(d.metadata["Name"]))
+
+
+def venv_site_packages(venv_dir: Path) -> Path:
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return venv_dir / "lib" / version / "site-packages"
