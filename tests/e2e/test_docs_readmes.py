@@ -41,7 +41,11 @@ DOCUMENTS = {
 
 def document_script(text: str) -> str:
     """One bash script from a document's ```bash and ```python blocks, in document order."""
-    parts = ["set -euo pipefail"]
+    # The ERR trap names the command that failed (its text, not its expanded arguments).
+    parts = [
+        "set -euo pipefail",
+        "trap 'echo \"README command failed ($?): $BASH_COMMAND\" >&2' ERR",
+    ]
     for language, body in FENCE.findall(text):
         if language == "bash":
             parts.append(body)

@@ -7,7 +7,7 @@ replica's previous request (seen in the README test before this was fixed).
 
 from __future__ import annotations
 
-import socket
+import http.client
 import time
 from pathlib import Path
 
@@ -22,12 +22,6 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 IDLE_S = 6.0  # past uvicorn's default keep-alive of 5 s
 
 
-def _get(sock: socket.socket, port: int) -> bytes:
-    request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
-    sock.sendall(request)
-    return sock.recv(65536)
-
-
 def test_gateway_pool_closes_before_the_replica() -> None:
     assert GATEWAY_POOL_IDLE_S < REPLICA_KEEP_ALIVE_S
 
@@ -36,8 +30,17 @@ def test_idle_connection_survives_past_five_seconds(tmp_path: Path) -> None:
     server = ModelServerProcess(REPO_ROOT / "examples" / "hello", log_path=tmp_path / "log")
     with server:
         server.wait_live()
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            assert _get(sock, server.port).startswith(b"HTTP/1.1 200")
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            conn.request("GET", "/")
+            assert conn.getresponse().read() is not None
+            first_socket = conn.sock
             time.sleep(IDLE_S)
-            # Same connection, after the idle time: still served, not closed under us.
-            assert _get(sock, server.port).startswith(b"HTTP/1.1 200")
+            # Same connection after the idle time: still open and served (a server that had
+            # closed it would answer with a disconnect here).
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200 and conn.sock is first_socket
+        finally:
+            conn.close()

@@ -103,7 +103,7 @@ def test_push_wait_promote_rollback(
     assert v1 in by_name.stdout and f"deployments of {model_id}" in by_name.stdout
     v1_row = next(line for line in by_name.stdout.splitlines() if v1 in line)
     assert "production" in v1_row and "1/1" in v1_row
-    envs = run_cli("environments", "live")
+    envs = run_cli("environments", "list", "live")
     assert envs.returncode == 0, envs.stderr
     production_row = next(line for line in envs.stdout.splitlines() if "production" in line)
     assert v1 in production_row and "1/1" in production_row
