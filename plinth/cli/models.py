@@ -23,6 +23,12 @@ environments_app = typer.Typer(
 )
 
 
+def print_ids(items: list[dict[str, Any]]) -> None:
+    """One id a line, in one write: `... -q | head -n 1` then never meets a closed pipe."""
+    sys.stdout.write("".join(f"{item['id']}\n" for item in items))
+    sys.stdout.flush()
+
+
 def serving_environments(environments: list[dict[str, Any]]) -> dict[str, list[str]]:
     """deployment id -> the names of every environment whose current deployment it is."""
     serving: dict[str, list[str]] = {}
@@ -90,8 +96,7 @@ def models(
     with connect(url, None, api_key) as (client, _):
         items = [item for item in client.list_models() if name is None or item["name"] == name]
         if quiet:
-            for item in items:
-                sys.stdout.write(f"{item['id']}\n")
+            print_ids(items)
             return
         rows = [
             [
@@ -124,8 +129,7 @@ def deployments(
             reverse=True,
         )
         if quiet:
-            for item in items:
-                sys.stdout.write(f"{item['id']}\n")
+            print_ids(items)
             return
         serving = serving_environments(client.list_environments(model_id))
         rows = [deployment_row(item, serving) for item in items]
