@@ -38,7 +38,7 @@ def _scrape(url: str, token: str = INTERNAL_TOKEN) -> dict[str, Any]:
 
 
 def _value(families: dict[str, Any], family: str, sample: str, **labels: str) -> float:
-    for s in families[family].samples:
+    for s in families[family].samples if family in families else []:
         if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
             return float(s.value)
     return 0.0
@@ -148,3 +148,32 @@ def test_a_parked_request_shows_as_parked_and_in_flight(gw, headers, cold_replic
     families = _scrape(url)
     parked_now = "plinth_gateway_parked_requests"
     assert _value(families, parked_now, parked_now) == 0
+
+
+def test_a_replica_dying_mid_stream_counts_as_mid_response(gw, headers, cold_replica) -> None:
+    cold_replica.wait_ready()
+    _with_model(
+        gw,
+        "m-doom",
+        {"status": "ACTIVE", "replicas": [{"id": "d", "url": cold_replica.url, "ready": True}]},
+    )
+    before = _scrape(gw.gateway.url)
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream(
+            "POST",
+            gw.gateway.url + "/models/m-doom/production/predict",
+            json={"op": "stream_then_die"},
+            headers=headers,
+            timeout=30,
+        ) as response,
+    ):
+        for _ in response.iter_lines():
+            pass
+    labels = {"model": "m-doom", "environment": "production", "kind": "mid_response"}
+    name = "plinth_gateway_upstream_errors_total"
+    deadline = time.monotonic() + 5  # counted when the gateway's relay ends, just after the client
+    while _value(_scrape(gw.gateway.url), "plinth_gateway_upstream_errors", name, **labels) < 1:
+        assert time.monotonic() < deadline, "the broken stream was not counted"
+        time.sleep(0.05)
+    assert _value(before, "plinth_gateway_upstream_errors", name, **labels) == 0
