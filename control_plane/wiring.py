@@ -14,6 +14,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+from control_plane.adapters.prometheus_metrics import PrometheusPlatformMetrics
 from control_plane.domain.api_keys import ApiKeyService
 from control_plane.domain.archives import ArchiveService
 from control_plane.domain.build_log import read_build_log
@@ -22,6 +23,7 @@ from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.pipeline import BuildWorker, EnvironmentBuilderLike
 from control_plane.domain.reconcile_policy import Decision, ReconcilerPolicy
 from control_plane.domain.reconciler import Reconciler
+from control_plane.domain.replica_counts import replica_counts
 from control_plane.domain.repository import Repository
 from control_plane.domain.routing import RoutingTableService
 from control_plane.domain.secrets import SecretService
@@ -136,6 +138,11 @@ class Platform:
         return RoutingTableService(self.repo, self.api_keys.hashes)
 
     @cached_property
+    def metrics(self) -> PrometheusPlatformMetrics:
+        # Replica counts read the store only when scraped (no adapter is built before then).
+        return PrometheusPlatformMetrics(lambda: replica_counts(self.repo))
+
+    @cached_property
     def build_worker(self) -> BuildWorker:
         return BuildWorker(
             self.repo,
@@ -146,6 +153,7 @@ class Platform:
             self.clock,
             secret_values=self.secrets.values_for,
             mirror_weights=mirror_for_build,
+            metrics=self.metrics,
         )
 
     @cached_property
@@ -162,6 +170,7 @@ class Platform:
             weights=weights_delivery_for(
                 self.settings, origin_url=self.settings.weights_origin_url
             ),
+            metrics=self.metrics,
         )
 
     # -- operations -------------------------------------------------------------------

@@ -235,10 +235,22 @@ def _deployment(
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
             "template": {
-                "metadata": {"labels": metadata["labels"], "annotations": metadata["annotations"]},
+                "metadata": {
+                    "labels": metadata["labels"],
+                    "annotations": {**metadata["annotations"], **_scrape_annotations(opts)},
+                },
                 "spec": pod_spec,
             },
         },
+    }
+
+
+def _scrape_annotations(opts: KubernetesOptions) -> dict[str, str]:
+    """The common Prometheus pod annotations: every replica serves ``GET /metrics``."""
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(opts.container_port),
+        "prometheus.io/path": "/metrics",
     }
 
 

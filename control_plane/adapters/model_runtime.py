@@ -25,10 +25,11 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-# What `python -m gpu_nodes.model_server` imports (Truss routes, the weights node agent).
+# What `python -m gpu_nodes.model_server` imports (Truss routes, the weights node agent,
+# the replica's /metrics).
 MODEL_SERVER_DISTRIBUTIONS = (
     "fastapi", "uvicorn", "httptools", "uvloop", "httpx", "pydantic", "pyyaml", "pathspec",
-    "packaging", "fastcdc",
+    "packaging", "fastcdc", "prometheus-client",
 )  # fmt: skip
 # Added for packages with an `engine:` section: the built-in engine and its OpenAI server.
 ENGINE_DISTRIBUTIONS = ("torch", "transformers", "tokenizers", "safetensors", "xgrammar")

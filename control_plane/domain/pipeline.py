@@ -26,6 +26,7 @@ from control_plane.domain.records import DeploymentRecord, DeploymentStatus
 from control_plane.domain.repository import Repository
 from control_plane.exceptions import BuildFailed, NotFound
 from control_plane.ports.blob import BlobStore
+from control_plane.ports.metrics import NoMetrics, PlatformMetrics
 from control_plane.ports.queue import Message, Queue
 from plinth.contracts.exceptions import WeightsError
 from plinth.exceptions import PlinthError
@@ -100,8 +101,10 @@ class BuildWorker:
         *,
         secret_values: Callable[[list[str]], dict[str, str]] | None = None,
         mirror_weights: WeightsMirror | None = None,
+        metrics: PlatformMetrics | None = None,
     ) -> None:
         self._repo = repo
+        self._metrics = metrics or NoMetrics()
         # Injected (control_plane.weights.build.mirror_for_build): the mirror reads S3, GCS and
         # Hugging Face through adapters, which the domain does not import.
         self._mirror_weights = mirror_weights or _no_weights_mirror
@@ -166,6 +169,8 @@ class BuildWorker:
         if dep.status != DeploymentStatus.BUILDING:
             return  # a redelivered job whose build already finished
         log = BuildLogWriter(self._blobs, dep.id)
+        started = self._clock()
+        outcome = "failed"
         try:
             model_dir, python, manifests = self._build_steps(dep, log)
         except BuildFailed as exc:
@@ -178,10 +183,12 @@ class BuildWorker:
             self._fail(dep, log, f"internal error: {type(exc).__name__}: {exc}")
         else:
             self._built(dep, model_dir, python, manifests)
+            outcome = "succeeded"
             replicas = dep.autoscaling_settings.replicas_when_up()
             log(f"build finished; deploying {replicas} replica(s)")
         finally:
             log.close()
+            self._metrics.build_finished(self._clock() - started, outcome)
 
     def _build_steps(
         self, dep: DeploymentRecord, log: Callable[[str], None]

@@ -33,6 +33,7 @@ from control_plane.domain.repository import Repository
 from control_plane.domain.secrets import SecretService
 from control_plane.ports.blob import BlobStore
 from control_plane.ports.cluster import ClusterDriver, ReplicaPhase, ReplicaState
+from control_plane.ports.metrics import DeploymentPhase, NoMetrics, PlatformMetrics
 from plinth.contracts.replica_env import WeightsDelivery
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,10 @@ class Reconciler:
         clock: Callable[[], float],
         *,
         weights: WeightsDelivery | None = None,
+        metrics: PlatformMetrics | None = None,
     ) -> None:
         self._repo = repo
+        self._metrics = metrics or NoMetrics()
         self._driver = driver
         self._weights = weights  # where replicas fetch mirrored weights
         self._environments = environments
@@ -86,6 +89,10 @@ class Reconciler:
                     logger.exception("reconciler: applying %s failed", decision)
                     self._forget(key)  # re-decide it next tick
             self._publish(observed)
+            self._metrics.reconciled(
+                [_phase(dep) for dep in deployments.values()],
+                [_decision_kind(decision) for decision in decisions],
+            )
             return decisions
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
@@ -174,6 +181,16 @@ def _observation(dep: DeploymentRecord, replicas: list[ReplicaState]) -> Deploym
         status_message=dep.status_message,
         retire_at=dep.retire_at,
     )
+
+
+def _phase(dep: DeploymentRecord) -> DeploymentPhase:
+    return DeploymentPhase(dep.model_id, dep.id, dep.status.value, dep.status_changed_at)
+
+
+def _decision_kind(decision: Decision) -> str:
+    """``SetStatus`` -> ``set_status``: a metrics label, one per decision class."""
+    name = type(decision).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def _replica_entry(state: ReplicaState) -> dict[str, Any]:

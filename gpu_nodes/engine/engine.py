@@ -77,6 +77,7 @@ class LLMEngine:
         self._arrivals = itertools.count()
         self._token_text: dict[int, str] = {}
         self.num_preemptions = 0  # total since start (observability and tests)
+        self.num_generated_tokens = 0  # total since start (the replica's /metrics)
         self.last_step_num_scheduled = 0
 
     # ---- requests --------------------------------------------------------------------------
@@ -190,6 +191,7 @@ class LLMEngine:
         except Exception as exc:
             return self._fail_guided(seq, f"{type(exc).__name__}: {exc}")
         seq.token_ids.append(token)
+        self.num_generated_tokens += 1
         is_stop_token = token in params.stop_token_ids or (
             not params.ignore_eos and token in self.eos_token_ids
         )

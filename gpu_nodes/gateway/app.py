@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -27,12 +28,14 @@ from gpu_nodes.gateway.exceptions import (
     UnauthorizedError,
     WakeFailedError,
 )
+from gpu_nodes.gateway.metrics import GatewayMetrics, GatewayMetricsMiddleware, label_request
 from gpu_nodes.gateway.paths import InferencePath, model_id_from_host, parse_inference_path
 from gpu_nodes.gateway.picker import ReplicaPicker
 from gpu_nodes.gateway.proxy import ReplicaProxy, UpstreamRequest, forwardable_headers
 from gpu_nodes.gateway.routing import RoutingSnapshot, Target
 from gpu_nodes.gateway.settings import GatewaySettings
 from gpu_nodes.gateway.table_source import RoutingTableSource
+from gpu_nodes.serving.metrics import METRICS_PATH, metrics_response
 from gpu_nodes.serving.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
 
 log = logging.getLogger("plinth.gateway")
@@ -56,7 +59,11 @@ class Gateway:
         self.client = httpx.AsyncClient(timeout=timeout, trust_env=False)
         self.source = RoutingTableSource(settings, self.client)
         self.picker = ReplicaPicker(settings, self.source, self.client)
-        self.proxy = ReplicaProxy(settings, self.picker)
+        self.metrics = GatewayMetrics(parked=lambda: self.picker.parked)
+        self.proxy = ReplicaProxy(settings, self.picker, self._upstream_error)
+
+    def _upstream_error(self, target: Target, kind: str) -> None:
+        self.metrics.upstream_error(target.model_id, target.environment, kind)
 
     def snapshot(self) -> RoutingSnapshot:
         if self.source.snapshot is None:
@@ -79,6 +86,15 @@ class Gateway:
         if not snapshot.key_is_valid(key.strip()):
             raise UnauthorizedError("invalid API key")
 
+    def authenticate_scraper(self, request: Request) -> None:
+        """``/metrics`` names every model: the internal token or a valid API key only."""
+        header = request.headers.get("authorization", "")
+        _, _, credential = header.strip().partition(" ")
+        token = self.settings.internal_token
+        if token and hmac.compare_digest(credential.strip().encode(), token.encode()):
+            return
+        self.authenticate(request, self.snapshot())
+
     async def resolve(
         self, request: Request, pick: Callable[[RoutingSnapshot], PickedT]
     ) -> tuple[RoutingSnapshot, PickedT]:
@@ -90,12 +106,15 @@ class Gateway:
         try:
             snapshot = self.snapshot()
             self.authenticate(request, snapshot)
-            return snapshot, pick(snapshot)
+            picked = pick(snapshot)
         except (NotFoundError, UnauthorizedError):
             await self.source.refresh_on_miss()
-        snapshot = self.snapshot()
-        self.authenticate(request, snapshot)
-        return snapshot, pick(snapshot)
+            snapshot = self.snapshot()
+            self.authenticate(request, snapshot)
+            picked = pick(snapshot)
+        if isinstance(picked, Target):
+            label_request(request.scope, picked.model_id, picked.environment)
+        return snapshot, picked
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_bytes
@@ -156,6 +175,7 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
         title="plinth gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(GatewayMetricsMiddleware, metrics=gateway.metrics)
     app.state.gateway = gateway
 
     @app.get("/healthz")
@@ -163,6 +183,14 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
         snapshot = gateway.source.snapshot
         body = {"ok": snapshot is not None, "version": snapshot.table.version if snapshot else None}
         return JSONResponse(body, status_code=200 if snapshot is not None else 503)
+
+    @app.get(METRICS_PATH)
+    async def metrics(request: Request) -> Response:
+        try:
+            gateway.authenticate_scraper(request)
+        except GatewayError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status_code)
+        return metrics_response(gateway.metrics.registry)
 
     @app.api_route("/{full_path:path}", methods=ALL_METHODS)
     async def dispatch(request: Request, full_path: str) -> Response:

@@ -69,11 +69,26 @@ def forwardable_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, s
     return kept
 
 
+# Told about each replica failure: (target, kind), kind one of "unreachable", "failed",
+# "mid_response" (the gateway's metrics count them).
+UpstreamErrorHook = Callable[[Target, str], None]
+
+
+def _ignore_error(target: Target, kind: str) -> None:
+    pass
+
+
 class ReplicaProxy:
-    def __init__(self, settings: GatewaySettings, picker: ReplicaPicker) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        picker: ReplicaPicker,
+        on_upstream_error: UpstreamErrorHook = _ignore_error,
+    ) -> None:
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._picker = picker
+        self._on_upstream_error = on_upstream_error
 
     def _client(self) -> aiohttp.ClientSession:
         # Made on first use, inside the server's event loop (a session belongs to one loop).
@@ -108,6 +123,7 @@ class ReplicaProxy:
                 upstream = await self._send(replica, request)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 self._picker.unreachable(replica)
+                self._on_upstream_error(target, "unreachable")
                 log.warning(
                     "request_id=%s replica %s unreachable (%s)%s",
                     request.request_id,
@@ -118,13 +134,14 @@ class ReplicaProxy:
                 continue
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._picker.release(replica)
+                self._on_upstream_error(target, "failed")
                 raise UpstreamError(
                     f"replica {replica.id} failed before answering: {type(exc).__name__}"
                 ) from exc
             except BaseException:  # cancelled (the client went away): stop counting it
                 self._picker.release(replica)
                 raise
-            return await self._relay(upstream, replica, request.request_id)
+            return await self._relay(upstream, replica, target, request.request_id)
         raise UpstreamError(f"no replica of deployment {target.deployment_id} could be reached")
 
     async def _send(
@@ -142,7 +159,11 @@ class ReplicaProxy:
         )
 
     async def _relay(
-        self, upstream: aiohttp.ClientResponse, replica: ReplicaRoute, request_id: str
+        self,
+        upstream: aiohttp.ClientResponse,
+        replica: ReplicaRoute,
+        target: Target,
+        request_id: str,
     ) -> Response:
         headers = [
             (name, value)
@@ -154,6 +175,7 @@ class ReplicaProxy:
             try:
                 body = await upstream.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
+                self._on_upstream_error(target, "mid_response")
                 raise UpstreamError(
                     f"replica {replica.id} failed mid-response: {type(exc).__name__}"
                 ) from exc
@@ -167,6 +189,7 @@ class ReplicaProxy:
             upstream,
             headers,
             on_close=lambda: self._picker.release(replica),
+            on_failure=lambda: self._on_upstream_error(target, "mid_response"),
             label=f"request_id={request_id} replica {replica.id}",
         )
 
@@ -180,6 +203,7 @@ class RelayedStream(Response):
         headers: list[tuple[bytes, bytes]],
         *,
         on_close: Callable[[], None],
+        on_failure: Callable[[], None],
         label: str,
     ) -> None:
         self.status_code = upstream.status
@@ -187,6 +211,7 @@ class RelayedStream(Response):
         self.raw_headers = headers
         self._upstream = upstream
         self._on_close = on_close
+        self._on_failure = on_failure
         self._label = label
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -219,5 +244,6 @@ class RelayedStream(Response):
         except (aiohttp.ClientError, TimeoutError) as exc:
             # Returning without the final message makes the server drop the connection.
             log.warning("%s failed mid-stream: %s", self._label, type(exc).__name__)
+            self._on_failure()
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})

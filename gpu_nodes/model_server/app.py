@@ -29,6 +29,8 @@ from gpu_nodes.model_server.exceptions import (
 from gpu_nodes.model_server.package_config import ServingConfig, load_serving_config
 from gpu_nodes.model_server.runner import ModelStatus, PredictionStream, TrussModelHost
 from gpu_nodes.model_server.tracebacks import format_user_traceback
+from gpu_nodes.serving.metrics import METRICS_PATH, metrics_response
+from gpu_nodes.serving.replica_metrics import ReplicaMetrics, ReplicaMetricsMiddleware
 from gpu_nodes.serving.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
 from plinth.contracts.replica_env import ReplicaVar
 
@@ -93,7 +95,14 @@ def _build_app(runner: TrussModelHost) -> FastAPI:
 
     app = FastAPI(title=f"plinth model server: {runner.cfg.model_name}", lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
+    metrics = ReplicaMetrics()
+    app.add_middleware(ReplicaMetricsMiddleware, metrics=metrics)
     app.state.runner = runner
+
+    @app.get(METRICS_PATH, include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        # Unauthenticated like every replica route: replicas are reachable in-cluster only.
+        return metrics_response(metrics.registry)
 
     @app.get("/")
     async def liveness() -> dict[str, Any]:

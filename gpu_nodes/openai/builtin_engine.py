@@ -11,7 +11,12 @@ from gpu_nodes.engine.config import EngineConfig
 from gpu_nodes.engine.engine import AsyncLLMEngine
 from gpu_nodes.engine.exceptions import EngineDeadError, InvalidRequestError
 from gpu_nodes.engine.outputs import RequestOutput
-from gpu_nodes.openai.engine_port import EngineSettings, GenerationParams, StructuredOutput
+from gpu_nodes.openai.engine_port import (
+    EngineSettings,
+    EngineStats,
+    GenerationParams,
+    StructuredOutput,
+)
 from gpu_nodes.openai.exceptions import EngineNotReady, InvalidRequest
 from gpu_nodes.openai.guided import GrammarFactory
 
@@ -84,6 +89,20 @@ class BuiltinEngine:
     async def abort(self, request_id: str) -> None:
         self.recent_aborts.append(request_id)
         await self._engine.abort(request_id)
+
+    def stats(self) -> EngineStats:
+        # Read from the engine's thread without its lock: each figure is one len() or int,
+        # atomic under the GIL; together they may be a step apart, which a scrape tolerates.
+        core = self._engine.engine
+        blocks = core.block_manager
+        return EngineStats(
+            waiting_sequences=len(core.scheduler.waiting),
+            running_sequences=len(core.scheduler.running),
+            kv_cache_blocks_used=blocks.num_blocks - blocks.num_free_blocks,
+            kv_cache_blocks_total=blocks.num_blocks,
+            generated_tokens=core.num_generated_tokens,
+            preemptions=core.num_preemptions,
+        )
 
     def shutdown(self) -> None:
         self._engine.shutdown()

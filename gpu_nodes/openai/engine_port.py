@@ -44,6 +44,18 @@ class GenerationParams:
     structured: StructuredOutput | None = None
 
 
+@dataclass(frozen=True)
+class EngineStats:
+    """A snapshot of the engine's load, read when ``/metrics`` is scraped."""
+
+    waiting_sequences: int  # admitted to the engine, not scheduled yet
+    running_sequences: int
+    kv_cache_blocks_used: int
+    kv_cache_blocks_total: int
+    generated_tokens: int  # since the engine started
+    preemptions: int  # since the engine started
+
+
 class Engine(Protocol):
     """What the OpenAI server needs from an inference engine."""
 
@@ -62,6 +74,10 @@ class Engine(Protocol):
         ...
 
     async def abort(self, request_id: str) -> None: ...
+
+    def stats(self) -> EngineStats | None:
+        """Load figures for ``/metrics``; None for engines that export their own."""
+        ...
 
     def shutdown(self) -> None: ...
 

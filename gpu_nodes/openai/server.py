@@ -38,6 +38,7 @@ from gpu_nodes.openai.exceptions import (
     OpenAIError,
 )
 from gpu_nodes.openai.generation import now
+from gpu_nodes.openai.metrics import EngineStatsCollector
 from gpu_nodes.openai.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -46,6 +47,8 @@ from gpu_nodes.openai.protocol import (
     ModelList,
     parse_request,
 )
+from gpu_nodes.serving.metrics import METRICS_PATH, metrics_response
+from gpu_nodes.serving.replica_metrics import ReplicaMetrics, ReplicaMetricsMiddleware
 from plinth.contracts.replica_env import ReplicaVar
 
 logger = logging.getLogger(__name__)
@@ -178,6 +181,16 @@ def create_openai_app(
     app = FastAPI(title=f"Plinth OpenAI server: {served.name}", lifespan=lifespan)
     app.state.engine_slot = slot
     app.state.served_model = served
+    metrics = ReplicaMetrics()
+    metrics.registry.register(
+        EngineStatsCollector(lambda: slot.engine.stats() if slot.engine is not None else None)
+    )
+    app.add_middleware(ReplicaMetricsMiddleware, metrics=metrics)
+
+    @app.get(METRICS_PATH, include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        # Unauthenticated like every replica route: replicas are reachable in-cluster only.
+        return metrics_response(metrics.registry)
 
     @app.exception_handler(OpenAIError)
     async def openai_error(_: Request, exc: OpenAIError) -> JSONResponse:

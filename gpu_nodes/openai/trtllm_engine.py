@@ -114,5 +114,8 @@ class TrtLlmEngine:
         if result is not None:
             result.abort()
 
+    def stats(self) -> None:
+        return None  # the engine exports its own metrics
+
     def shutdown(self) -> None:
         self._llm.shutdown()

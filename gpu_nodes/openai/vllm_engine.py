@@ -124,6 +124,9 @@ class VllmEngine:
     async def abort(self, request_id: str) -> None:
         await self._engine.abort(request_id)
 
+    def stats(self) -> None:
+        return None  # the engine exports its own metrics
+
     def shutdown(self) -> None:
         shutdown = getattr(self._engine, "shutdown", None)
         if callable(shutdown):

@@ -249,3 +249,12 @@ def test_no_node_cache_url_without_weights_or_with_an_explicit_one(env) -> None:
     assert names.count("PLINTH_WEIGHTS_CLUSTER_URL") == len(
         [k for k in env if k == "PLINTH_WEIGHTS_CLUSTER_URL"]
     )
+
+
+def test_replica_pods_announce_their_metrics_endpoint() -> None:
+    opts = KubernetesOptions(namespace="models", container_port=9000)
+    deployment = _by_kind(render_manifests(CPU_SPEC, 1, opts))["Deployment"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "9000"
+    assert annotations["prometheus.io/path"] == "/metrics"
