@@ -16,6 +16,7 @@ STORE_KINDS = ("sqlite", "dynamodb")
 BLOB_KINDS = ("directory", "s3", "gcs")
 QUEUE_KINDS = ("sqlite", "sqs")
 CLUSTER_KINDS = ("local", "kubernetes", "none")
+SECRETS_KEK_KINDS = ("local", "aws-kms")
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,17 @@ class Settings:
     # How replicas reach the weights origin (``<control plane URL>/weights``) when they cannot
     # use PLINTH_HOST:PLINTH_PORT, e.g. pods reaching the control plane's in-cluster Service.
     weights_origin_url: str | None = None
+    # Who wraps the data key of each stored secret: a 0600 key file under the state dir
+    # (``local``), or the AWS KMS key PLINTH_SECRETS_KMS_KEY_ID names (``aws-kms``).
+    secrets_kek: str = "local"
+    secrets_kms_key_id: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("PLINTH_STORE", self.store_kind, STORE_KINDS)
         _check_choice("PLINTH_BLOB", self.blob_kind, BLOB_KINDS)
         _check_choice("PLINTH_QUEUE", self.queue_kind, QUEUE_KINDS)
         _check_choice("PLINTH_CLUSTER", self.cluster_kind, CLUSTER_KINDS)
+        _check_choice("PLINTH_SECRETS_KEK", self.secrets_kek, SECRETS_KEK_KINDS)
         if self.reconcile_interval_s <= 0:
             raise SettingsError("PLINTH_RECONCILE_INTERVAL_S must be > 0")
         if self.build_poll_interval_s <= 0:
@@ -112,11 +118,17 @@ class Settings:
             k8s_namespace=reader.text("PLINTH_K8S_NAMESPACE", defaults.k8s_namespace),
             k8s_image=reader.optional("PLINTH_K8S_IMAGE"),
             weights_origin_url=reader.optional("PLINTH_WEIGHTS_ORIGIN_URL"),
+            secrets_kek=reader.text("PLINTH_SECRETS_KEK", defaults.secrets_kek),
+            secrets_kms_key_id=reader.optional("PLINTH_SECRETS_KMS_KEY_ID"),
         )
 
     @property
     def database_path(self) -> Path:
         return self.state_dir / "plinth.db"
+
+    @property
+    def secrets_key_file(self) -> Path:
+        return self.state_dir / "secrets.kek"
 
 
 def _check_choice(variable: str, value: str, choices: tuple[str, ...]) -> None:

@@ -18,6 +18,7 @@ from control_plane.domain.api_keys import ApiKeyService
 from control_plane.domain.archives import ArchiveService
 from control_plane.domain.build_log import read_build_log
 from control_plane.domain.deployments import DeploymentService
+from control_plane.domain.envelope import SecretEnvelope
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.pipeline import BuildWorker, EnvironmentBuilderLike
 from control_plane.domain.reconcile_policy import Decision, ReconcilerPolicy
@@ -29,6 +30,7 @@ from control_plane.exceptions import AdapterUnavailable, SettingsError
 from control_plane.ports.blob import BlobStore
 from control_plane.ports.cluster import ClusterDriver
 from control_plane.ports.queue import Queue
+from control_plane.ports.secret_keys import KeyEncryptionKeys
 from control_plane.ports.store import MetadataStore
 from control_plane.settings import Settings
 from control_plane.weights.build import mirror_for_build
@@ -54,6 +56,7 @@ class Platform:
         queue: Queue | None = None,
         driver: ClusterDriver | None = None,
         builder: EnvironmentBuilderLike | None = None,
+        secret_keys: KeyEncryptionKeys | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -64,6 +67,7 @@ class Platform:
             "queue": queue,
             "driver": driver,
             "builder": builder,
+            "secret_keys": secret_keys,
         }
         self._build_lock = threading.RLock()
         self._stop = threading.Event()
@@ -92,6 +96,11 @@ class Platform:
             return self._overrides["driver"] or _build_driver(self.settings)
 
     @cached_property
+    def secret_keys(self) -> KeyEncryptionKeys:
+        with self._build_lock:
+            return self._overrides["secret_keys"] or _build_secret_keys(self.settings)
+
+    @cached_property
     def builder(self) -> EnvironmentBuilderLike:
         with self._build_lock:
             if self._overrides["builder"] is not None:
@@ -111,7 +120,7 @@ class Platform:
 
     @cached_property
     def secrets(self) -> SecretService:
-        return SecretService(self.store, self.clock)
+        return SecretService(self.store, self.clock, SecretEnvelope(self.secret_keys))
 
     @cached_property
     def archives(self) -> ArchiveService:
@@ -278,6 +287,23 @@ def _build_driver(settings: Settings) -> ClusterDriver:
             return KubernetesDriver(settings.k8s_namespace, image=settings.k8s_image)
         return KubernetesDriver(settings.k8s_namespace)
     raise AdapterUnavailable("PLINTH_CLUSTER=none: this process has no cluster driver")
+
+
+def _build_secret_keys(settings: Settings) -> KeyEncryptionKeys:
+    if settings.secrets_kek == "aws-kms":
+        return _import_adapter(  # type: ignore[no-any-return]
+            "control_plane.adapters.aws_kms_kek", "AwsKmsKeys", settings
+        )
+    if settings.store_kind != "sqlite":
+        # A shared store read by many processes (Lambdas) with a key file in one process's
+        # state dir: the other processes could not decrypt, and the key dies with the sandbox.
+        raise SettingsError(
+            f"PLINTH_STORE={settings.store_kind} needs PLINTH_SECRETS_KEK=aws-kms"
+            " (a local key file would not be shared with the other control-plane processes)"
+        )
+    from control_plane.adapters.local_kek import LocalKeyFile
+
+    return LocalKeyFile(settings.secrets_key_file)
 
 
 def _import_adapter(module: str, name: str, settings: Settings) -> Any:
