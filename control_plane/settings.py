@@ -17,6 +17,7 @@ BLOB_KINDS = ("directory", "s3", "gcs")
 QUEUE_KINDS = ("sqlite", "sqs")
 CLUSTER_KINDS = ("local", "kubernetes", "none")
 SECRETS_KEK_KINDS = ("local", "aws-kms")
+K8S_AUTH_KINDS = ("eks", "gke", "none")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,12 @@ class Settings:
     sqs_queue_prefix: str | None = None
     k8s_namespace: str = "plinth"
     k8s_image: str | None = None
+    # A cluster named from outside it (a Lambda has no in-cluster account or kubeconfig):
+    # its API endpoint, CA (base64 PEM) and how to get a token (eks | gke | none).
+    k8s_endpoint: str | None = None
+    k8s_ca_data: str | None = field(default=None, repr=False)
+    k8s_auth: str = "none"
+    k8s_cluster_name: str | None = None
     # How replicas reach the weights origin (``<control plane URL>/weights``) when they cannot
     # use PLINTH_HOST:PLINTH_PORT, e.g. pods reaching the control plane's in-cluster Service.
     weights_origin_url: str | None = None
@@ -68,6 +75,7 @@ class Settings:
         _check_choice("PLINTH_QUEUE", self.queue_kind, QUEUE_KINDS)
         _check_choice("PLINTH_CLUSTER", self.cluster_kind, CLUSTER_KINDS)
         _check_choice("PLINTH_SECRETS_KEK", self.secrets_kek, SECRETS_KEK_KINDS)
+        _check_choice("PLINTH_K8S_AUTH", self.k8s_auth, K8S_AUTH_KINDS)
         if self.reconcile_interval_s <= 0:
             raise SettingsError("PLINTH_RECONCILE_INTERVAL_S must be > 0")
         if self.build_poll_interval_s <= 0:
@@ -117,6 +125,10 @@ class Settings:
             sqs_queue_prefix=reader.optional("PLINTH_SQS_QUEUE_PREFIX"),
             k8s_namespace=reader.text("PLINTH_K8S_NAMESPACE", defaults.k8s_namespace),
             k8s_image=reader.optional("PLINTH_K8S_IMAGE"),
+            k8s_endpoint=reader.optional("PLINTH_K8S_ENDPOINT"),
+            k8s_ca_data=reader.optional("PLINTH_K8S_CA_DATA"),
+            k8s_auth=reader.text("PLINTH_K8S_AUTH", defaults.k8s_auth),
+            k8s_cluster_name=reader.optional("PLINTH_K8S_CLUSTER_NAME"),
             weights_origin_url=reader.optional("PLINTH_WEIGHTS_ORIGIN_URL"),
             secrets_kek=reader.text("PLINTH_SECRETS_KEK", defaults.secrets_kek),
             secrets_kms_key_id=reader.optional("PLINTH_SECRETS_KMS_KEY_ID"),

@@ -281,11 +281,15 @@ def _build_driver(settings: Settings) -> ClusterDriver:
 
         return LocalProcessDriver(settings.state_dir)
     if settings.cluster_kind == "kubernetes":
+        from control_plane.adapters.k8s_auth import named_cluster_client
         from control_plane.adapters.k8s_cluster import KubernetesDriver
 
+        # A cluster the settings name (endpoint + CA + token provider), else in-cluster config
+        # or the kubeconfig.
+        api_client = named_cluster_client(settings)
         if settings.k8s_image:
-            return KubernetesDriver(settings.k8s_namespace, image=settings.k8s_image)
-        return KubernetesDriver(settings.k8s_namespace)
+            return KubernetesDriver(settings.k8s_namespace, api_client, image=settings.k8s_image)
+        return KubernetesDriver(settings.k8s_namespace, api_client)
     raise AdapterUnavailable("PLINTH_CLUSTER=none: this process has no cluster driver")
 
 
