@@ -30,7 +30,7 @@ from control_plane.exceptions import AdapterUnavailable, SettingsError
 from control_plane.ports.blob import BlobStore
 from control_plane.ports.cluster import ClusterDriver
 from control_plane.ports.queue import Queue
-from control_plane.ports.secret_keys import KeyEncryptionKeys
+from control_plane.ports.secret_keys import DataKey, KeyEncryptionKeys
 from control_plane.ports.store import MetadataStore
 from control_plane.settings import Settings
 from control_plane.weights.build import mirror_for_build
@@ -120,7 +120,10 @@ class Platform:
 
     @cached_property
     def secrets(self) -> SecretService:
-        return SecretService(self.store, self.clock, SecretEnvelope(self.secret_keys))
+        # The KEK adapter is built on the first seal or open, so a deployment with no
+        # secrets never needs one (nor its settings).
+        keys = _KeysOnFirstUse(lambda: self.secret_keys)
+        return SecretService(self.store, self.clock, SecretEnvelope(keys))
 
     @cached_property
     def archives(self) -> ArchiveService:
@@ -235,6 +238,22 @@ class Platform:
                     self.__dict__[name].close()
                 except Exception:
                     logger.exception("closing %s failed", name)
+
+
+class _KeysOnFirstUse:
+    """A :class:`KeyEncryptionKeys` that asks ``build`` for the adapter when first used."""
+
+    def __init__(self, build: Callable[[], KeyEncryptionKeys]) -> None:
+        self._build = build
+
+    def current_kek_id(self) -> str:
+        return self._build().current_kek_id()
+
+    def new_data_key(self) -> DataKey:
+        return self._build().new_data_key()
+
+    def unwrap(self, wrapped: bytes, kek_id: str) -> bytes:
+        return self._build().unwrap(wrapped, kek_id)
 
 
 def _build_store(settings: Settings) -> MetadataStore:

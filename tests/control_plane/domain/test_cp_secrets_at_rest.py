@@ -146,8 +146,12 @@ def test_rotate_command_moves_every_secret_to_the_new_key(state: Path) -> None:
 
 def test_a_shared_store_refuses_a_local_key_file(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, store_kind="dynamodb", cluster_kind="none")
-    platform = Platform(settings)
-    with pytest.raises(SettingsError, match="PLINTH_SECRETS_KEK=aws-kms"):
-        platform.secret_keys  # noqa: B018
+    platform = Platform(settings, store=SqliteMetadataStore(tmp_path / "plinth.db"))
+    try:
+        assert platform.secrets.values_for([]) == {}  # no secret asked for: no key needed
+        with pytest.raises(SettingsError, match="PLINTH_SECRETS_KEK=aws-kms"):
+            platform.secrets.upsert("a", VALUE)
+    finally:
+        platform.close()
     with pytest.raises(SettingsError, match="PLINTH_SECRETS_KEK"):
         Settings(secrets_kek="vault")
