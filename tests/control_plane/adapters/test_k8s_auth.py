@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ipaddress
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+import urllib3
 
 from control_plane.adapters.exceptions import ClusterError
 from control_plane.adapters.k8s_auth import (
@@ -102,8 +106,51 @@ class FakeApiServer:
     authorizations: list[str | None] = field(default_factory=list)
 
 
+def _self_signed_localhost(tmp_path: Path) -> tuple[Path, Path, str]:
+    """(cert file, key file, base64 PEM as EKS reports certificateAuthority.data)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = tmp_path / "apiserver.crt", tmp_path / "apiserver.key"
+    cert_file.write_bytes(pem)
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file, base64.b64encode(pem).decode()
+
+
 @pytest.fixture
 def api_server() -> Iterator[tuple[FakeApiServer, str]]:
+    yield from _serve(None)
+
+
+def _serve(tls: ssl.SSLContext | None) -> Iterator[tuple[FakeApiServer, str]]:
     seen = FakeApiServer()
 
     class Handler(BaseHTTPRequestHandler):
@@ -120,9 +167,12 @@ def api_server() -> Iterator[tuple[FakeApiServer, str]]:
             self.wfile.write(data)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield seen, f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "https" if tls is not None else "http"
+    yield seen, f"{scheme}://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
@@ -173,6 +223,26 @@ def test_settings_naming_an_eks_cluster_give_the_driver_its_tokens(
     token = (seen.authorizations[0] or "").removeprefix("Bearer ")
     assert token.startswith("k8s-aws-v1.")
     assert "sts.us-east-1.amazonaws.com" in _decode(token)
+
+
+def test_the_cluster_ca_from_settings_verifies_the_api_server(tmp_path: Path) -> None:
+    cert_file, key_file, ca_data = _self_signed_localhost(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    serving = _serve(tls)
+    seen, url = next(serving)
+    try:
+        trusted = cluster_api_client(ClusterAccess(endpoint=url, ca_data=ca_data), None)
+        assert KubernetesDriver("plinth", trusted).replicas("dep-1") == []
+        assert len(seen.authorizations) == 1
+        other_ca = _self_signed_localhost(tmp_path / "other")[2]
+        untrusted = cluster_api_client(ClusterAccess(endpoint=url, ca_data=other_ca), None)
+        with pytest.raises(urllib3.exceptions.HTTPError, match="CERTIFICATE_VERIFY_FAILED"):
+            KubernetesDriver("plinth", untrusted, request_timeout_s=5).replicas("dep-1")
+        trusted.close()
+        untrusted.close()
+    finally:
+        next(serving, None)
 
 
 def test_cluster_settings_errors_name_the_variable() -> None:
