@@ -34,9 +34,9 @@ class Settings:
     # Public URL of the gateway, printed to users next to model ids.
     gateway_url: str = "http://127.0.0.1:8801"
     # Shared secret gateways present to read the routing table and wake deployments.
-    internal_token: str | None = None
+    internal_token: str | None = field(default=None, repr=False)
     # A key stored at startup if absent (plinth up passes the one it shows the user).
-    bootstrap_api_key: str | None = None
+    bootstrap_api_key: str | None = field(default=None, repr=False)
     reconcile_interval_s: float = 1.0
     build_poll_interval_s: float = 0.5
     # A deployment that has no READY replica this long after it started deploying is FAILED.
