@@ -9,10 +9,13 @@ a re-wrap moves them (``python -m control_plane.secret_keys rewrap``).
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +61,7 @@ class LocalKeyFile:
     # -- rotation ------------------------------------------------------------------------
     def rotate(self) -> str:
         """Add a new KEK version and make it current; returns its id."""
-        with self._lock:
+        with self._exclusive():
             keys = self._load()
             versions = [int(k.removeprefix(_PREFIX)) for k in keys["keys"]]
             kek_id = f"{_PREFIX}{max(versions) + 1}"
@@ -76,7 +79,7 @@ class LocalKeyFile:
 
     def _load(self) -> dict[str, Any]:
         if not self._path.exists():
-            with self._lock:
+            with self._exclusive():
                 if not self._path.exists():
                     first = base64.b64encode(os.urandom(KEY_BYTES)).decode()
                     self._write({"current": f"{_PREFIX}1", "keys": {f"{_PREFIX}1": first}})
@@ -93,9 +96,22 @@ class LocalKeyFile:
             raise SecretKeyError(f"{self._path} is not a key file: no 'current' and 'keys'")
         return keys
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One writer across threads and processes (the control plane and the rotate
+        command): two first uses racing would otherwise each create a different key."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self._path.with_name(f".{self._path.name}.lock")
+        with self._lock:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the flock
+
     def _write(self, keys: dict[str, Any]) -> None:
         """Atomically, and 0600 from the first byte (never a moment world-readable)."""
-        self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:

@@ -7,6 +7,7 @@ ones go under the new KEK, and a re-wrap moves the old ones over without losing 
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from control_plane.adapters.local_kek import LocalKeyFile
 from control_plane.adapters.sqlite_store import SqliteMetadataStore
 from control_plane.domain.envelope import SecretEnvelope
 from control_plane.domain.secrets import SecretService
-from control_plane.ports.secret_keys import KeyEncryptionKeys, SecretKeyError
+from control_plane.ports.secret_keys import DataKey, KeyEncryptionKeys, SecretKeyError
 
 
 @dataclass
@@ -118,3 +119,28 @@ def test_rotation_keeps_old_values_and_rewrap_moves_them(kek: Kek, tmp_path: Pat
         assert secrets.rewrap().rewrapped == []  # idempotent
     finally:
         store.close()
+
+
+def test_local_key_file_has_one_writer_across_instances(tmp_path: Path) -> None:
+    """Separate instances (as separate processes would) racing on first use and on rotation
+    end with one key file that opens every data key any of them made."""
+    path = tmp_path / "state" / "secrets.kek"
+    instances = [LocalKeyFile(path) for _ in range(8)]
+    barrier = threading.Barrier(len(instances))
+    made: list[DataKey] = []
+
+    def first_use_then_rotate(keys: LocalKeyFile) -> None:
+        barrier.wait()
+        made.append(keys.new_data_key())
+        keys.rotate()
+        made.append(keys.new_data_key())
+
+    threads = [threading.Thread(target=first_use_then_rotate, args=(k,)) for k in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    fresh = LocalKeyFile(path)
+    assert fresh.current_kek_id() == "local-9"  # 1 created + 8 rotations, none lost
+    for data_key in made:
+        assert fresh.unwrap(data_key.wrapped, data_key.kek_id) == data_key.plaintext
