@@ -16,6 +16,8 @@ STORE_KINDS = ("sqlite", "dynamodb")
 BLOB_KINDS = ("directory", "s3", "gcs")
 QUEUE_KINDS = ("sqlite", "sqs")
 CLUSTER_KINDS = ("local", "kubernetes", "none")
+SECRETS_KEK_KINDS = ("local", "aws-kms")
+K8S_AUTH_KINDS = ("eks", "gke", "none")
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,9 @@ class Settings:
     # Public URL of the gateway, printed to users next to model ids.
     gateway_url: str = "http://127.0.0.1:8801"
     # Shared secret gateways present to read the routing table and wake deployments.
-    internal_token: str | None = None
+    internal_token: str | None = field(default=None, repr=False)
     # A key stored at startup if absent (plinth up passes the one it shows the user).
-    bootstrap_api_key: str | None = None
+    bootstrap_api_key: str | None = field(default=None, repr=False)
     reconcile_interval_s: float = 1.0
     build_poll_interval_s: float = 0.5
     # A deployment that has no READY replica this long after it started deploying is FAILED.
@@ -53,15 +55,27 @@ class Settings:
     sqs_queue_prefix: str | None = None
     k8s_namespace: str = "plinth"
     k8s_image: str | None = None
+    # A cluster named from outside it (a Lambda has no in-cluster account or kubeconfig):
+    # its API endpoint, CA (base64 PEM) and how to get a token (eks | gke | none).
+    k8s_endpoint: str | None = None
+    k8s_ca_data: str | None = field(default=None, repr=False)
+    k8s_auth: str = "none"
+    k8s_cluster_name: str | None = None
     # How replicas reach the weights origin (``<control plane URL>/weights``) when they cannot
     # use PLINTH_HOST:PLINTH_PORT, e.g. pods reaching the control plane's in-cluster Service.
     weights_origin_url: str | None = None
+    # Who wraps the data key of each stored secret: a 0600 key file under the state dir
+    # (``local``), or the AWS KMS key PLINTH_SECRETS_KMS_KEY_ID names (``aws-kms``).
+    secrets_kek: str = "local"
+    secrets_kms_key_id: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("PLINTH_STORE", self.store_kind, STORE_KINDS)
         _check_choice("PLINTH_BLOB", self.blob_kind, BLOB_KINDS)
         _check_choice("PLINTH_QUEUE", self.queue_kind, QUEUE_KINDS)
         _check_choice("PLINTH_CLUSTER", self.cluster_kind, CLUSTER_KINDS)
+        _check_choice("PLINTH_SECRETS_KEK", self.secrets_kek, SECRETS_KEK_KINDS)
+        _check_choice("PLINTH_K8S_AUTH", self.k8s_auth, K8S_AUTH_KINDS)
         if self.reconcile_interval_s <= 0:
             raise SettingsError("PLINTH_RECONCILE_INTERVAL_S must be > 0")
         if self.build_poll_interval_s <= 0:
@@ -111,12 +125,22 @@ class Settings:
             sqs_queue_prefix=reader.optional("PLINTH_SQS_QUEUE_PREFIX"),
             k8s_namespace=reader.text("PLINTH_K8S_NAMESPACE", defaults.k8s_namespace),
             k8s_image=reader.optional("PLINTH_K8S_IMAGE"),
+            k8s_endpoint=reader.optional("PLINTH_K8S_ENDPOINT"),
+            k8s_ca_data=reader.optional("PLINTH_K8S_CA_DATA"),
+            k8s_auth=reader.text("PLINTH_K8S_AUTH", defaults.k8s_auth),
+            k8s_cluster_name=reader.optional("PLINTH_K8S_CLUSTER_NAME"),
             weights_origin_url=reader.optional("PLINTH_WEIGHTS_ORIGIN_URL"),
+            secrets_kek=reader.text("PLINTH_SECRETS_KEK", defaults.secrets_kek),
+            secrets_kms_key_id=reader.optional("PLINTH_SECRETS_KMS_KEY_ID"),
         )
 
     @property
     def database_path(self) -> Path:
         return self.state_dir / "plinth.db"
+
+    @property
+    def secrets_key_file(self) -> Path:
+        return self.state_dir / "secrets.kek"
 
 
 def _check_choice(variable: str, value: str, choices: tuple[str, ...]) -> None:

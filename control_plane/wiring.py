@@ -19,6 +19,7 @@ from control_plane.domain.api_keys import ApiKeyService
 from control_plane.domain.archives import ArchiveService
 from control_plane.domain.build_log import read_build_log
 from control_plane.domain.deployments import DeploymentService
+from control_plane.domain.envelope import SecretEnvelope
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.pipeline import BuildWorker, EnvironmentBuilderLike
 from control_plane.domain.reconcile_policy import Decision, ReconcilerPolicy
@@ -31,6 +32,7 @@ from control_plane.exceptions import AdapterUnavailable, SettingsError
 from control_plane.ports.blob import BlobStore
 from control_plane.ports.cluster import ClusterDriver
 from control_plane.ports.queue import Queue
+from control_plane.ports.secret_keys import DataKey, KeyEncryptionKeys
 from control_plane.ports.store import MetadataStore
 from control_plane.settings import Settings
 from control_plane.weights.build import mirror_for_build
@@ -56,6 +58,7 @@ class Platform:
         queue: Queue | None = None,
         driver: ClusterDriver | None = None,
         builder: EnvironmentBuilderLike | None = None,
+        secret_keys: KeyEncryptionKeys | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -66,6 +69,7 @@ class Platform:
             "queue": queue,
             "driver": driver,
             "builder": builder,
+            "secret_keys": secret_keys,
         }
         self._build_lock = threading.RLock()
         self._stop = threading.Event()
@@ -94,6 +98,11 @@ class Platform:
             return self._overrides["driver"] or _build_driver(self.settings)
 
     @cached_property
+    def secret_keys(self) -> KeyEncryptionKeys:
+        with self._build_lock:
+            return self._overrides["secret_keys"] or _build_secret_keys(self.settings)
+
+    @cached_property
     def builder(self) -> EnvironmentBuilderLike:
         with self._build_lock:
             if self._overrides["builder"] is not None:
@@ -113,7 +122,10 @@ class Platform:
 
     @cached_property
     def secrets(self) -> SecretService:
-        return SecretService(self.store, self.clock)
+        # The KEK adapter is built on the first seal or open, so a deployment with no
+        # secrets never needs one (nor its settings).
+        keys = _KeysOnFirstUse(lambda: self.secret_keys)
+        return SecretService(self.store, self.clock, SecretEnvelope(keys))
 
     @cached_property
     def archives(self) -> ArchiveService:
@@ -237,6 +249,22 @@ class Platform:
                     logger.exception("closing %s failed", name)
 
 
+class _KeysOnFirstUse:
+    """A :class:`KeyEncryptionKeys` that asks ``build`` for the adapter when first used."""
+
+    def __init__(self, build: Callable[[], KeyEncryptionKeys]) -> None:
+        self._build = build
+
+    def current_kek_id(self) -> str:
+        return self._build().current_kek_id()
+
+    def new_data_key(self) -> DataKey:
+        return self._build().new_data_key()
+
+    def unwrap(self, wrapped: bytes, kek_id: str) -> bytes:
+        return self._build().unwrap(wrapped, kek_id)
+
+
 def _build_store(settings: Settings) -> MetadataStore:
     if settings.store_kind == "sqlite":
         from control_plane.adapters.sqlite_store import SqliteMetadataStore
@@ -281,12 +309,33 @@ def _build_driver(settings: Settings) -> ClusterDriver:
 
         return LocalProcessDriver(settings.state_dir)
     if settings.cluster_kind == "kubernetes":
+        from control_plane.adapters.k8s_auth import named_cluster_client
         from control_plane.adapters.k8s_cluster import KubernetesDriver
 
+        # A cluster the settings name (endpoint + CA + token provider), else in-cluster config
+        # or the kubeconfig.
+        api_client = named_cluster_client(settings)
         if settings.k8s_image:
-            return KubernetesDriver(settings.k8s_namespace, image=settings.k8s_image)
-        return KubernetesDriver(settings.k8s_namespace)
+            return KubernetesDriver(settings.k8s_namespace, api_client, image=settings.k8s_image)
+        return KubernetesDriver(settings.k8s_namespace, api_client)
     raise AdapterUnavailable("PLINTH_CLUSTER=none: this process has no cluster driver")
+
+
+def _build_secret_keys(settings: Settings) -> KeyEncryptionKeys:
+    if settings.secrets_kek == "aws-kms":
+        return _import_adapter(  # type: ignore[no-any-return]
+            "control_plane.adapters.aws_kms_kek", "AwsKmsKeys", settings
+        )
+    if settings.store_kind != "sqlite":
+        # A shared store read by many processes (Lambdas) with a key file in one process's
+        # state dir: the other processes could not decrypt, and the key dies with the sandbox.
+        raise SettingsError(
+            f"PLINTH_STORE={settings.store_kind} needs PLINTH_SECRETS_KEK=aws-kms"
+            " (a local key file would not be shared with the other control-plane processes)"
+        )
+    from control_plane.adapters.local_kek import LocalKeyFile
+
+    return LocalKeyFile(settings.secrets_key_file)
 
 
 def _import_adapter(module: str, name: str, settings: Settings) -> Any:

@@ -46,6 +46,12 @@ SQS_CONSUME_ACTIONS = (
 )
 S3_READ_ACTIONS = ("s3:GetObject",)
 S3_WRITE_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+# The encryption context control_plane.adapters.aws_kms_kek binds into every secret's data
+# key; the grants below hold only for data keys made with it.
+SECRETS_ENCRYPTION_CONTEXT = {"plinth": "secret"}
+SECRETS_KMS_CONDITION = {
+    "StringEquals": {f"kms:EncryptionContext:{k}": v for k, v in SECRETS_ENCRYPTION_CONTEXT.items()}
+}
 # The reconciler keeps a failed deployment's last replica logs in its build log
 # (control_plane.domain.build_log: ``logs/<deployment_id>/build.log``); it writes nothing else.
 RECONCILER_LOG_PREFIX = "logs/"
@@ -83,8 +89,18 @@ class ServerlessControlPlaneArgs:
     # Other logical queues the API enqueues to (control_plane.domain: "builds"); each gets a
     # DLQ. Their consumers run in a cluster, not in Lambda.
     extra_queues: Sequence[str] = ("builds",)
+    # The cluster the reconciler drives, named from outside (a Lambda has no kubeconfig):
+    # its API endpoint and CA (base64 PEM), and the EKS name its tokens are signed for.
+    cluster_name: pulumi.Input[str] | None = None
+    cluster_endpoint: pulumi.Input[str] | None = None
+    cluster_ca_data: pulumi.Input[str] | None = None
 
     def __post_init__(self) -> None:
+        named = (self.cluster_name, self.cluster_endpoint, self.cluster_ca_data)
+        if any(v is not None for v in named) and any(v is None for v in named):
+            raise InfraConfigError(
+                "cluster_name", "cluster_name, cluster_endpoint and cluster_ca_data go together"
+            )
         root = Path(self.code_root)
         for package in self.code_packages:
             if not (root / package / "__init__.py").is_file():
@@ -133,6 +149,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
     queue_url: pulumi.Output[str]
     dlq_url: pulumi.Output[str]
     reconciler_role_arn: pulumi.Output[str]
+    secrets_kms_key_arn: pulumi.Output[str]
     function_names: dict[str, pulumi.Output[str]]
 
     def __init__(
@@ -149,8 +166,9 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         dlq, queue = self._queue_pair(args.queue_name, args.visibility_timeout_s)
         extra = [self._queue_pair(name, EXTRA_QUEUE_VISIBILITY_S)[1] for name in args.extra_queues]
         code = code_archive(args.code_root, args.code_packages)
-        env = self._environment(metadata)
-        statements = self._statements([metadata.arn, requests.arn], queue, extra)
+        secrets_key = self._secrets_key()
+        env = self._environment(metadata, secrets_key)
+        statements = self._statements([metadata.arn, requests.arn], queue, extra, secrets_key)
         functions = {
             role: self._function(
                 role, handler, getattr(args, timeout_field), code, env, statements[role]
@@ -168,6 +186,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         self.queue_url = queue.url
         self.dlq_url = dlq.url
         self.reconciler_role_arn = reconciler.role.arn
+        self.secrets_kms_key_arn = secrets_key.arn
         self.function_names = {
             "api": api.function.name,
             "worker": worker.function.name,
@@ -179,6 +198,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
                 "metadata_table_name": self.metadata_table_name,
                 "queue_url": self.queue_url,
                 "reconciler_role_arn": self.reconciler_role_arn,
+                "secrets_kms_key_arn": self.secrets_kms_key_arn,
             }
         )
 
@@ -249,9 +269,25 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         )
         return dlq, queue
 
-    def _environment(self, metadata: aws.dynamodb.Table) -> dict[str, pulumi.Input[str]]:
+    def _secrets_key(self) -> aws.kms.Key:
+        """The KEK of the secrets in the metadata table (envelope encryption, one data key
+        per write). KMS rotates it yearly under the same ARN; old values still decrypt."""
+        return aws.kms.Key(
+            f"{self._name}-secrets",
+            description=f"Plinth {self._name}: wraps the data keys of stored secrets",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _environment(
+        self, metadata: aws.dynamodb.Table, secrets_key: aws.kms.Key
+    ) -> dict[str, pulumi.Input[str]]:
         # Names read by control_plane.settings.Settings.from_env.
         return {
+            "PLINTH_SECRETS_KEK": "aws-kms",
+            "PLINTH_SECRETS_KMS_KEY_ID": secrets_key.arn,
             "PLINTH_STORE": "dynamodb",
             "PLINTH_DYNAMODB_TABLE": metadata.name,
             "PLINTH_QUEUE": "sqs",
@@ -269,6 +305,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         tables: list[pulumi.Output[str]],
         queue: aws.sqs.Queue,
         extra_queues: list[aws.sqs.Queue],
+        secrets_key: aws.kms.Key,
     ) -> dict[str, list[Statement]]:
         """Least privilege per function: only its tables, queues, bucket and clusters."""
         send_to = [queue.arn, *(q.arn for q in extra_queues)]
@@ -278,6 +315,13 @@ class ServerlessControlPlane(pulumi.ComponentResource):
                 Statement(DYNAMODB_ITEM_ACTIONS, tables),
                 Statement(("sqs:SendMessage", "sqs:GetQueueUrl"), send_to),
                 *self._blob_statements(S3_WRITE_ACTIONS),
+                # The API only seals secrets (POST /v1/secrets); it never reads a value back.
+                Statement(
+                    ("kms:GenerateDataKey",),
+                    [secrets_key.arn],
+                    sid="SealSecrets",
+                    condition=SECRETS_KMS_CONDITION,
+                ),
             ],
             "worker": [
                 Statement(DYNAMODB_ITEM_ACTIONS, tables),
@@ -297,6 +341,13 @@ class ServerlessControlPlane(pulumi.ComponentResource):
                     sid="WriteBuildLogs",
                 ),
                 *([Statement(("eks:DescribeCluster",), clusters)] if clusters else []),
+                # Replicas get their secrets' values from the reconciler.
+                Statement(
+                    ("kms:Decrypt",),
+                    [secrets_key.arn],
+                    sid="OpenSecrets",
+                    condition=SECRETS_KMS_CONDITION,
+                ),
             ],
         }
 
@@ -338,6 +389,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
                 variables={
                     **env,
                     "PLINTH_CLUSTER": "kubernetes" if role_name == "reconciler" else "none",
+                    **(self._cluster_environment() if role_name == "reconciler" else {}),
                 }
             ),
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(
@@ -348,6 +400,18 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
         )
         return _Function(function, role)
+
+    def _cluster_environment(self) -> dict[str, pulumi.Input[str]]:
+        """How the reconciler reaches its cluster: endpoint, CA, EKS tokens from its role."""
+        args = self._args
+        if args.cluster_name is None or args.cluster_endpoint is None:
+            return {}
+        return {
+            "PLINTH_K8S_AUTH": "eks",
+            "PLINTH_K8S_CLUSTER_NAME": args.cluster_name,
+            "PLINTH_K8S_ENDPOINT": args.cluster_endpoint,
+            "PLINTH_K8S_CA_DATA": args.cluster_ca_data or "",
+        }
 
     def _execution_role(
         self, function_name: str, statements: list[Statement]

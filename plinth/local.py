@@ -169,10 +169,11 @@ def _start_locked(
     lock.record(cp_url, gw_url, [cp.pid])
     try:
         _wait_healthy(f"{cp_url}/healthz", cp, "control plane", logs / "control_plane.log")
+        # The internal token reaches the gateway through the inherited PLINTH_INTERNAL_TOKEN,
+        # never its argv: /proc/<pid>/cmdline (ps) is readable by every user of the host.
         gw_args = [
             sys.executable, "-m", "gpu_nodes.gateway",
             "--control-plane-url", cp_url, "--host", host, "--port", str(gateway_port),
-            "--internal-token", internal_token,
             "--cache-file", str(state_dir / "gateway_routing.json"),
         ]  # fmt: skip
         gw = _spawn(gw_args, env, logs / "gateway.log")

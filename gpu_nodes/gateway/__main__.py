@@ -22,7 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--internal-token",
         default=os.environ.get("PLINTH_INTERNAL_TOKEN"),
-        help="token for GET /v1/routing and wake (default: $PLINTH_INTERNAL_TOKEN)",
+        help="token for GET /v1/routing and wake (default: $PLINTH_INTERNAL_TOKEN; prefer the"
+        " variable: an argument is visible to every user of the host in ps)",
     )
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--domain", default="plinth.localhost")

@@ -27,6 +27,13 @@ class AwsControlPlaneConfig(StackConfig):
     log_retention_days: int = 30
     blob_bucket_name: str | None = None
     cluster_arns: list[str] = Field(default_factory=list)
+    cluster_name: str | None = Field(
+        default=None, description="EKS cluster the reconciler drives (its tokens name it)"
+    )
+    cluster_endpoint: str | None = Field(default=None, description="That cluster's API URL")
+    cluster_ca_data: str | None = Field(
+        default=None, description="That cluster's CA, base64 PEM (certificateAuthority.data)"
+    )
 
 
 def build(config: AwsControlPlaneConfig, *, stack_dir: Path | None = None) -> dict[str, Any]:
@@ -54,6 +61,9 @@ def build(config: AwsControlPlaneConfig, *, stack_dir: Path | None = None) -> di
             reconcile_schedule=config.reconcile_schedule,
             log_retention_days=config.log_retention_days,
             cluster_arns=tuple(config.cluster_arns),
+            cluster_name=config.cluster_name,
+            cluster_endpoint=config.cluster_endpoint,
+            cluster_ca_data=config.cluster_ca_data,
         ),
     )
     return {
@@ -63,6 +73,7 @@ def build(config: AwsControlPlaneConfig, *, stack_dir: Path | None = None) -> di
         "queueUrl": plane.queue_url,
         "dlqUrl": plane.dlq_url,
         "reconcilerRoleArn": plane.reconciler_role_arn,
+        "secretsKmsKeyArn": plane.secrets_kms_key_arn,
         "blobBucketName": blobs.bucket_name,
         "blobBucketArn": blobs.bucket_arn,
     }

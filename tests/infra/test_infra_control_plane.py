@@ -133,7 +133,9 @@ def test_each_function_reaches_only_its_own_resources(plane) -> None:
     queue_arn = plane.one("aws:sqs/queue:Queue", "cp-queue").outputs["arn"]
     builds_arn = plane.one("aws:sqs/queue:Queue", "cp-builds-queue").outputs["arn"]
     table_arns = {t.outputs["arn"] for t in plane.of_type("aws:dynamodb/table:Table")}
+    secrets_key_arn = plane.one("aws:kms/key:Key", "cp-secrets").outputs["arn"]
     allowed = table_arns | {
+        secrets_key_arn,
         queue_arn,
         builds_arn,
         BUCKET_ARN,
@@ -160,6 +162,10 @@ def test_each_function_reaches_only_its_own_resources(plane) -> None:
         and "eks:DescribeCluster" not in actions["api"]
     )
     assert "s3:PutObject" not in actions["worker"]
+    # Secrets: the API seals (never opens), the reconciler opens for replicas, the worker neither.
+    assert "kms:GenerateDataKey" in actions["api"] and "kms:Decrypt" not in actions["api"]
+    assert "kms:Decrypt" in actions["reconciler"]
+    assert not any(a.startswith("kms:") for a in actions["worker"])
     worker_queues = {
         r
         for s in _policy(plane, "worker")["Statement"]
@@ -195,3 +201,43 @@ def test_every_child_is_parented_to_the_component(plane) -> None:
     children = [u for u in plane.urns if not u.endswith("ServerlessControlPlane::cp")]
     assert len(children) + 1 == len(plane.resources) > 30  # + the component
     assert all("::plinth:control_plane:ServerlessControlPlane$" in u for u in children)
+
+
+def test_secrets_are_sealed_by_a_rotating_kms_key_bound_to_their_context(plane) -> None:
+    from control_plane.adapters.aws_kms_kek import ENCRYPTION_CONTEXT
+    from infra.control_plane import SECRETS_ENCRYPTION_CONTEXT
+
+    assert SECRETS_ENCRYPTION_CONTEXT == ENCRYPTION_CONTEXT  # the grants match what the code sends
+    key = plane.one("aws:kms/key:Key", "cp-secrets")
+    assert key.inputs["enableKeyRotation"] is True
+    for role in ("api", "reconciler"):
+        variables = _function(plane, role)["environment"]["variables"]
+        assert variables["PLINTH_SECRETS_KEK"] == "aws-kms"
+        assert variables["PLINTH_SECRETS_KMS_KEY_ID"] == key.outputs["arn"]
+        kms = [s for s in _policy(plane, role)["Statement"] if s["Action"][0].startswith("kms:")]
+        secret_grants = [s for s in kms if s["Resource"] == [key.outputs["arn"]]]
+        assert secret_grants and all(
+            s["Condition"] == {"StringEquals": {"kms:EncryptionContext:plinth": "secret"}}
+            for s in secret_grants
+        )
+
+
+def test_the_reconciler_is_told_how_to_reach_its_eks_cluster(run, tags) -> None:
+    named = _args(
+        tags,
+        cluster_name="plinth-use1",
+        cluster_endpoint="https://ABC.gr7.us-east-1.eks.amazonaws.com",
+        cluster_ca_data="LS0tLS1CRUdJTi0tLS0t",
+    )
+    result = run(lambda: {"url": ServerlessControlPlane("cp", named).api_url})
+    variables = _function(result, "reconciler")["environment"]["variables"]
+    assert {k: v for k, v in variables.items() if k.startswith("PLINTH_K8S_")} == {
+        "PLINTH_K8S_AUTH": "eks",
+        "PLINTH_K8S_CLUSTER_NAME": "plinth-use1",
+        "PLINTH_K8S_ENDPOINT": "https://ABC.gr7.us-east-1.eks.amazonaws.com",
+        "PLINTH_K8S_CA_DATA": "LS0tLS1CRUdJTi0tLS0t",
+    }
+    api = _function(result, "api")["environment"]["variables"]
+    assert not any(k.startswith("PLINTH_K8S_") for k in api)
+    with pytest.raises(InfraConfigError, match="go together"):
+        _args(tags, cluster_name="plinth-use1")

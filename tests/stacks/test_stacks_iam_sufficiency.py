@@ -302,3 +302,28 @@ def test_every_aws_region_cluster_lets_the_reconciler_edit_the_plinth_namespace(
     ]
     (configured,) = [arn for arn in describe["Resource"] if arn.endswith(f":cluster/{cluster}")]
     assert allowed(policy, "eks:DescribeCluster", configured)
+
+
+# -- secrets (envelope encryption under the control plane's KMS key) -------------------------
+
+
+def test_api_seals_and_reconciler_opens_secrets_only_under_their_context(runs) -> None:
+    from control_plane.adapters.aws_kms_kek import ENCRYPTION_CONTEXT
+
+    run = runs["control-plane"]
+    key = run.one("aws:kms/key:Key", "plinth-prod-secrets").outputs["arn"]
+    context = {f"kms:EncryptionContext:{k}": v for k, v in ENCRYPTION_CONTEXT.items()}
+    other = {"kms:EncryptionContext:plinth": "something-else"}
+
+    def policy(role: str) -> list[str]:
+        return [_document(run, "aws:iam/rolePolicy:RolePolicy", f"plinth-prod-{role}")]
+
+    # POST /v1/secrets: AwsKmsKeys.new_data_key; the replicas' values: AwsKmsKeys.unwrap.
+    assert allowed(policy("api"), "kms:GenerateDataKey", key, context)
+    assert not allowed(policy("api"), "kms:GenerateDataKey", key, other)
+    assert not allowed(policy("api"), "kms:Decrypt", key, context)  # the API never reads one
+    assert allowed(policy("reconciler"), "kms:Decrypt", key, context)
+    assert not allowed(policy("reconciler"), "kms:Decrypt", key, other)
+    assert not allowed(policy("worker"), "kms:Decrypt", key, context)
+    variables = run.one("aws:lambda/function:Function", "plinth-prod-api").inputs["environment"]
+    assert variables["variables"]["PLINTH_SECRETS_KMS_KEY_ID"] == key

@@ -59,3 +59,34 @@ def test_values_are_read_and_typed() -> None:
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(env)
+
+
+def test_secrets_kek_and_named_cluster_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "PLINTH_SECRETS_KEK": "aws-kms",
+            "PLINTH_SECRETS_KMS_KEY_ID": "alias/plinth-secrets",
+            "PLINTH_K8S_ENDPOINT": "https://ABC.gr7.us-east-1.eks.amazonaws.com",
+            "PLINTH_K8S_CA_DATA": "LS0tLS1CRUdJTi0t",
+            "PLINTH_K8S_AUTH": "eks",
+            "PLINTH_K8S_CLUSTER_NAME": "plinth-use1",
+        }
+    )
+    assert (settings.secrets_kek, settings.secrets_kms_key_id) == (
+        "aws-kms",
+        "alias/plinth-secrets",
+    )
+    assert (settings.k8s_auth, settings.k8s_cluster_name) == ("eks", "plinth-use1")
+    assert settings.k8s_endpoint == "https://ABC.gr7.us-east-1.eks.amazonaws.com"
+    assert Settings.from_env({}).secrets_kek == "local"
+    assert Settings.from_env({}).k8s_auth == "none"
+    with pytest.raises(SettingsError, match="PLINTH_SECRETS_KEK='kms'"):
+        Settings.from_env({"PLINTH_SECRETS_KEK": "kms"})
+
+
+def test_tokens_and_keys_stay_out_of_the_repr() -> None:
+    settings = Settings.from_env(
+        {"PLINTH_INTERNAL_TOKEN": "int_sekrit", "PLINTH_BOOTSTRAP_API_KEY": "pl_sekrit"}
+    )
+    assert settings.internal_token == "int_sekrit"
+    assert "sekrit" not in repr(settings)
