@@ -17,9 +17,12 @@ from typing import Any
 from control_plane.domain.api_keys import ApiKeyService
 from control_plane.domain.archives import ArchiveService
 from control_plane.domain.build_log import read_build_log
+from control_plane.domain.cluster_registry import ClusterRegistry
 from control_plane.domain.deployments import DeploymentService
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.pipeline import BuildWorker, EnvironmentBuilderLike
+from control_plane.domain.placement import PlacementPolicy
+from control_plane.domain.placement_recorder import PlacementRecorder
 from control_plane.domain.reconcile_policy import Decision, ReconcilerPolicy
 from control_plane.domain.reconciler import Reconciler
 from control_plane.domain.repository import Repository
@@ -161,6 +164,9 @@ class Platform:
             self.clock,
             weights=weights_delivery_for(
                 self.settings, origin_url=self.settings.weights_origin_url
+            ),
+            placement=PlacementRecorder(
+                ClusterRegistry(self.store), self.store, PlacementPolicy(), self.clock
             ),
         )
 

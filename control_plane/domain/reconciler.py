@@ -16,6 +16,7 @@ from control_plane.domain import lifecycle
 from control_plane.domain.build_log import BuildLogWriter
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.package import replica_spec_for
+from control_plane.domain.placement_recorder import PlacementRecorder
 from control_plane.domain.reconcile_policy import (
     AbandonPromotion,
     CompletePromotion,
@@ -52,6 +53,7 @@ class Reconciler:
         clock: Callable[[], float],
         *,
         weights: WeightsDelivery | None = None,
+        placement: PlacementRecorder | None = None,
     ) -> None:
         self._repo = repo
         self._driver = driver
@@ -64,6 +66,7 @@ class Reconciler:
         self._state = ReconcilerState()
         self._published: dict[str, list[dict[str, Any]]] = {}
         self._tick_lock = threading.Lock()
+        self._placement = placement  # records placement over registered clusters
 
     def tick(self) -> list[Decision]:
         """One reconcile pass; returns the decisions it applied."""
@@ -86,6 +89,7 @@ class Reconciler:
                     logger.exception("reconciler: applying %s failed", decision)
                     self._forget(key)  # re-decide it next tick
             self._publish(observed)
+            self._record_placement(list(deployments.values()), observed)
             return decisions
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
@@ -95,6 +99,16 @@ class Reconciler:
             except Exception:
                 logger.exception("reconciler tick failed")
             stop.wait(interval_s)
+
+    def _record_placement(
+        self, deployments: list[DeploymentRecord], observed: dict[str, list[ReplicaState]]
+    ) -> None:
+        if self._placement is None:
+            return
+        try:
+            self._placement.tick(deployments, observed)
+        except Exception:  # recording placement must never stall reconciling replicas
+            logger.exception("reconciler: placement over the registered clusters failed")
 
     def _observe_replicas(self, dep: DeploymentRecord) -> list[ReplicaState]:
         try:
