@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     app.include_router(routes_platform.routing_router)
     app.include_router(routes_clusters.router)
     app.include_router(routes_clusters.heartbeat_router)
+    app.include_router(routes_clusters.placements_router)
     # Weight origin for replicas: unauthenticated, content-addressed (see weights/delivery.py).
     origin = create_origin_app(LazyBlobStore(lambda: platform.blobs))
     app.state.weights_origin = origin

@@ -409,6 +409,11 @@ class PlinthClient:
     def remove_cluster(self, cluster_id: str) -> None:
         self._send("DELETE", f"/v1/clusters/{_segment(cluster_id)}")
 
+    def placements(self) -> dict[str, Any]:
+        """The reconciler's last placement: `placements` and `cluster_health` changes."""
+        result: dict[str, Any] = self._json("GET", "/v1/placements") or {}
+        return result
+
     # -- inference (through the gateway, never the control plane) -------------------------------
 
     def predict(

@@ -207,3 +207,30 @@ class ClusterListOut(BaseModel):
 
 def cluster_out(cluster: Cluster) -> ClusterOut:
     return ClusterOut.model_validate(cluster.to_dict())
+
+
+class ShortfallOut(BaseModel):
+    missing: int = Field(description="Replicas desired but not placed (0: none missing).")
+    reason: str
+
+
+class PlacementOut(BaseModel):
+    model_id: str
+    deployment_id: str
+    replicas: dict[str, int] = Field(description="Replicas placed, by cluster id.")
+    shortfall: ShortfallOut | None
+    updated_at: float | None
+
+
+class ClusterHealthChangeOut(BaseModel):
+    cluster_id: str
+    healthy: bool
+    reason: str
+    at: float
+
+
+class PlacementListOut(BaseModel):
+    """What the reconciler's placement decided last (recorded; not applied yet)."""
+
+    placements: list[PlacementOut]
+    cluster_health: list[ClusterHealthChangeOut]

@@ -17,11 +17,13 @@ from control_plane.api.cluster_schemas import (
     ClusterListOut,
     ClusterOut,
     ClusterPatchBody,
+    PlacementListOut,
     cluster_out,
 )
 from control_plane.api.schemas import error_responses
 from control_plane.domain.cluster_admin import register_cluster, update_cluster
 from control_plane.domain.cluster_registry import ClusterRegistry
+from control_plane.domain.placement_recorder import read_placements
 
 router = APIRouter(
     prefix="/v1/clusters", tags=["clusters"], dependencies=[Depends(require_api_key)]
@@ -30,6 +32,9 @@ heartbeat_router = APIRouter(
     prefix="/v1/clusters",
     tags=["clusters"],
     dependencies=[Depends(require_api_key_or_internal_token)],
+)
+placements_router = APIRouter(
+    prefix="/v1/placements", tags=["clusters"], dependencies=[Depends(require_api_key)]
 )
 ClusterIdPath = Annotated[
     str, Path(pattern=CLUSTER_ID_PATTERN, description="Cluster id (lowercase, digits, '-').")
@@ -109,3 +114,12 @@ def cluster_heartbeat(cluster_id: ClusterIdPath, request: Request) -> ClusterOut
     heartbeat is older than its timeout unhealthy."""
     platform = platform_of(request)
     return cluster_out(registry_of(request).heartbeat(cluster_id, platform.clock()))
+
+
+@placements_router.get("", response_model=PlacementListOut, responses=error_responses())
+def list_placements(request: Request) -> PlacementListOut:
+    """Where the placement policy last put each deployment's replicas and why any are
+    missing, and the clusters' health changes. Recorded by the reconciler; the platform's
+    one driver still runs every replica."""
+    placements, health = read_placements(platform_of(request).store)
+    return PlacementListOut.model_validate({"placements": placements, "cluster_health": health})

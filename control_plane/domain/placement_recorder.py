@@ -152,3 +152,25 @@ class PlacementRecorder:
             value["shortfall"] = {"missing": decision.missing, "reason": decision.reason}
         value["updated_at"] = now
         self._store.put(PLACEMENTS, key, value)
+
+
+def read_placements(store: MetadataStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(deployment placements, cluster health changes) as last recorded, by key."""
+    placements: list[dict[str, Any]] = []
+    health: list[dict[str, Any]] = []
+    for item in store.scan(PLACEMENTS):
+        if item.key.startswith(CLUSTER_HEALTH_PREFIX):
+            cluster_id = item.key[len(CLUSTER_HEALTH_PREFIX) :]
+            health.append({"cluster_id": cluster_id, **item.value})
+            continue
+        model_id, _, deployment_id = item.key.partition("/")
+        placements.append(
+            {
+                "model_id": model_id,
+                "deployment_id": deployment_id,
+                "replicas": dict(item.value.get("replicas", {})),
+                "shortfall": item.value.get("shortfall"),
+                "updated_at": item.value.get("updated_at"),
+            }
+        )
+    return placements, health

@@ -249,3 +249,28 @@ def clusters_remove(
     with connect(url, None, api_key) as (client, _):
         client.remove_cluster(cluster_id)
         make_console().print(f"cluster {escape(cluster_id)} removed")
+
+
+def placement_row(item: dict[str, Any]) -> list[Any]:
+    shortfall = item.get("shortfall") or {}
+    missing = int(shortfall.get("missing") or 0)
+    return [
+        escape(f"{item.get('model_id', '')}/{item.get('deployment_id', '')}"),
+        escape(pairs_text({k: v for k, v in (item.get("replicas") or {}).items() if v})),
+        missing,
+        escape(str(shortfall.get("reason") or "-")) if missing else "-",
+        format_time(item.get("updated_at")),
+    ]
+
+
+@clusters_app.command("placements")
+def clusters_placements(
+    url: UrlOption = None, api_key: ApiKeyOption = None, json: JsonOption = False
+) -> None:
+    """Where placement last put each deployment's replicas, and why any are missing
+    (recorded by the reconciler; not applied to the clusters yet)."""
+    with connect(url, None, api_key) as (client, _):
+        result = client.placements()
+        rows = [placement_row(item) for item in result.get("placements", [])]
+        columns = ["model/deployment", "replicas by cluster", "missing", "why", "updated"]
+        print_listing("placements", columns, rows, result, json)

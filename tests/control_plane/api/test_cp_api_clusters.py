@@ -15,6 +15,9 @@ from cp_api_helpers import (  # type: ignore[import-not-found]
 
 from control_plane.domain.cluster_registry import ClusterRegistry
 from control_plane.domain.clusters import ClusterKind, DriverKind
+from control_plane.domain.placement import PlacementPolicy
+from control_plane.domain.placement_recorder import PlacementRecorder
+from control_plane.domain.records import DeploymentRecord, DeploymentStatus
 
 pytestmark = pytest.mark.integration
 
@@ -169,3 +172,33 @@ def test_heartbeat_takes_the_internal_token_and_nothing_else_does(
     error_of(httpx.post(f"{cp.url}/v1/clusters/c1/heartbeat", timeout=30), 401)
     unknown = httpx.post(f"{cp.url}/v1/clusters/zz/heartbeat", headers=internal, timeout=30)
     error_of(unknown, 404)
+
+
+def test_placements_show_what_the_reconciler_recorded(cp: RunningControlPlane) -> None:
+    assert cp.client.get("/v1/placements").json() == {"placements": [], "cluster_health": []}
+    cp.client.post("/v1/clusters", json=body("c1", capacity={"H100": 2}))
+    internal = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+    httpx.post(f"{cp.url}/v1/clusters/c1/heartbeat", headers=internal, timeout=30)
+    deployment = DeploymentRecord(
+        id="d1",
+        model_id="m1",
+        name="d1",
+        status=DeploymentStatus.ACTIVE,
+        created_at=0.0,
+        status_changed_at=0.0,
+        archive_sha256="0" * 64,
+        config={"model_name": "m", "resources": {"accelerator": "H100:2"}},
+        desired_replicas=3,
+    )
+    recorder = PlacementRecorder(
+        ClusterRegistry(cp.platform.store), cp.platform.store, PlacementPolicy(), cp.platform.clock
+    )
+    recorder.tick([deployment], {})
+    (placed,) = cp.client.get("/v1/placements").json()["placements"]
+    assert (placed["model_id"], placed["deployment_id"], placed["replicas"]) == (
+        "m1",
+        "d1",
+        {"c1": 1},
+    )
+    assert placed["shortfall"]["missing"] == 2
+    assert "not enough free H100 capacity" in placed["shortfall"]["reason"]

@@ -109,6 +109,9 @@ def test_register_list_cordon_drain_remove(cp_env: dict[str, str], run_cli: RunC
 
     listed = json.loads(ok(run_cli("clusters", "list", "--json")))["clusters"]
     assert {"cli-dc", "cli-spill"} <= {item["id"] for item in listed}
+    placements = json.loads(ok(run_cli("clusters", "placements", "--json")))
+    assert set(placements) == {"placements", "cluster_health"}
+    assert "placements" in ok(run_cli("clusters", "placements"))
     assert "removed" in ok(run_cli("clusters", "remove", "cli-dc"))
     assert "404 NOT_FOUND: cluster 'cli-dc' not found" in failed(
         run_cli("clusters", "get", "cli-dc")
