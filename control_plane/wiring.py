@@ -18,10 +18,13 @@ from control_plane.adapters.prometheus_metrics import PrometheusPlatformMetrics
 from control_plane.domain.api_keys import ApiKeyService
 from control_plane.domain.archives import ArchiveService
 from control_plane.domain.build_log import read_build_log
+from control_plane.domain.cluster_registry import ClusterRegistry
 from control_plane.domain.deployments import DeploymentService
 from control_plane.domain.envelope import SecretEnvelope
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.pipeline import BuildWorker, EnvironmentBuilderLike
+from control_plane.domain.placement import PlacementPolicy
+from control_plane.domain.placement_recorder import PlacementRecorder
 from control_plane.domain.reconcile_policy import Decision, ReconcilerPolicy
 from control_plane.domain.reconciler import Reconciler
 from control_plane.domain.replica_counts import replica_counts
@@ -183,6 +186,9 @@ class Platform:
                 self.settings, origin_url=self.settings.weights_origin_url
             ),
             metrics=self.metrics,
+            placement=PlacementRecorder(
+                ClusterRegistry(self.store), self.store, PlacementPolicy(), self.clock
+            ),
         )
 
     # -- operations -------------------------------------------------------------------

@@ -381,6 +381,39 @@ class PlinthClient:
     def delete_api_key(self, prefix: str) -> None:
         self._send("DELETE", f"/v1/api_keys/{_segment(prefix)}")
 
+    # -- clusters -------------------------------------------------------------------------------
+
+    def list_clusters(self) -> list[dict[str, Any]]:
+        return _items(self._json("GET", "/v1/clusters"), "clusters")
+
+    def get_cluster(self, cluster_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/v1/clusters/{_segment(cluster_id)}")
+        return result
+
+    def register_cluster(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Register a cluster (the record shape of `GET /v1/clusters/{id}`, without health)."""
+        result: dict[str, Any] = self._json("POST", "/v1/clusters", json=record)
+        return result
+
+    def update_cluster(self, cluster_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        path = f"/v1/clusters/{_segment(cluster_id)}"
+        result: dict[str, Any] = self._json("PATCH", path, json=changes)
+        return result
+
+    def cluster_action(self, cluster_id: str, action: str) -> dict[str, Any]:
+        """`cordon`, `uncordon`, `drain` or `heartbeat`; returns the cluster's record."""
+        path = f"/v1/clusters/{_segment(cluster_id)}/{_segment(action)}"
+        result: dict[str, Any] = self._json("POST", path)
+        return result
+
+    def remove_cluster(self, cluster_id: str) -> None:
+        self._send("DELETE", f"/v1/clusters/{_segment(cluster_id)}")
+
+    def placements(self) -> dict[str, Any]:
+        """The reconciler's last placement: `placements` and `cluster_health` changes."""
+        result: dict[str, Any] = self._json("GET", "/v1/placements") or {}
+        return result
+
     # -- inference (through the gateway, never the control plane) -------------------------------
 
     def predict(

@@ -288,7 +288,7 @@ def api_key_out(info: ApiKeyInfo) -> ApiKeyOut:
 _ERROR_DESCRIPTIONS = {
     400: "BAD_REQUEST (the body is not JSON), ARCHIVE_INVALID or HASH_MISMATCH.",
     401: "UNAUTHORIZED: missing or invalid API key.",
-    404: "NOT_FOUND: the model, deployment, environment, secret or key does not exist.",
+    404: ("NOT_FOUND: the model, deployment, environment, secret, key or cluster does not exist."),
     409: "CONFLICT or PROMOTION_IN_PROGRESS: the request conflicts with the current state.",
     413: "PAYLOAD_TOO_LARGE: the archive is over the size limit.",
     422: "VALIDATION: a field is missing or invalid (the message names it and its value).",

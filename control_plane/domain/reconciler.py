@@ -16,6 +16,7 @@ from control_plane.domain import lifecycle
 from control_plane.domain.build_log import BuildLogWriter
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.package import replica_spec_for
+from control_plane.domain.placement_recorder import PlacementRecorder
 from control_plane.domain.reconcile_policy import (
     AbandonPromotion,
     CompletePromotion,
@@ -54,6 +55,7 @@ class Reconciler:
         *,
         weights: WeightsDelivery | None = None,
         metrics: PlatformMetrics | None = None,
+        placement: PlacementRecorder | None = None,
     ) -> None:
         self._repo = repo
         self._metrics = metrics or NoMetrics()
@@ -67,6 +69,7 @@ class Reconciler:
         self._state = ReconcilerState()
         self._published: dict[str, list[dict[str, Any]]] = {}
         self._tick_lock = threading.Lock()
+        self._placement = placement  # records placement over registered clusters
 
     def tick(self) -> list[Decision]:
         """One reconcile pass; returns the decisions it applied."""
@@ -93,6 +96,7 @@ class Reconciler:
                 [_phase(dep) for dep in deployments.values()],
                 [_decision_kind(decision) for decision in decisions],
             )
+            self._record_placement(list(deployments.values()), observed)
             return decisions
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
@@ -102,6 +106,16 @@ class Reconciler:
             except Exception:
                 logger.exception("reconciler tick failed")
             stop.wait(interval_s)
+
+    def _record_placement(
+        self, deployments: list[DeploymentRecord], observed: dict[str, list[ReplicaState]]
+    ) -> None:
+        if self._placement is None:
+            return
+        try:
+            self._placement.tick(deployments, observed)
+        except Exception:  # recording placement must never stall reconciling replicas
+            logger.exception("reconciler: placement over the registered clusters failed")
 
     def _observe_replicas(self, dep: DeploymentRecord) -> list[ReplicaState]:
         try:

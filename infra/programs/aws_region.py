@@ -14,6 +14,12 @@ from infra.cluster_access import EksNamespaceEditor, EksNamespaceEditorArgs
 from infra.eks import EksCluster, EksClusterArgs
 from infra.node_autoscaling import ClusterAutoscalerChart
 from infra.platform import DEVICE_PLUGIN_VERSION
+from infra.programs.cluster_registration import (
+    ClusterRegistrationConfig,
+    aws_capacity,
+    cloud_cluster_record,
+    register_cluster,
+)
 from infra.programs.common import (
     DEFAULT_GATEWAY_IMAGE,
     DEFAULT_NODE_AGENT_IMAGE,
@@ -48,6 +54,9 @@ class AwsRegionConfig(StackConfig):
     node_agent_image: str = DEFAULT_NODE_AGENT_IMAGE
     gateway_service_type: str = "LoadBalancer"
     device_plugin_version: str = DEVICE_PLUGIN_VERSION
+    cluster_registration: ClusterRegistrationConfig | None = Field(
+        default=None, description="How the cluster is registered with the control plane"
+    )
 
 
 def build(config: AwsRegionConfig) -> dict[str, Any]:
@@ -120,7 +129,11 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
         },
         depends_on=cluster,
     )
+    cluster_id = register_region_cluster(
+        config, control_plane, cluster.endpoint, platform.namespace
+    )
     return {
+        "clusterId": cluster_id,
         "vpcId": network.vpc_id,
         "privateSubnetIds": network.private_subnet_ids,
         "clusterName": cluster.cluster_name,
@@ -132,6 +145,34 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
         "weightBucketArn": bucket.bucket_arn,
         "platformNamespace": platform.namespace,
     }
+
+
+def register_region_cluster(
+    config: AwsRegionConfig,
+    control_plane: pulumi.StackReference,
+    endpoint: pulumi.Output[str],
+    namespace: pulumi.Output[str],
+) -> str:
+    """Register this region's cluster in the control plane's metadata table; its id."""
+    registration = config.cluster_registration or ClusterRegistrationConfig()
+    cluster_id = registration.id or config.cluster_name
+    record = cloud_cluster_record(
+        cloud="aws",
+        region=config.region,
+        cluster_id=cluster_id,
+        capacity=aws_capacity(
+            ((group.instance_type, group.max_size) for group in config.gpu_node_groups),
+            "aws-region:gpuNodeGroups",
+        ),
+        registration=registration,
+        where="aws-region",
+    )
+    register_cluster(
+        cluster_id,
+        required_output(control_plane, "metadataTableName"),
+        pulumi.Output.all(endpoint, namespace).apply(lambda v: record(v[0], v[1])),
+    )
+    return cluster_id
 
 
 def program(stack_dir: Path) -> dict[str, Any]:

@@ -7,12 +7,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pulumi
+import pulumi_aws as aws
 from pydantic import Field
 
 from infra.buckets import GcsWeightBucket, GcsWeightBucketArgs
 from infra.exceptions import InfraConfigError
 from infra.gcp_network import GcpNetwork, GcpNetworkArgs
 from infra.gke import GkeCluster, GkeClusterArgs
+from infra.programs.cluster_registration import (
+    ClusterRegistrationConfig,
+    cloud_cluster_record,
+    gcp_capacity,
+    register_cluster,
+)
 from infra.programs.common import (
     DEFAULT_GATEWAY_IMAGE,
     DEFAULT_NODE_AGENT_IMAGE,
@@ -44,6 +51,9 @@ class GcpRegionConfig(StackConfig):
     gateway_image: str = DEFAULT_GATEWAY_IMAGE
     node_agent_image: str = DEFAULT_NODE_AGENT_IMAGE
     gateway_service_type: str = "LoadBalancer"
+    cluster_registration: ClusterRegistrationConfig | None = Field(
+        default=None, description="How the cluster is registered with the control plane"
+    )
 
 
 def gke_kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:
@@ -139,7 +149,11 @@ def build(config: GcpRegionConfig) -> dict[str, Any]:
         },
         depends_on=cluster,
     )
+    cluster_id = register_region_cluster(
+        config, control_plane, cluster.endpoint, platform.namespace
+    )
     return {
+        "clusterId": cluster_id,
         "clusterName": cluster.cluster_name,
         "clusterEndpoint": cluster.endpoint,
         "workloadPool": cluster.workload_pool,
@@ -149,6 +163,40 @@ def build(config: GcpRegionConfig) -> dict[str, Any]:
         "platformNamespace": platform.namespace,
         "kubeconfig": pulumi.Output.secret(kubeconfig),
     }
+
+
+def register_region_cluster(
+    config: GcpRegionConfig,
+    control_plane: pulumi.StackReference,
+    endpoint: pulumi.Output[str],
+    namespace: pulumi.Output[str],
+) -> str:
+    """Register this region's cluster in the control plane's metadata table (DynamoDB, in
+    the control plane's AWS account and region: this stack needs AWS credentials for it)."""
+    registration = config.cluster_registration or ClusterRegistrationConfig()
+    cluster_id = registration.id or config.cluster_name
+    record = cloud_cluster_record(
+        cloud="gcp",
+        region=config.region,
+        cluster_id=cluster_id,
+        capacity=gcp_capacity(
+            ((pool.machine_type, pool.max_nodes) for pool in config.gpu_node_pools),
+            "gcp-region:gpuNodePools",
+        ),
+        registration=registration,
+        where="gcp-region",
+    )
+    table_arn = required_output(control_plane, "metadataTableArn")
+    # arn:aws:dynamodb:<region>:<account>:table/<name>
+    provider = aws.Provider("control-plane", region=table_arn.apply(lambda a: a.split(":")[3]))
+    register_cluster(
+        cluster_id,
+        required_output(control_plane, "metadataTableName"),
+        # GKE reports its endpoint as a bare address.
+        pulumi.Output.all(endpoint, namespace).apply(lambda v: record(f"https://{v[0]}", v[1])),
+        opts=pulumi.ResourceOptions(provider=provider),
+    )
+    return cluster_id
 
 
 def program(stack_dir: Path) -> dict[str, Any]:

@@ -1,44 +1,51 @@
-"""``stacks/hybrid``: register a customer (self-hosted) cluster and a spill-over target.
+"""``stacks/hybrid``: register a customer (self-hosted) cluster that spills over to a
+Plinth-run region.
 
 Run in the control plane's account. It reads the control plane stack (metadata table,
-reconciler role) and a Plinth-run region stack (the spill-over cluster) through
-``StackReference``s, lets the reconciler role assume the customer's access role (the one
-``stacks/self-hosted`` created), and writes both cluster registrations into the control
-plane's metadata table, where placement reads them: the customer cluster first, the
-spill-over target when it is full.
+reconciler role) and a Plinth-run region stack (the spill-over cluster, which registers
+itself) through ``StackReference``s, lets the reconciler role assume the customer's access
+role (the one ``stacks/self-hosted`` created), and writes the customer cluster's record
+(``Cluster.to_dict()``) into the control plane's metadata table, where placement reads it:
+the customer cluster first, up to ``maxGpus``, then the spill-over target.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 from pydantic import Field
 
+from control_plane.domain.clusters import Cluster, ClusterKind, DriverKind, DriverSettings
 from infra.iam import Statement, policy_json
+from infra.programs.cluster_registration import LocationConfig, location_of, register_cluster
 from infra.programs.common import export_all, required_output, standard_tags
 from infra.programs.config import StackConfig, aws_region
 
-CLUSTERS_TABLE = "clusters"  # the metadata store's logical table of registered clusters
+EKS_CLUSTER_ARN_LABEL = "eks-cluster-arn"
 
 
 class CustomerClusterConfig(StackConfig):
     name: str = Field(pattern=r"^[a-z0-9-]{1,40}$")
     cluster_arn: str = Field(pattern=r"^arn:aws:eks:[a-z0-9-]+:\d{12}:cluster/.+$")
+    endpoint: str = Field(pattern=r"^https://[!-~]+$", description="The EKS API server URL")
     access_role_arn: str = Field(pattern=r"^arn:aws:iam::\d{12}:role/.+$")
     external_id: str = Field(min_length=16)
     region: str
+    capacity: dict[str, int] = Field(min_length=1, description="GPUs by accelerator type")
     max_gpus: int = Field(default=8, ge=0)
+    priority: int = Field(default=0, ge=0)
+    labels: dict[str, str] = Field(default_factory=dict, description="e.g. residency: eu")
+    location: LocationConfig | None = Field(default=None, description="Default: the region's")
 
 
 class SpillOverConfig(StackConfig):
-    name: str = Field(pattern=r"^[a-z0-9-]{1,40}$")
-    stack: str = Field(description="Region stack (org/aws-region/<stack>) to spill over to")
-    kind: Literal["eks", "gke"] = "eks"
-    region: str
+    stack: str = Field(
+        description="Region stack (org/aws-region/<stack> or org/gcp-region/<stack>) whose "
+        "registered cluster (its clusterId output) takes what does not fit"
+    )
 
 
 class HybridConfig(StackConfig):
@@ -46,18 +53,6 @@ class HybridConfig(StackConfig):
     control_plane_stack: str
     customer_cluster: CustomerClusterConfig
     spill_over: SpillOverConfig
-
-
-def registration_item(name: str, record: dict[str, Any]) -> str:
-    """A cluster record in the metadata table's item shape (tbl, key, version, value JSON)."""
-    return json.dumps(
-        {
-            "tbl": {"S": CLUSTERS_TABLE},
-            "key": {"S": name},
-            "version": {"N": "1"},
-            "value": {"S": json.dumps(record, sort_keys=True)},
-        }
-    )
 
 
 def grant_customer_access(
@@ -89,38 +84,33 @@ def grant_customer_access(
     return external_id
 
 
-def customer_record(config: HybridConfig, external_id_secret_arn: str) -> dict[str, Any]:
+def customer_record(
+    config: HybridConfig, external_id_secret_arn: str, spill_over_id: str
+) -> dict[str, Any]:
+    """The customer's cluster as ``Cluster.to_dict()``: self-hosted, filled first up to
+    ``maxGpus``, reached through its access role; the external id stays in the secret."""
     customer = config.customer_cluster
-    return {
-        "name": customer.name,
-        "kind": "eks",
-        "region": customer.region,
-        "cluster_arn": customer.cluster_arn,
-        "role_arn": customer.access_role_arn,
-        "external_id_secret_arn": external_id_secret_arn,
-        "priority": 0,
-        "max_gpus": customer.max_gpus,
-        "spill_over_to": config.spill_over.name,
-    }
-
-
-def spill_over_record(config: HybridConfig, cluster_name: str, endpoint: str) -> dict[str, Any]:
-    spill = config.spill_over
-    return {
-        "name": spill.name,
-        "kind": spill.kind,
-        "region": spill.region,
-        "cluster_name": cluster_name,
-        "endpoint": endpoint,
-        "priority": 100,
-        "spill_over": True,
-    }
-
-
-def register(name: str, table_name: pulumi.Input[str], item: pulumi.Input[str]) -> None:
-    aws.dynamodb.TableItem(
-        f"cluster-{name}", table_name=table_name, hash_key="tbl", range_key="key", item=item
+    location = location_of(customer.region, customer.location, "hybrid:customerCluster.location")
+    cluster = Cluster(
+        id=customer.name,
+        cloud="aws",
+        region=customer.region,
+        location=location,
+        kind=ClusterKind.SELF_HOSTED,
+        capacity=dict(customer.capacity),
+        priority=customer.priority,
+        max_gpus=customer.max_gpus,
+        spill_over_to=spill_over_id,
+        # The EKS cluster's ARN names the cluster its API tokens are minted for.
+        labels={**customer.labels, EKS_CLUSTER_ARN_LABEL: customer.cluster_arn},
+        driver=DriverSettings(
+            DriverKind.KUBERNETES_ASSUMED_ROLE,
+            endpoint=customer.endpoint,
+            role_arn=customer.access_role_arn,
+            external_id_secret_arn=external_id_secret_arn,
+        ),
     )
+    return cluster.to_dict()
 
 
 def build(config: HybridConfig) -> dict[str, Any]:
@@ -128,25 +118,24 @@ def build(config: HybridConfig) -> dict[str, Any]:
     spill_stack = pulumi.StackReference(config.spill_over.stack)
     table_name = required_output(control_plane, "metadataTableName")
     external_id = grant_customer_access(config, required_output(control_plane, "reconcilerRoleArn"))
-    customer, spill = config.customer_cluster.name, config.spill_over.name
-    register(
-        customer,
-        table_name,
-        external_id.arn.apply(
-            lambda arn: registration_item(customer, customer_record(config, arn))
-        ),
+    customer = config.customer_cluster.name
+    # Fail on a region without a known location now, not inside an apply.
+    location_of(
+        config.customer_cluster.region,
+        config.customer_cluster.location,
+        "hybrid:customerCluster.location",
     )
-    spill_cluster = pulumi.Output.all(
-        required_output(spill_stack, "clusterName"), required_output(spill_stack, "clusterEndpoint")
+    # The spill-over target registers itself (its region stack); this names it.
+    spill_over_id = required_output(spill_stack, "clusterId")
+    record = pulumi.Output.all(external_id.arn, spill_over_id).apply(
+        lambda v: customer_record(config, v[0], v[1])
     )
-    register(
-        spill,
-        table_name,
-        spill_cluster.apply(
-            lambda v: registration_item(spill, spill_over_record(config, v[0], v[1]))
-        ),
-    )
-    return {"registeredClusters": [customer, spill], "metadataTableName": table_name}
+    register_cluster(customer, table_name, record)
+    return {
+        "registeredClusters": [customer],
+        "spillOverClusterId": spill_over_id,
+        "metadataTableName": table_name,
+    }
 
 
 def program(stack_dir: Path) -> dict[str, Any]:

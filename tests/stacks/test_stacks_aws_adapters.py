@@ -54,6 +54,8 @@ def runs() -> dict[str, OfflineRun]:
     return {
         "control-plane": tree.run("aws-control-plane", "prod-us-east-1"),
         "hybrid": tree.run("hybrid", "prod-us-east-1"),
+        "aws-region": tree.run("aws-region", "prod-us-east-1"),
+        "gcp-region": tree.run("gcp-region", "prod-europe-west4"),
     }
 
 
@@ -72,29 +74,46 @@ def _create_table(client: Any, recorded: Any) -> None:
     )
 
 
-def test_hybrid_registrations_read_back_through_the_dynamodb_store(runs, moto_endpoint) -> None:
+def test_stack_registrations_read_back_through_the_cluster_registry(runs, moto_endpoint) -> None:
+    """hybrid + the region stacks write records the registry reads as Clusters, and the
+    registry then owns them (a heartbeat's conditional write on the version Pulumi wrote)."""
     from control_plane.adapters.dynamodb_store import DynamoDbMetadataStore
+    from control_plane.domain.cluster_registry import ClusterRegistry
+    from control_plane.domain.clusters import ClusterKind, DriverKind
 
     client = _client(moto_endpoint, "dynamodb")
     table = runs["control-plane"].one("aws:dynamodb/table:Table", "plinth-prod-metadata")
     _create_table(client, table)
-    for item in runs["hybrid"].of_type("aws:dynamodb/tableItem:TableItem"):
-        assert item.inputs["tableName"] == table.inputs["name"]
-        client.put_item(TableName=item.inputs["tableName"], Item=json.loads(item.inputs["item"]))
+    for stack in ("hybrid", "aws-region", "gcp-region"):
+        for item in runs[stack].of_type("aws:dynamodb/tableItem:TableItem"):
+            assert item.inputs["tableName"] == table.inputs["name"]
+            client.put_item(
+                TableName=item.inputs["tableName"], Item=json.loads(item.inputs["item"])
+            )
 
-    store = DynamoDbMetadataStore(table.inputs["name"], client)
-    records = {i.key: i.value for i in store.scan("clusters")}
-    assert set(records) == {"acme-use2", "plinth-use1"}
-    assert records["acme-use2"]["priority"] < records["plinth-use1"]["priority"]
-    assert records["acme-use2"]["spill_over_to"] == "plinth-use1"
-    assert records["acme-use2"]["external_id_secret_arn"].startswith("arn:aws:secretsmanager:")
-    # The store can take over the record (conditional write on the version Pulumi wrote).
-    current = store.get("clusters", "acme-use2")
-    assert current is not None and current.version == 1
-    assert (
-        store.put("clusters", "acme-use2", {**current.value, "max_gpus": 24}, expected_version=1)
-        == 2
+    registry = ClusterRegistry(DynamoDbMetadataStore(table.inputs["name"], client))
+    clusters = {cluster.id: cluster for cluster in registry.list()}
+    assert set(clusters) == {"acme-use2", "plinth-use1", "plinth-euw4"}
+    customer, spill, gcp = clusters["acme-use2"], clusters["plinth-use1"], clusters["plinth-euw4"]
+    assert customer.kind is ClusterKind.SELF_HOSTED and customer.spill_over_to == spill.id
+    assert customer.priority < spill.priority and customer.gpu_limit("H100") == 16
+    assert customer.driver.kind is DriverKind.KUBERNETES_ASSUMED_ROLE
+    assert customer.driver.external_id_secret_arn.startswith("arn:aws:secretsmanager:")
+    assert (spill.cloud, spill.region, gcp.cloud, gcp.region) == (
+        "aws",
+        "us-east-1",
+        "gcp",
+        "europe-west4",
     )
+    # p5.48xlarge x 8 (H100), p5e.48xlarge x 4 (H200), g6.xlarge x 16 (L4)
+    assert spill.capacity == {"H100": 64, "H200": 32, "L4": 16}
+    assert gcp.capacity == {"H100": 48}  # a3-highgpu-8g: 4 + 2 nodes
+    assert spill.location.distance_km(gcp.location) > 5000
+    assert customer.location.distance_km(spill.location) < 1000
+
+    beat = registry.heartbeat("acme-use2", now=1000.0)
+    assert beat.health.last_heartbeat == 1000.0
+    assert registry.get("acme-use2").max_gpus == 16
 
 
 def test_sqs_queue_adapter_finds_the_queues_the_stack_creates(runs, moto_endpoint) -> None:

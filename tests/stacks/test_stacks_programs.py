@@ -8,12 +8,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from control_plane.domain.clusters import Cluster
 from infra import policies
 from infra.exceptions import InfraConfigError
 from infra.offline import load_stack_config, run_offline, run_stack
 from infra.preflight import main as preflight_main
 from infra.preflight import referenced_stacks, stack_files
 from infra.programs import aws_control_plane, aws_region, gcp_region, hybrid, self_hosted
+from infra.programs.cluster_registration import (
+    ClusterRegistrationConfig,
+    aws_capacity,
+    cloud_cluster_record,
+)
 
 STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 
@@ -132,27 +138,93 @@ def test_self_hosted_uses_the_existing_vpc() -> None:
     ]
 
 
-def test_hybrid_registers_both_clusters_without_the_external_id(tree) -> None:
+def _registered(result) -> dict[str, dict]:
+    """The cluster records a run writes, by id (the value inside each DynamoDB item)."""
+    records = {}
+    for item in result.of_type("aws:dynamodb/tableItem:TableItem"):
+        stored = json.loads(item.inputs["item"])
+        records[stored["key"]["S"]] = json.loads(stored["value"]["S"])
+        assert stored["tbl"]["S"] == "clusters" and stored["version"]["N"] == "1"
+    return records
+
+
+def test_hybrid_registers_the_customer_cluster_without_the_external_id(tree) -> None:
     assert referenced_stacks(STACKS_DIR, "hybrid", "prod-us-east-1") == [
         "plinth/aws-control-plane/prod-us-east-1",
         "plinth/aws-region/prod-us-east-1",
     ]
     result = tree.run("hybrid", "prod-us-east-1")
     control_plane = tree.outputs_of("plinth/aws-control-plane/prod-us-east-1")
-    items = {i.name: i.inputs for i in result.of_type("aws:dynamodb/tableItem:TableItem")}
-    assert set(items) == {"cluster-acme-use2", "cluster-plinth-use1"}
-    assert all(i["tableName"] == control_plane["metadataTableName"] for i in items.values())
-    spill = json.loads(json.loads(items["cluster-plinth-use1"]["item"])["value"]["S"])
     region = tree.outputs_of("plinth/aws-region/prod-us-east-1")
-    assert spill["endpoint"] == region["clusterEndpoint"] and spill["spill_over"] is True
-    assert "acme-7f3c9d2e4b1a8f60" not in json.dumps(items)
+    items = result.of_type("aws:dynamodb/tableItem:TableItem")
+    assert [i.name for i in items] == ["cluster-acme-use2"]
+    assert items[0].inputs["tableName"] == control_plane["metadataTableName"]
+    record = _registered(result)["acme-use2"]
+    assert Cluster.from_dict(record).to_dict() == record
+    assert record["kind"] == "self-hosted" and record["spill_over_to"] == region["clusterId"]
+    assert record["driver"]["kind"] == "kubernetes-assumed-role"
+    assert record["driver"]["endpoint"].startswith("https://")
+    assert record["capacity"] == {"H100": 16, "L4": 8} and record["max_gpus"] == 16
+    assert "acme-7f3c9d2e4b1a8f60" not in json.dumps([i.inputs for i in items])
     (assume,) = result.of_type("aws:iam/rolePolicy:RolePolicy")
     assert assume.inputs["role"] == control_plane["reconcilerRoleArn"].rsplit("/", 1)[-1]
 
 
+@pytest.mark.parametrize(
+    ("stack_dir", "stack", "cluster_id", "cloud"),
+    [
+        ("aws-region", "prod-us-east-1", "plinth-use1", "aws"),
+        ("aws-region", "prod-us-west-2", "plinth-usw2", "aws"),
+        ("gcp-region", "prod-europe-west4", "plinth-euw4", "gcp"),
+        ("gcp-region", "prod-us-central1", "plinth-usc1", "gcp"),
+    ],
+)
+def test_region_stacks_register_their_cluster(tree, stack_dir, stack, cluster_id, cloud) -> None:
+    result = tree.run(stack_dir, stack)
+    control_plane = tree.outputs_of("plinth/aws-control-plane/prod-us-east-1")
+    (item,) = result.of_type("aws:dynamodb/tableItem:TableItem")
+    assert item.inputs["tableName"] == control_plane["metadataTableName"]
+    record = _registered(result)[cluster_id]
+    assert result.outputs["clusterId"] == cluster_id
+    cluster = Cluster.from_dict(record)
+    assert cluster.to_dict() == record and cluster.cloud == cloud
+    assert cluster.driver.endpoint.startswith("https://") and cluster.driver.namespace
+    assert cluster.capacity and all(gpus > 0 for gpus in cluster.capacity.values())
+    if cloud == "gcp":  # the table lives in the control plane's AWS account and region
+        assert item.provider is not None and "control-plane" in item.provider
+        (provider,) = result.of_type("pulumi:providers:aws")
+        assert provider.inputs["region"] == "us-east-1"
+
+
+def test_registration_config_overrides_and_unknown_regions() -> None:
+    record = cloud_cluster_record(
+        cloud="aws",
+        region="eu-west-1",
+        cluster_id="eu-a",
+        capacity={"H100": 8},
+        registration=ClusterRegistrationConfig.from_mapping(
+            {"priority": 5, "gpuHourCost": 3.5, "labels": {"residency": "eu"}}
+        ),
+        where="aws-region",
+    )("https://k8s.example", "plinth")
+    cluster = Cluster.from_dict(record)
+    assert (cluster.priority, cluster.gpu_hour_cost, cluster.residency) == (5, 3.5, "eu")
+    with pytest.raises(InfraConfigError, match=r"clusterRegistration\.location"):
+        cloud_cluster_record(
+            cloud="acme",
+            region="moon-base-1",
+            cluster_id="x",
+            capacity={},
+            registration=ClusterRegistrationConfig(),
+            where="aws-region",
+        )
+    with pytest.raises(InfraConfigError, match=r"gpuNodeGroups\[0\].instanceType"):
+        aws_capacity([("p9.huge", 1)], "aws-region:gpuNodeGroups")
+
+
 @UNAWAITED
 def test_missing_stack_reference_output_fails_the_run() -> None:
-    with pytest.raises(Exception, match="apiUrl"):
+    with pytest.raises(Exception, match=r"apiUrl|metadataTableName"):
         run_stack(STACKS_DIR / "aws-region", "prod-us-west-2", stack_outputs={})
 
 
