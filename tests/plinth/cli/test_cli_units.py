@@ -90,7 +90,8 @@ def write_cli_json(state: Path, **values: str) -> None:
 
 def test_target_precedence_flag_env_file_default(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    env = {"PLINTH_STATE_DIR": str(state)}
+    # No user config either (the machine's own ~/.config/plinth may name a remote).
+    env = {"PLINTH_STATE_DIR": str(state), "PLINTH_CONFIG": str(tmp_path / "none.json")}
     assert resolve_target(environ=env).control_plane_url == DEFAULT_CONTROL_PLANE_URL
     assert resolve_target(environ=env).gateway_url == DEFAULT_GATEWAY_URL
     assert resolve_target(environ=env).api_key is None
