@@ -27,6 +27,7 @@ from gpu_nodes.gateway.exceptions import (
     UnauthorizedError,
     WakeFailedError,
 )
+from gpu_nodes.gateway.load_reports import LoadReporter
 from gpu_nodes.gateway.paths import InferencePath, model_id_from_host, parse_inference_path
 from gpu_nodes.gateway.picker import ReplicaPicker
 from gpu_nodes.gateway.proxy import ReplicaProxy, UpstreamRequest, forwardable_headers
@@ -57,6 +58,13 @@ class Gateway:
         self.source = RoutingTableSource(settings, self.client)
         self.picker = ReplicaPicker(settings, self.source, self.client)
         self.proxy = ReplicaProxy(settings, self.picker)
+        self.load_reporter = LoadReporter(
+            settings,
+            self.client,
+            self.picker.load,
+            self.picker.balancer,
+            lambda: self.source.snapshot,
+        )
 
     def snapshot(self) -> RoutingSnapshot:
         if self.source.snapshot is None:
@@ -144,12 +152,14 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
             gateway.source.run(requests_parked=lambda: gateway.picker.parked > 0),
             name="routing-table-poller",
         )
+        reporter = asyncio.create_task(gateway.load_reporter.run(), name="load-reporter")
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (poller, reporter):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await gateway.close()
 
     app = FastAPI(
