@@ -29,7 +29,7 @@ from control_plane.domain.autoscaling import (
     LoadWindow,
     decide,
 )
-from control_plane.domain.records import DeploymentRecord
+from control_plane.domain.records import DeploymentRecord, DeploymentStatus
 from control_plane.domain.repository import Repository
 from control_plane.exceptions import NotFound
 from control_plane.ports.cluster import ReplicaPhase, ReplicaState
@@ -138,6 +138,8 @@ class Autoscaler:
         changed: dict[str, DeploymentRecord] = {}
         for key, dep in deployments.items():
             if not _autoscaled(dep):
+                if dep.status == DeploymentStatus.INACTIVE and dep.desired_replicas == 0:
+                    self._note_outside_change(dep)
                 continue
             try:
                 updated = self._scale_one(dep, observed.get(key, []))
@@ -148,6 +150,22 @@ class Autoscaler:
                 changed[key] = updated
         return changed
 
+    def _note_outside_change(self, dep: DeploymentRecord) -> None:
+        """At zero by a deactivate or a retirement: in the history, and the start of the next
+        decision (so the wake that brings it back is recorded as 0 -> n)."""
+        try:
+            stored, events = self._load_state(dep.key)
+            if stored is not None and stored.desired == dep.desired_replicas:
+                return
+            if stored is None:  # never autoscaled yet: it starts from zero
+                stored = AutoscalerState(desired=dep.desired_replicas)
+            else:
+                events.append(_outside_change(self._clock(), stored.desired, dep.desired_replicas))
+            state = replace(stored, desired=dep.desired_replicas, below_since=None, panicking=False)
+            self._save_state(dep.key, state, events)
+        except Exception:
+            logger.exception("autoscaler: recording the new count of %s failed", dep.key)
+
     def _scale_one(
         self, dep: DeploymentRecord, replicas: list[ReplicaState]
     ) -> DeploymentRecord | None:
@@ -157,15 +175,7 @@ class Autoscaler:
         history_length = len(events)
         if state.desired != dep.desired_replicas:
             # Set outside the autoscaler since its last decision: its count is the new start.
-            events.append(
-                ScalingEvent(
-                    now,
-                    state.desired,
-                    dep.desired_replicas,
-                    f"set to {dep.desired_replicas} outside the autoscaler "
-                    "(a wake from the gateway, activate, or new settings)",
-                )
-            )
+            events.append(_outside_change(now, state.desired, dep.desired_replicas))
             state = replace(state, desired=dep.desired_replicas, below_since=None, panicking=False)
         window = self._window(dep, replicas, now)
         desired, new_state, reason = decide(
@@ -221,6 +231,15 @@ class Autoscaler:
         value = {"state": state.to_dict(), "events": [e.to_dict() for e in kept]}
         # One writer per deployment (the reconciler holds its tick lock; one Lambda at a time).
         self._repo.store.put(AUTOSCALER, key, value)
+
+
+def _outside_change(now: float, before: int, after: int) -> ScalingEvent:
+    why = (
+        "a deactivate or the end of a promotion drain"
+        if after == 0
+        else "a wake from the gateway, an activate, a promotion or new settings"
+    )
+    return ScalingEvent(now, before, after, f"set to {after} outside the autoscaler ({why})")
 
 
 def _autoscaled(dep: DeploymentRecord) -> bool:

@@ -221,3 +221,16 @@ def test_the_history_keeps_the_last_events(platform: Platform) -> None:
     kept = platform.autoscaler.scaling_events("m1", "d1")
     assert len(kept) == MAX_SCALING_EVENTS
     assert kept[-1].reason == f"step {MAX_SCALING_EVENTS + 19}"
+
+
+def test_a_deactivate_and_the_wake_after_it_are_in_the_history(
+    platform: Platform, clock: FakeClock
+) -> None:
+    second(platform, clock)
+    platform.deployments.deactivate("m1", "d1")
+    second(platform, clock)
+    platform.deployments.wake("m1", "d1")
+    second(platform, clock, in_flight=1)
+    assert steps(platform) == [(1, 0), (0, 1)]
+    reasons = [e.reason for e in platform.autoscaler.scaling_events("m1", "d1")]
+    assert "deactivate" in reasons[0] and "wake" in reasons[1]
