@@ -46,11 +46,9 @@ class LoadCounters:
     def __init__(self) -> None:
         self.arrivals: dict[str, int] = {}
         self.parked: dict[str, int] = {}
-        self.model_of: dict[str, str] = {}
 
-    def arrived(self, model_id: str, deployment_id: str) -> None:
+    def arrived(self, deployment_id: str) -> None:
         self.arrivals[deployment_id] = self.arrivals.get(deployment_id, 0) + 1
-        self.model_of[deployment_id] = model_id
 
     def park(self, deployment_id: str) -> None:
         self.parked[deployment_id] = self.parked.get(deployment_id, 0) + 1

@@ -52,7 +52,7 @@ class ReplicaPicker:
     # ---- leases ----------------------------------------------------------------------------
     async def pick(self, target: Target) -> ReplicaRoute:
         """A ready replica now, or after parking (bounded) while the deployment wakes up."""
-        self.load.arrived(target.model_id, target.deployment_id)
+        self.load.arrived(target.deployment_id)
         deployment = self._deployment(target)
         replica = None
         if deployment is not None:

@@ -115,7 +115,7 @@ def test_reports_are_bounded_in_size_and_a_failing_control_plane_is_not_fatal() 
         picker, source, reporter = _make(control_plane)
         await source.refresh()
         for i in range(count):
-            picker.load.arrived("m1", f"d{i}")
+            picker.load.arrived(f"d{i}")
         control_plane.report_status = 500
         assert await reporter.report_once() == count
         sizes = [len(r["deployments"]) for r in control_plane.reports]
