@@ -184,9 +184,8 @@ class Autoscaler:
         updated = None
         if desired != dep.desired_replicas:
             updated = self._apply(dep, desired, now)
-            if updated.desired_replicas == dep.desired_replicas:  # not applied: its intent won
+            if updated is None:  # the next tick starts from the count that won
                 new_state = replace(new_state, desired=dep.desired_replicas)
-                updated = None
             else:
                 new_state = replace(new_state, desired=updated.desired_replicas)
                 events.append(
@@ -210,13 +209,18 @@ class Autoscaler:
             + phases.count(ReplicaPhase.LOADING),
         )
 
-    def _apply(self, dep: DeploymentRecord, desired: int, now: float) -> DeploymentRecord:
+    def _apply(self, dep: DeploymentRecord, desired: int, now: float) -> DeploymentRecord | None:
+        """The record with the new count, or None when the lifecycle refused (the record
+        changed since the decision, and that change wins)."""
         decided_from = dep.desired_replicas
-        return self._repo.update_deployment(
-            dep.model_id,
-            dep.id,
-            lambda record: lifecycle.autoscale(record, decided_from, desired, now),
-        )
+        applied: list[bool] = []
+
+        def change(record: DeploymentRecord) -> bool:
+            applied.append(lifecycle.autoscale(record, decided_from, desired, now))
+            return applied[-1]
+
+        updated = self._repo.update_deployment(dep.model_id, dep.id, change)
+        return updated if applied[-1] else None
 
     def _load_state(self, key: str) -> tuple[AutoscalerState | None, list[ScalingEvent]]:
         item = self._repo.store.get(AUTOSCALER, key)
