@@ -90,6 +90,9 @@ class Autoscaler:
         self._reports = reports
         self._clock = clock
         self._tuning = tuning
+        # Deployment key -> status_changed_at of the zero already noted (one store read per
+        # deployment put at zero, per process, rather than one per tick).
+        self._noted_at_zero: dict[str, float] = {}
 
     # -- intake (the API route) -------------------------------------------------------------
     def record_load(self, gateway_id: str, at: float, loads: Iterable[DeploymentLoad]) -> int:
@@ -153,9 +156,12 @@ class Autoscaler:
     def _note_outside_change(self, dep: DeploymentRecord) -> None:
         """At zero by a deactivate or a retirement: in the history, and the start of the next
         decision (so the wake that brings it back is recorded as 0 -> n)."""
+        if self._noted_at_zero.get(dep.key) == dep.status_changed_at:
+            return
         try:
             stored, events = self._load_state(dep.key)
             if stored is not None and stored.desired == dep.desired_replicas:
+                self._noted_at_zero[dep.key] = dep.status_changed_at
                 return
             if stored is None:  # never autoscaled yet: it starts from zero
                 stored = AutoscalerState(desired=dep.desired_replicas)
@@ -163,6 +169,7 @@ class Autoscaler:
                 events.append(_outside_change(self._clock(), stored.desired, dep.desired_replicas))
             state = replace(stored, desired=dep.desired_replicas, below_since=None, panicking=False)
             self._save_state(dep.key, state, events)
+            self._noted_at_zero[dep.key] = dep.status_changed_at
         except Exception:
             logger.exception("autoscaler: recording the new count of %s failed", dep.key)
 
