@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -234,3 +235,25 @@ def test_a_deactivate_and_the_wake_after_it_are_in_the_history(
     assert steps(platform) == [(1, 0), (0, 1)]
     reasons = [e.reason for e in platform.autoscaler.scaling_events("m1", "d1")]
     assert "deactivate" in reasons[0] and "wake" in reasons[1]
+
+
+def test_a_change_made_between_the_decision_and_its_write_wins(
+    platform: Platform, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = platform.repo
+    original = repo.update_deployment
+
+    def activate_first(model_id: str, deployment_id: str, change: Any) -> DeploymentRecord:
+        # Another writer (here: new settings with min_replica 2) lands just before ours.
+        monkeypatch.setattr(repo, "update_deployment", original)
+        platform.deployments.update_autoscaling(model_id, deployment_id, {"min_replica": 2})
+        return original(model_id, deployment_id, change)
+
+    monkeypatch.setattr(repo, "update_deployment", activate_first)
+    second(platform, clock, in_flight=3)
+    second(platform, clock, in_flight=3)  # the autoscaler decides 3; the settings made it 2
+    assert desired(platform) == 2
+    assert steps(platform) == []  # the refused decision is not in the history
+    second(platform, clock, in_flight=3)
+    assert desired(platform) == 3
+    assert steps(platform) == [(1, 2), (2, 3)]
