@@ -79,7 +79,7 @@ class ScalingEventsOut(BaseModel):
     "/load_reports",
     response_model=LoadReportsOut,
     status_code=202,
-    responses=error_responses(422),
+    responses=error_responses(400, 422),
 )
 def post_load_reports(body: LoadReportsIn, request: Request) -> LoadReportsOut:
     """A gateway's load per deployment, about once a second (internal token or API key)."""

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 INTERNAL_TOKEN_ROUTES = {
     ("GET", "/v1/routing"),
     ("POST", "/v1/models/{model_id}/deployments/{deployment_id}/wake"),
+    ("POST", "/v1/load_reports"),
 }
 
 
