@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from control_plane.adapters.lazy_blob import LazyBlobStore
 from control_plane.api import (
     metrics,
+    routes_autoscaling,
     routes_clusters,
     routes_environments,
     routes_models,
@@ -72,6 +73,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     app.include_router(routes_clusters.router)
     app.include_router(routes_clusters.heartbeat_router)
     app.include_router(routes_clusters.placements_router)
+    app.include_router(routes_autoscaling.router)
+    app.include_router(routes_autoscaling.gateway_router)
     # Weight origin for replicas: unauthenticated, content-addressed (see weights/delivery.py).
     origin = create_origin_app(LazyBlobStore(lambda: platform.blobs))
     app.state.weights_origin = origin

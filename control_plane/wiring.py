@@ -17,6 +17,7 @@ from typing import Any
 from control_plane.adapters.prometheus_metrics import PrometheusPlatformMetrics
 from control_plane.domain.api_keys import ApiKeyService
 from control_plane.domain.archives import ArchiveService
+from control_plane.domain.autoscaler import Autoscaler
 from control_plane.domain.build_log import read_build_log
 from control_plane.domain.cluster_registry import ClusterRegistry
 from control_plane.domain.deployments import DeploymentService
@@ -34,6 +35,7 @@ from control_plane.domain.secrets import SecretService
 from control_plane.exceptions import AdapterUnavailable, SettingsError
 from control_plane.ports.blob import BlobStore
 from control_plane.ports.cluster import ClusterDriver
+from control_plane.ports.load_reports import LoadReportStore
 from control_plane.ports.queue import Queue
 from control_plane.ports.secret_keys import DataKey, KeyEncryptionKeys
 from control_plane.ports.store import MetadataStore
@@ -114,6 +116,11 @@ class Platform:
 
             return EnvironmentBuilder(self.settings.state_dir / "envs")
 
+    @cached_property
+    def load_reports(self) -> LoadReportStore:
+        with self._build_lock:
+            return _build_load_reports(self.settings)
+
     # -- domain services --------------------------------------------------------------
     @cached_property
     def repo(self) -> Repository:
@@ -172,6 +179,10 @@ class Platform:
         )
 
     @cached_property
+    def autoscaler(self) -> Autoscaler:
+        return Autoscaler(self.repo, self.load_reports, self.clock)
+
+    @cached_property
     def reconciler(self) -> Reconciler:
         policy = ReconcilerPolicy(load_timeout_s=self.settings.load_timeout_s)
         return Reconciler(
@@ -189,6 +200,7 @@ class Platform:
             placement=PlacementRecorder(
                 ClusterRegistry(self.store), self.store, PlacementPolicy(), self.clock
             ),
+            autoscaler=self.autoscaler,
         )
 
     # -- operations -------------------------------------------------------------------
@@ -247,7 +259,7 @@ class Platform:
             return
         self._closed = True
         self.stop_background_workers()
-        for name in ("driver", "queue", "store"):
+        for name in ("driver", "queue", "load_reports", "store"):
             if name in self.__dict__:  # only what was actually built
                 try:
                     self.__dict__[name].close()
@@ -280,6 +292,23 @@ def _build_store(settings: Settings) -> MetadataStore:
     return _import_adapter(
         "control_plane.adapters.dynamodb_store", "DynamoDbMetadataStore", settings
     )
+
+
+def _build_load_reports(settings: Settings) -> LoadReportStore:
+    """Next to the metadata: the same SQLite file, or the same DynamoDB table (TTL items)."""
+    if settings.store_kind == "sqlite":
+        from control_plane.adapters.sqlite_load_reports import SqliteLoadReportStore
+
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        return SqliteLoadReportStore(settings.database_path)
+    if not settings.dynamodb_table:
+        raise SettingsError("PLINTH_STORE=dynamodb needs PLINTH_DYNAMODB_TABLE")
+    import boto3
+
+    from control_plane.adapters.dynamodb_load_reports import DynamoDbLoadReportStore
+
+    client = boto3.client("dynamodb", region_name=settings.aws_region)
+    return DynamoDbLoadReportStore(settings.dynamodb_table, client)
 
 
 def _build_blobs(settings: Settings) -> BlobStore:

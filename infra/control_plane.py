@@ -64,6 +64,9 @@ HANDLERS: dict[str, tuple[str, str]] = {
 }
 # Consumers of the extra queues pass their own visibility timeout on every receive.
 EXTRA_QUEUE_VISIBILITY_S = 900
+# The attribute the control plane's DynamoDB load-report store sets on each report (epoch
+# seconds): with TTL on, DynamoDB deletes expired reports itself.
+LOAD_REPORT_TTL_ATTRIBUTE = "expires_at"
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,10 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         super().__init__("plinth:control_plane:ServerlessControlPlane", name, None, opts)
         self._name, self._args = name, args
         self._tags = args.tags.aws("control-plane")
-        metadata = self._table("metadata", hash_key="tbl", range_key="key")
+        # TTL: the load reports the autoscaler reads are items of this table that expire.
+        metadata = self._table(
+            "metadata", hash_key="tbl", range_key="key", ttl_attribute=LOAD_REPORT_TTL_ATTRIBUTE
+        )
         requests = self._table("async-requests", hash_key="request_id", ttl_attribute="expires_at")
         dlq, queue = self._queue_pair(args.queue_name, args.visibility_timeout_s)
         extra = [self._queue_pair(name, EXTRA_QUEUE_VISIBILITY_S)[1] for name in args.extra_queues]

@@ -290,6 +290,14 @@ class PlinthClient:
             return {"build": [], "replicas": []}
         return {key: list(body.get(key) or []) for key in ("build", "replicas")}
 
+    def scaling_events(self, model_id: str, deployment_id: str) -> list[dict[str, Any]]:
+        """The deployment's scaling history, oldest first: ``at``, ``from_replicas``,
+        ``to_replicas``, ``reason``."""
+        path = f"{self._deployment_path(model_id, deployment_id)}/scaling_events"
+        body = self._json("GET", path)
+        events = body.get("scaling_events") if isinstance(body, dict) else None
+        return list(events or [])
+
     def activate(self, model_id: str, deployment_id: str) -> dict[str, Any]:
         result: dict[str, Any] = (
             self._json("POST", f"{self._deployment_path(model_id, deployment_id)}/activate") or {}

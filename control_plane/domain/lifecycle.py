@@ -155,6 +155,34 @@ def apply_autoscaling(dep: DeploymentRecord, settings: AutoscalingSettings) -> N
         dep.desired_replicas = settings.clamp(dep.desired_replicas)
 
 
+# Statuses in which the autoscaler sets the count (a deployment at zero comes up by a wake).
+AUTOSCALED_STATUSES = frozenset({S.DEPLOYING, S.LOADING_MODEL, S.ACTIVE, S.UNHEALTHY})
+
+
+def autoscale(dep: DeploymentRecord, decided_from: int, desired: int, now: float) -> bool:
+    """The autoscaler's new count (to zero: INACTIVE, as a deactivate).
+
+    False when the record is not the autoscaler's to scale: it changed since the decision
+    (``decided_from`` is the count the autoscaler saw; an activate, a wake or new settings
+    win), it is at zero, not running, draining after a promotion, or being promoted.
+    """
+    if (
+        dep.desired_replicas != decided_from
+        or dep.desired_replicas == 0
+        or dep.status not in AUTOSCALED_STATUSES
+        or dep.retire_at is not None
+        or dep.target_environment is not None
+    ):
+        return False
+    desired = dep.autoscaling_settings.clamp(desired)
+    if desired == dep.desired_replicas:
+        return False
+    if desired == 0:
+        return scale_to_zero(dep, now, "autoscale")
+    dep.desired_replicas = desired
+    return True
+
+
 # -- environments -----------------------------------------------------------------------------
 def bring_up_for(
     dep: DeploymentRecord, env_name: str, settings: AutoscalingSettings, now: float

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from control_plane.domain import lifecycle
+from control_plane.domain.autoscaler import Autoscaler
 from control_plane.domain.build_log import BuildLogWriter
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.package import replica_spec_for
@@ -56,9 +57,11 @@ class Reconciler:
         weights: WeightsDelivery | None = None,
         metrics: PlatformMetrics | None = None,
         placement: PlacementRecorder | None = None,
+        autoscaler: Autoscaler | None = None,
     ) -> None:
         self._repo = repo
         self._metrics = metrics or NoMetrics()
+        self._autoscaler = autoscaler  # None: counts change only by the API
         self._driver = driver
         self._weights = weights  # where replicas fetch mirrored weights
         self._environments = environments
@@ -80,6 +83,9 @@ class Reconciler:
                 for key, dep in deployments.items()
                 if dep.status != DeploymentStatus.BUILDING
             }
+            if self._autoscaler is not None:
+                # The load's new counts first, so this same tick scales the cluster to them.
+                deployments.update(self._autoscaler.tick(deployments, observed))
             observation = Observation(
                 tuple(_observation(dep, observed.get(key, [])) for key, dep in deployments.items())
             )

@@ -28,6 +28,7 @@ from gpu_nodes.gateway.exceptions import (
     UnauthorizedError,
     WakeFailedError,
 )
+from gpu_nodes.gateway.load_reports import LoadReporter
 from gpu_nodes.gateway.metrics import GatewayMetrics, GatewayMetricsMiddleware, label_request
 from gpu_nodes.gateway.paths import InferencePath, model_id_from_host, parse_inference_path
 from gpu_nodes.gateway.picker import ReplicaPicker
@@ -61,6 +62,13 @@ class Gateway:
         self.picker = ReplicaPicker(settings, self.source, self.client)
         self.metrics = GatewayMetrics(parked=lambda: self.picker.parked)
         self.proxy = ReplicaProxy(settings, self.picker, self._upstream_error)
+        self.load_reporter = LoadReporter(
+            settings,
+            self.client,
+            self.picker.load,
+            self.picker.balancer,
+            lambda: self.source.snapshot,
+        )
 
     def _upstream_error(self, target: Target, kind: str) -> None:
         self.metrics.upstream_error(target.model_id, target.environment, kind)
@@ -163,12 +171,14 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
             gateway.source.run(requests_parked=lambda: gateway.picker.parked > 0),
             name="routing-table-poller",
         )
+        reporter = asyncio.create_task(gateway.load_reporter.run(), name="load-reporter")
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (poller, reporter):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await gateway.close()
 
     app = FastAPI(

@@ -17,6 +17,7 @@ import httpx
 
 from gpu_nodes.gateway.balancer import ReplicaBalancer
 from gpu_nodes.gateway.exceptions import NoReplicaError, NotFoundError, UpstreamError
+from gpu_nodes.gateway.load_reports import LoadCounters
 from gpu_nodes.gateway.routing import Target
 from gpu_nodes.gateway.settings import GatewaySettings
 from gpu_nodes.gateway.table_source import RoutingTableSource, describe_error
@@ -41,10 +42,17 @@ class ReplicaPicker:
         self._balancer = balancer or ReplicaBalancer()
         self._last_wake: dict[tuple[str, str], float] = {}
         self.parked = 0  # requests waiting for a replica
+        self.load = LoadCounters()  # per deployment, for the autoscaler's load reports
+
+    @property
+    def balancer(self) -> ReplicaBalancer:
+        """Holds each replica's outstanding requests (the load reports read them)."""
+        return self._balancer
 
     # ---- leases ----------------------------------------------------------------------------
     async def pick(self, target: Target) -> ReplicaRoute:
         """A ready replica now, or after parking (bounded) while the deployment wakes up."""
+        self.load.arrived(target.deployment_id)
         deployment = self._deployment(target)
         replica = None
         if deployment is not None:
@@ -99,6 +107,7 @@ class ReplicaPicker:
                 if not parked:
                     parked = True
                     self.parked += 1
+                    self.load.park(target.deployment_id)
                     await self.request_wake(target.model_id, target.deployment_id)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -110,6 +119,7 @@ class ReplicaPicker:
         finally:
             if parked:
                 self.parked -= 1
+                self.load.unpark(target.deployment_id)
 
     # ---- wake ------------------------------------------------------------------------------
     async def request_wake(self, model_id: str, deployment_id: str, *, force: bool = False) -> bool:

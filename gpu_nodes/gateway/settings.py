@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -28,6 +30,10 @@ class GatewaySettings:
     read_timeout_s: float = 600.0
     # Responses up to this size with a Content-Length are relayed in one piece.
     buffered_response_bytes: int = 1024 * 1024
+    # Load reports for the autoscaler (POST /v1/load_reports): how often, and this gateway's
+    # name in them (reports of several gateways add up; a restart is a new gateway).
+    load_report_interval_s: float = 1.0
+    gateway_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     @property
     def control_plane_base(self) -> str:

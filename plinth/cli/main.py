@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -166,6 +167,19 @@ def _print_new_lines(logs: dict[str, list[Any]], printed: dict[str, int]) -> Non
         printed[stream] = len(lines)
 
 
+def _print_new_scaling_events(events: list[dict[str, Any]], printed: dict[str, float]) -> None:
+    console = make_console()
+    # The history keeps its last 100 events: new ones are those after the last one printed.
+    last_at = printed.get("at", float("-inf"))
+    for event in events:
+        if float(event["at"]) <= last_at:
+            continue
+        when = datetime.fromtimestamp(float(event["at"]), UTC).strftime("%Y-%m-%d %H:%M:%S")
+        change = f"{event['from_replicas']} -> {event['to_replicas']}"
+        console.print(f"[dim]{when}Z scaling[/] {change}  {escape(str(event['reason']))}")
+        printed["at"] = float(event["at"])
+
+
 @app.command()
 def logs(
     model: ModelArgument,
@@ -173,13 +187,24 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
+    scaling: Annotated[
+        bool,
+        typer.Option("--scaling", help="The scaling history (each change and why) instead."),
+    ] = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Print a deployment's build and replica logs."""
+    """Print a deployment's build and replica logs, or with --scaling its scaling history."""
     with connect(url, None, api_key) as (client, _):
         model_id = client.resolve_model_id(model)
         printed: dict[str, int] = {}
+        if scaling:
+            seen: dict[str, float] = {}
+            _print_new_scaling_events(client.scaling_events(model_id, deployment_id), seen)
+            while follow:  # until Ctrl-C
+                time.sleep(LOG_FOLLOW_POLL_S)
+                _print_new_scaling_events(client.scaling_events(model_id, deployment_id), seen)
+            return
         _print_new_lines(client.deployment_logs(model_id, deployment_id), printed)
         while follow:  # until Ctrl-C
             time.sleep(LOG_FOLLOW_POLL_S)

@@ -93,6 +93,13 @@ def test_tables_have_pitr_and_sse(plane) -> None:
     assert (metadata["hashKey"], metadata["rangeKey"]) == ("tbl", "key")
 
 
+def test_the_metadata_table_expires_load_reports_by_their_ttl_attribute(plane) -> None:
+    from control_plane.adapters.dynamodb_load_reports import TTL_ATTRIBUTE
+
+    metadata = plane.one("aws:dynamodb/table:Table", "cp-metadata").inputs
+    assert metadata["ttl"] == {"attributeName": TTL_ATTRIBUTE, "enabled": True}
+
+
 def test_http_api_default_route_stage_and_proxy_integration(plane) -> None:
     (integration,) = plane.of_type("aws:apigatewayv2/integration:Integration")
     assert integration.inputs["integrationType"] == "AWS_PROXY"

@@ -29,6 +29,7 @@ INTERNAL_TOKEN_ROUTES = {
     ("GET", "/v1/routing"),
     ("POST", "/v1/models/{model_id}/deployments/{deployment_id}/wake"),
     ("POST", "/v1/clusters/{cluster_id}/heartbeat"),
+    ("POST", "/v1/load_reports"),
 }
 
 

@@ -17,6 +17,7 @@ from control_plane.exceptions import Conflict
 S = DeploymentStatus
 NOW = 1000.0
 ENV_SETTINGS = AutoscalingSettings(min_replica=2, max_replica=3)
+MIN0 = AutoscalingSettings(min_replica=0, max_replica=3)
 
 # Written out independently of lifecycle.NEXT_STATUSES: the moves the product makes.
 LEGAL_MOVES = {
@@ -140,6 +141,10 @@ def _autoscale(dep: DeploymentRecord) -> None:
     lifecycle.apply_autoscaling(dep, ENV_SETTINGS)
 
 
+def _autoscale_to(desired: int, decided_from: int = 2) -> Callable[[DeploymentRecord], bool]:
+    return lambda dep: lifecycle.autoscale(dep, decided_from, desired, NOW)
+
+
 UP = {"status": S.DEPLOYING, "retire_at": None}
 DOWN = {"status": S.INACTIVE, "desired_replicas": 0, "retire_at": None}
 CASES = [
@@ -208,6 +213,72 @@ CASES = [
     # autoscaling settings
     Case("settings clamp", _autoscale, record(S.ACTIVE, 5), None, {"desired_replicas": 3}),
     Case("settings, failed", _autoscale, record(S.FAILED), None, {"desired_replicas": 0}),
+    # the autoscaler (ENV_SETTINGS: 2-3; MIN0: 0-3)
+    Case(
+        "autoscale up",
+        _autoscale_to(3),
+        record(S.ACTIVE, 2, settings=MIN0),
+        True,
+        {"desired_replicas": 3, "status": S.ACTIVE},
+    ),
+    Case(
+        "autoscale up, clamped",
+        _autoscale_to(9),
+        record(S.ACTIVE, 2, settings=MIN0),
+        True,
+        {"desired_replicas": 3},
+    ),
+    Case(
+        "autoscale down, loading",
+        _autoscale_to(1),
+        record(S.LOADING_MODEL, 2, settings=MIN0),
+        True,
+        {"desired_replicas": 1, "status": S.LOADING_MODEL},
+    ),
+    Case("autoscale to zero", _autoscale_to(0), record(S.ACTIVE, 2, settings=MIN0), True, DOWN),
+    Case(
+        "autoscale to min",
+        _autoscale_to(0),
+        record(S.ACTIVE, 3, settings=ENV_SETTINGS),
+        False,
+        {"desired_replicas": 3},
+    ),
+    Case(
+        "autoscale, min kept",
+        _autoscale_to(1, 3),
+        record(S.ACTIVE, 3, settings=ENV_SETTINGS),
+        True,
+        {"desired_replicas": 2},
+    ),
+    Case(
+        "autoscale, changed since",
+        _autoscale_to(3, 1),
+        record(S.ACTIVE, 2, settings=MIN0),
+        False,
+        {"desired_replicas": 2},
+    ),
+    Case(
+        "autoscale at zero",
+        _autoscale_to(1, 0),
+        record(S.INACTIVE, 0, settings=MIN0),
+        False,
+        {"status": S.INACTIVE},
+    ),
+    Case(
+        "autoscale, draining",
+        _autoscale_to(3),
+        record(S.ACTIVE, 2, 50.0, settings=MIN0),
+        False,
+        {"desired_replicas": 2},
+    ),
+    Case(
+        "autoscale, promoting",
+        _autoscale_to(3),
+        record(S.ACTIVE, 2, target="staging", settings=MIN0),
+        False,
+        {"desired_replicas": 2},
+    ),
+    Case("autoscale, failed", _autoscale_to(1, 0), record(S.FAILED), False, {"status": S.FAILED}),
 ]
 
 
