@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from control_plane.adapters.lazy_blob import LazyBlobStore
-from control_plane.api import routes_environments, routes_models, routes_platform
+from control_plane.api import routes_async, routes_environments, routes_models, routes_platform
 from control_plane.api.docs import install_offline_docs
 from control_plane.api.errors import install_error_handlers
 from control_plane.settings import Settings
@@ -62,6 +62,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     app.include_router(routes_environments.router)
     app.include_router(routes_platform.router)
     app.include_router(routes_platform.routing_router)
+    app.include_router(routes_async.router)
+    app.include_router(routes_async.secrets_router)
     # Weight origin for replicas: unauthenticated, content-addressed (see weights/delivery.py).
     origin = create_origin_app(LazyBlobStore(lambda: platform.blobs))
     app.state.weights_origin = origin

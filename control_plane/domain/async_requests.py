@@ -313,3 +313,13 @@ class AsyncRequestService:
             except VersionConflict:
                 continue  # someone else changed it; the next purge looks again
         return changed
+
+
+def process_message(platform: Any, body: str) -> None:
+    """One queue message (``{"request_id": ...}``) through ``platform.async_processor``;
+    raises so the caller (the SQS Lambda) reports it as a batch item failure."""
+    try:
+        request_id = json.loads(body)["request_id"]
+    except (json.JSONDecodeError, TypeError, KeyError):
+        raise ValidationFailed('async message body: expected {"request_id": ...}') from None
+    platform.async_processor.process(request_id)

@@ -28,6 +28,12 @@ pytestmark = pytest.mark.integration
 INTERNAL_TOKEN_ROUTES = {
     ("GET", "/v1/routing"),
     ("POST", "/v1/models/{model_id}/deployments/{deployment_id}/wake"),
+    # Async inference: the gateway relays its public async routes with the internal token.
+    ("POST", "/v1/models/{model_id}/deployments/{deployment_id}/async_requests"),
+    ("GET", "/v1/models/{model_id}/deployments/{deployment_id}/async_queue_status"),
+    ("GET", "/v1/async_requests/{request_id}"),
+    ("DELETE", "/v1/async_requests/{request_id}"),
+    ("POST", "/v1/async_requests/{request_id}/replay_webhook"),
 }
 
 
