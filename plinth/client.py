@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
+from plinth.async_client import AsyncInferenceMixin
 from plinth.exceptions import (
     ApiError,
     GatewayTimeoutError,
@@ -98,7 +99,7 @@ def _items(body: Any, key: str) -> list[dict[str, Any]]:
     )
 
 
-class PlinthClient:
+class PlinthClient(AsyncInferenceMixin):
     """Synchronous client of one control plane; sends `Authorization: Api-Key <key>`."""
 
     def __init__(

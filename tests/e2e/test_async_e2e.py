@@ -249,3 +249,23 @@ def test_killed_worker_is_restarted_and_loses_nothing(platform, gateway, model) 
         view = finished(gateway, request_id, webhook=False)
         assert (view["status"], view["data"]["x"]) == ("SUCCEEDED", n)
     assert platform.async_worker.restarts >= 1
+
+
+def test_cli_predict_async_and_the_python_client(platform, cli, model, receiver) -> None:
+    queued = json.loads(cli("predict", model, "-d", '{"x": 6}', "--async").stdout)
+    done = json.loads(cli("async-requests", "get", queued["request_id"]).stdout)
+    assert done["request_id"] == queued["request_id"]
+    waited = cli("predict", model, "-d", '{"x": 7}', "--async", "--wait", "--priority", "0")
+    assert json.loads(waited.stdout)["data"]["squared"] == 49
+    created = json.loads(cli("webhook-secret", "create").stdout)
+    assert created["secret"].startswith("whsec_")
+    from plinth.client import PlinthClient
+
+    ep = platform.endpoints
+    with PlinthClient(ep.control_plane_url, ep.api_key) as client:
+        request_id = client.async_predict(
+            ep.gateway_url, model, {"model_input": {"x": 8}, "webhook_endpoint": receiver.url}
+        )
+        view = client.wait_async_request(ep.gateway_url, request_id, timeout=60)
+    assert (view["status"], view["data"]["doubled"]) == ("SUCCEEDED", 16)
+    assert assert_signed(receiver.for_request(request_id)[0], created["secret"])
