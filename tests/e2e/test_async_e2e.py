@@ -120,14 +120,16 @@ def wait_for(check: Callable[[], Any], timeout: float = 60.0) -> Any:
     raise AssertionError("timed out waiting")
 
 
-def finished(gateway: httpx.Client, request_id: str, webhook: bool = True) -> dict[str, Any]:
+def finished(
+    gateway: httpx.Client, request_id: str, webhook: bool = True, timeout: float = 120.0
+) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         view = gateway.get(f"/async_request/{request_id}").json()
         done = view["status"] not in ("QUEUED", "IN_PROGRESS")
         settled = not webhook or view["webhook_status"] != "PENDING"
         return view if done and settled else None
 
-    return wait_for(check)  # type: ignore[no-any-return]
+    return wait_for(check, timeout)  # type: ignore[no-any-return]
 
 
 def assert_signed(received: tuple[bytes, dict[str, str]], secret: str) -> dict[str, Any]:
@@ -269,3 +271,33 @@ def test_cli_predict_async_and_the_python_client(platform, cli, model, receiver)
         view = client.wait_async_request(ep.gateway_url, request_id, timeout=60)
     assert (view["status"], view["data"]["doubled"]) == ("SUCCEEDED", 16)
     assert assert_signed(receiver.for_request(request_id)[0], created["secret"])
+
+
+FAULT_REQUESTS = int(os.environ.get("PLINTH_ASYNC_FAULT_REQUESTS", "200"))
+
+
+def test_no_loss_while_the_worker_is_killed_repeatedly(platform, gateway, model, receiver) -> None:
+    """Requests submitted while the worker process is SIGKILLed at random points, 3 times:
+    every one ends SUCCEEDED with its own answer, and every webhook arrives at least once."""
+    import random
+
+    worker = platform.async_worker
+    assert worker is not None
+    rng = random.Random(11)
+    kill_at = sorted(rng.sample(range(FAULT_REQUESTS), 3))
+    ids = []
+    for n in range(FAULT_REQUESTS):
+        ids.append(submit(gateway, model, model_input={"x": n}, webhook_endpoint=receiver.url))
+        if n in kill_at:
+            time.sleep(rng.random())  # let it be in the middle of something
+            os.kill(worker.proc.pid, signal.SIGKILL)
+    views = [finished(gateway, request_id) for request_id in ids]
+    assert [(v["status"], v["data"]["x"]) for v in views] == [
+        ("SUCCEEDED", n) for n in range(FAULT_REQUESTS)
+    ]
+    delivered = {json.loads(body)["request_id"] for body, _ in receiver.received}
+    assert delivered >= set(ids)
+    print(
+        f"no-loss: {FAULT_REQUESTS} requests, {worker.restarts} worker restarts,"
+        f" {len(receiver.received)} webhook deliveries for {len(delivered)} requests"
+    )
