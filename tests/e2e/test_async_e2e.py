@@ -145,7 +145,7 @@ def submit(gateway: httpx.Client, model: str, **body: Any) -> str:
     return str(resp.json()["request_id"])
 
 
-def test_success_with_a_signed_webhook(gateway, model, secret, receiver) -> None:
+def test_success_with_a_signed_webhook(api, gateway, model, secret, receiver) -> None:
     request_id = submit(gateway, model, model_input={"x": 4}, webhook_endpoint=receiver.url)
     view = finished(gateway, request_id)
     assert (view["status"], view["webhook_status"]) == ("SUCCEEDED", "SUCCEEDED")
@@ -154,6 +154,9 @@ def test_success_with_a_signed_webhook(gateway, model, secret, receiver) -> None
     assert sent["type"] == "async_request_completed"
     assert (sent["data"]["doubled"], sent["errors"]) == (8, [])
     assert sent["model_id"] == model
+    # The request id reached the replica as its x-request-id (the replica logs it).
+    logs = api.get(f"/v1/models/{model}/deployments/{view['deployment_id']}/logs").json()
+    assert any(request_id in line for line in logs["replicas"])
 
 
 def test_bad_fields_and_payload_limit(gateway, model) -> None:
