@@ -304,3 +304,21 @@ def test_no_loss_while_the_worker_is_killed_repeatedly(platform, gateway, model,
         f"no-loss: {FAULT_REQUESTS} requests, {worker.restarts} worker restarts,"
         f" {len(receiver.received)} webhook deliveries for {len(delivered)} requests"
     )
+
+
+def test_the_model_class_reads_the_request_id(cli, api, gateway, tmp_path) -> None:
+    """A Truss Model whose predict takes ``request`` reads the async request id from it."""
+    package = tmp_path / "reqid"
+    (package / "model").mkdir(parents=True)
+    config = (EXAMPLES / "hello" / "config.yaml").read_text()
+    (package / "config.yaml").write_text(config.replace("model_name: hello", "model_name: reqid"))
+    (package / "model" / "model.py").write_text(
+        "class Model:\n"
+        "    def predict(self, model_input, request):\n"
+        "        return {'request_id': request.headers.get('x-request-id')}\n"
+    )
+    cli("push", str(package), "--promote")
+    models = api.get("/v1/models").json()["models"]
+    model_id = next(m["id"] for m in models if m["name"] == "reqid")
+    request_id = submit(gateway, model_id, model_input={})
+    assert finished(gateway, request_id, webhook=False)["data"] == {"request_id": request_id}
