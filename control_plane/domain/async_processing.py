@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 # Only these model answers are worth another attempt (busy or transient); a 4xx is final.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Backoff while the replica is full (429): short at first, so a freed slot is taken soon.
+BUSY_INITIAL_S = 0.05
+BUSY_MAX_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -96,12 +99,19 @@ class AsyncProcessor:
     def _run(self, item: Item) -> None:
         retry = RetryConfig(**item.value["retry"])
         value = item.value
+        busy = 0
         while True:
-            item = self._service.record_attempt(item)
-            attempts = int(item.value["attempts"])
             result = self._invoke(
                 value["model_id"], value["deployment_id"], item.key, value["model_input"]
             )
+            if result.status_code == 429 and self._clock() < value["queue_deadline"]:
+                # Sync first: a full replica is not an attempt of this request; wait for a
+                # slot sync traffic leaves free, until the request's queue deadline.
+                busy += 1
+                self._sleep(min(BUSY_INITIAL_S * 2 ** (busy - 1), BUSY_MAX_S))
+                continue
+            item = self._service.record_attempt(item)
+            attempts = int(item.value["attempts"])
             if 200 <= result.status_code < 300:
                 self._service.complete(item, data=result.body)
                 return

@@ -315,3 +315,20 @@ def test_rotation_signs_with_both_secrets(env, receiver) -> None:
     env["clock"].now += 601
     assert len(env["secrets"].signing_values()) == 1
     assert env["service"].view(request_id)["webhook_status"] == "SUCCEEDED"
+
+
+def test_a_full_replica_is_waited_for_without_using_attempts(env) -> None:
+    """Sync first: 429s back off (not attempts) until the queue deadline, then count."""
+    env["answers"].extend([InvokeResult(429, "full")] * 4 + [InvokeResult(200, "done")])
+    request_id = env["service"].submit("m", "d", spec({"model_input": 1}))
+    run_queue(env)
+    view = env["service"].view(request_id)
+    assert (view["status"], view["attempts"], view["data"]) == ("SUCCEEDED", 1, "done")
+    assert len(env["calls"]) == 5
+    env["answers"].extend([InvokeResult(429, "full")] * 100)
+    late = env["service"].submit(
+        "m", "d", spec({"model_input": 1, "max_time_in_queue_seconds": 10})
+    )
+    run_queue(env)
+    view = env["service"].view(late)
+    assert (view["status"], view["attempts"]) == ("FAILED", 1)  # 429 after the deadline
