@@ -10,12 +10,15 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -322,3 +325,56 @@ def test_the_model_class_reads_the_request_id(cli, api, gateway, tmp_path) -> No
     model_id = next(m["id"] for m in models if m["name"] == "reqid")
     request_id = submit(gateway, model_id, model_input={})
     assert finished(gateway, request_id, webhook=False)["data"] == {"request_id": request_id}
+
+
+def restart_control_plane(platform: LocalPlatform) -> None:
+    ep = platform.endpoints
+    env = dict(
+        os.environ,
+        **ASYNC_ENV,
+        PLINTH_STATE_DIR=str(platform.state_dir),
+        PLINTH_HOST="127.0.0.1",
+        PLINTH_PORT=str(urlsplit(ep.control_plane_url).port),
+        PLINTH_GATEWAY_URL=ep.gateway_url,
+        PLINTH_INTERNAL_TOKEN=ep.internal_token,
+        PLINTH_BOOTSTRAP_API_KEY=ep.api_key,
+    )
+    log = (platform.state_dir / "logs" / "control_plane.log").open("ab")
+    platform.control_plane = subprocess.Popen(
+        [sys.executable, "-m", "control_plane"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(ep.control_plane_url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the control plane did not come back")
+
+
+def test_control_plane_killed_and_restarted_mid_run(platform, model) -> None:
+    """Last in this module. Queued work keeps running while the control plane is SIGKILLed
+    (the worker needs the state dir and the gateway only); once it is back, every request
+    reads SUCCEEDED with its own answer and every webhook has arrived."""
+    ep = platform.endpoints
+    headers = {"Authorization": f"Api-Key {ep.api_key}"}
+    receiver = Receiver()
+    with httpx.Client(base_url=ep.gateway_url, headers=headers, timeout=60) as gateway:
+        ids = [
+            submit(gateway, model, model_input={"x": n}, webhook_endpoint=receiver.url)
+            for n in range(FAULT_REQUESTS)
+        ]
+        platform.control_plane.send_signal(signal.SIGKILL)
+        platform.control_plane.wait()
+        down = gateway.get(f"/async_request/{ids[0]}")
+        assert down.status_code == 502  # the gateway says so; the work goes on
+        time.sleep(3)
+        restart_control_plane(platform)
+        views = [finished(gateway, request_id) for request_id in ids]
+    receiver.server.shutdown()
+    assert [(v["status"], v["data"]["x"]) for v in views] == [
+        ("SUCCEEDED", n) for n in range(FAULT_REQUESTS)
+    ]
+    assert {json.loads(body)["request_id"] for body, _ in receiver.received} >= set(ids)
