@@ -19,11 +19,13 @@ class AsyncInferenceMixin:
     _headers: dict[str, str]
     timeout: float
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any: ...  # PlinthClient's
+    # PlinthClient's own: /v1 transport, and its error mapping of a gateway answer.
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any: ...
+
+    def _error_from(self, response: httpx.Response) -> Exception:
+        raise NotImplementedError("PlinthClient maps error answers")
 
     def _gateway_json(self, method: str, url: str, body: Any = None) -> Any:
-        from plinth.client import api_error_from_response
-
         try:
             with httpx.Client(headers=self._headers, timeout=self.timeout) as gateway:
                 response = gateway.request(method, url, json=body)
@@ -31,7 +33,7 @@ class AsyncInferenceMixin:
             reason = str(exc) or type(exc).__name__
             raise PlatformUnreachableError(url, reason, what="gateway") from exc
         if response.status_code >= 400:
-            raise api_error_from_response(response)
+            raise self._error_from(response)
         return response.json()
 
     def async_predict(

@@ -150,6 +150,9 @@ class PlinthClient(AsyncInferenceMixin):
         except ValueError as exc:
             raise ApiError(response.status_code, "INVALID_JSON", "response is not JSON") from exc
 
+    def _error_from(self, response: httpx.Response) -> Exception:
+        return api_error_from_response(response)
+
     def _model_path(self, model_id: str) -> str:
         return f"/v1/models/{_segment(model_id)}"
 
