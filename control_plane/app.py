@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from control_plane.adapters.lazy_blob import LazyBlobStore
 from control_plane.api import (
     metrics,
+    routes_async,
     routes_autoscaling,
     routes_clusters,
     routes_environments,
@@ -75,6 +76,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     app.include_router(routes_clusters.placements_router)
     app.include_router(routes_autoscaling.router)
     app.include_router(routes_autoscaling.gateway_router)
+    app.include_router(routes_async.router)
+    app.include_router(routes_async.secrets_router)
     # Weight origin for replicas: unauthenticated, content-addressed (see weights/delivery.py).
     origin = create_origin_app(LazyBlobStore(lambda: platform.blobs))
     app.state.weights_origin = origin

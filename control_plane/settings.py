@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from control_plane.exceptions import SettingsError
 
@@ -68,6 +69,16 @@ class Settings:
     # (``local``), or the AWS KMS key PLINTH_SECRETS_KMS_KEY_ID names (``aws-kms``).
     secrets_kek: str = "local"
     secrets_kms_key_id: str | None = None
+    # Async inference (docs/async.md). The worker calls models through the gateway with this
+    # key (default: the bootstrap key); results are kept this long after a request finishes.
+    async_api_key: str | None = None
+    async_result_ttl_s: float = 3600.0
+    async_max_payload_bytes: int = 256 * 1024
+    # Loopback / private webhook targets (link-local and metadata addresses never are).
+    async_allow_private_webhooks: bool = False
+    async_webhook_attempts: int = 5
+    async_webhook_initial_delay_s: float = 1.0
+    webhook_secret_rotation_s: float = 24 * 3600.0
 
     def __post_init__(self) -> None:
         _check_choice("PLINTH_STORE", self.store_kind, STORE_KINDS)
@@ -132,6 +143,7 @@ class Settings:
             weights_origin_url=reader.optional("PLINTH_WEIGHTS_ORIGIN_URL"),
             secrets_kek=reader.text("PLINTH_SECRETS_KEK", defaults.secrets_kek),
             secrets_kms_key_id=reader.optional("PLINTH_SECRETS_KMS_KEY_ID"),
+            **_async_settings(reader, defaults),
         )
 
     @property
@@ -141,6 +153,30 @@ class Settings:
     @property
     def secrets_key_file(self) -> Path:
         return self.state_dir / "secrets.kek"
+
+
+def _async_settings(reader: _EnvReader, defaults: Settings) -> dict[str, Any]:
+    return {
+        "async_api_key": reader.optional("PLINTH_ASYNC_API_KEY"),
+        "async_result_ttl_s": reader.number(
+            "PLINTH_ASYNC_RESULT_TTL_S", defaults.async_result_ttl_s
+        ),
+        "async_max_payload_bytes": reader.integer(
+            "PLINTH_ASYNC_MAX_PAYLOAD_BYTES", defaults.async_max_payload_bytes
+        ),
+        "async_allow_private_webhooks": reader.boolean(
+            "PLINTH_ASYNC_ALLOW_PRIVATE_WEBHOOKS", defaults.async_allow_private_webhooks
+        ),
+        "async_webhook_attempts": reader.integer(
+            "PLINTH_ASYNC_WEBHOOK_ATTEMPTS", defaults.async_webhook_attempts
+        ),
+        "async_webhook_initial_delay_s": reader.number(
+            "PLINTH_ASYNC_WEBHOOK_INITIAL_DELAY_S", defaults.async_webhook_initial_delay_s
+        ),
+        "webhook_secret_rotation_s": reader.number(
+            "PLINTH_WEBHOOK_SECRET_ROTATION_S", defaults.webhook_secret_rotation_s
+        ),
+    }
 
 
 def _check_choice(variable: str, value: str, choices: tuple[str, ...]) -> None:

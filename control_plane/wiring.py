@@ -17,6 +17,9 @@ from typing import Any
 from control_plane.adapters.prometheus_metrics import PrometheusPlatformMetrics
 from control_plane.domain.api_keys import ApiKeyService
 from control_plane.domain.archives import ArchiveService
+from control_plane.domain.async_processing import AsyncProcessor, WebhookPolicy
+from control_plane.domain.async_requests import AsyncRequestService
+from control_plane.domain.async_webhooks import WebhookSecretService, resolve_host
 from control_plane.domain.autoscaler import Autoscaler
 from control_plane.domain.build_log import read_build_log
 from control_plane.domain.cluster_registry import ClusterRegistry
@@ -201,6 +204,41 @@ class Platform:
                 ClusterRegistry(self.store), self.store, PlacementPolicy(), self.clock
             ),
             autoscaler=self.autoscaler,
+        )
+
+    @cached_property
+    def async_requests(self) -> AsyncRequestService:
+        return AsyncRequestService(
+            self.store, self.queue, self.clock, result_ttl_s=self.settings.async_result_ttl_s
+        )
+
+    @cached_property
+    def webhook_secrets(self) -> WebhookSecretService:
+        return WebhookSecretService(
+            self.store, self.clock, rotation_s=self.settings.webhook_secret_rotation_s
+        )
+
+    @cached_property
+    def async_processor(self) -> AsyncProcessor:
+        from control_plane.adapters.async_http import GatewayInvoker, post_webhook
+
+        settings = self.settings
+        invoker = GatewayInvoker(
+            settings.gateway_url, settings.async_api_key or settings.bootstrap_api_key
+        )
+        policy = WebhookPolicy(
+            attempts=settings.async_webhook_attempts,
+            initial_delay_s=settings.async_webhook_initial_delay_s,
+            allow_private=settings.async_allow_private_webhooks,
+        )
+        return AsyncProcessor(
+            self.async_requests,
+            self.webhook_secrets,
+            invoker,
+            post_webhook,
+            webhooks=policy,
+            resolve=resolve_host,
+            clock=self.clock,
         )
 
     # -- operations -------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lambdas._lazy import Lazy
-from lambdas.exceptions import AsyncProcessingUnavailable, InvalidEventError
+from lambdas.exceptions import InvalidEventError
 
 logger = logging.getLogger(__name__)
 
@@ -64,20 +64,13 @@ def process_batch(event: dict[str, Any], process_record: RecordProcessor) -> dic
 
 def build_processor() -> RecordProcessor:
     """The control plane's async request processing, over a platform built from the env."""
+    from control_plane.domain import async_requests
     from control_plane.settings import Settings
     from control_plane.wiring import Platform
 
     platform = Platform(Settings.from_env())
-    try:
-        from control_plane.domain import async_requests  # type: ignore[attr-defined]
-    except ImportError:
-        async_requests = None
 
     def process(record: SqsRecord) -> None:
-        if async_requests is None:
-            raise AsyncProcessingUnavailable(
-                "control_plane.domain.async_requests is not available in this bundle"
-            )
         async_requests.process_message(platform, record.body)
 
     return process

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
+from plinth.async_client import AsyncInferenceMixin
 from plinth.exceptions import (
     ApiError,
     GatewayTimeoutError,
@@ -98,7 +99,7 @@ def _items(body: Any, key: str) -> list[dict[str, Any]]:
     )
 
 
-class PlinthClient:
+class PlinthClient(AsyncInferenceMixin):
     """Synchronous client of one control plane; sends `Authorization: Api-Key <key>`."""
 
     def __init__(
@@ -148,6 +149,9 @@ class PlinthClient:
             return response.json()
         except ValueError as exc:
             raise ApiError(response.status_code, "INVALID_JSON", "response is not JSON") from exc
+
+    def _error_from(self, response: httpx.Response) -> Exception:
+        return api_error_from_response(response)
 
     def _model_path(self, model_id: str) -> str:
         return f"/v1/models/{_segment(model_id)}"

@@ -24,6 +24,7 @@ from types import FrameType
 
 import httpx
 
+from plinth.async_worker_process import SupervisedWorker
 from plinth.exceptions import PlinthError
 from plinth.state_lock import StateDirLock, acquire_state_dir_lock
 from plinth.user_config import LOCAL_REMOTE, save_remote
@@ -49,18 +50,24 @@ class LocalPlatform:
     control_plane: subprocess.Popen[bytes]
     gateway: subprocess.Popen[bytes]
     lock: StateDirLock
+    async_worker: SupervisedWorker | None = None
 
     def stop(self) -> None:
-        """Gateway first (no new traffic), then the control plane (which stops the replicas);
-        the state dir is unlocked only once both are gone."""
+        """Async worker and gateway first (no new traffic), then the control plane (which
+        stops the replicas); the state dir is unlocked only once all are gone."""
         try:
+            if self.async_worker is not None:
+                self.async_worker.stop()
             for proc in (self.gateway, self.control_plane):
                 _terminate(proc)
         finally:
             self.lock.release()
 
     def pids(self) -> dict[str, int]:
-        return {"control_plane": self.control_plane.pid, "gateway": self.gateway.pid}
+        pids = {"control_plane": self.control_plane.pid, "gateway": self.gateway.pid}
+        if self.async_worker is not None:
+            pids["async_worker"] = self.async_worker.proc.pid
+        return pids
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
@@ -186,6 +193,7 @@ def _start_locked(
     )
     try:
         _wait_healthy(f"{gw_url}/healthz", gw, "gateway", logs / "gateway.log")
+        platform.async_worker = SupervisedWorker(env, logs / "async_worker.log")
     except BaseException:
         platform.stop()
         raise

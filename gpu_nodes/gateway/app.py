@@ -16,13 +16,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from gpu_nodes.disconnect import CLIENT_CLOSED_STATUS, cancel_on_disconnect
+from gpu_nodes.gateway.async_routes import (
+    ASYNC_MODEL_ACTIONS,
+    async_model_action,
+    register_async_routes,
+)
 from gpu_nodes.gateway.exceptions import (
     BadRequestError,
     GatewayError,
     MethodNotAllowedError,
     ModelNotFoundError,
     NotFoundError,
-    NotImplementedYetError,
     PayloadTooLargeError,
     RoutingUnavailableError,
     UnauthorizedError,
@@ -202,6 +206,8 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
             return JSONResponse(exc.body(), status_code=exc.status_code)
         return metrics_response(gateway.metrics.registry)
 
+    register_async_routes(app, gateway)
+
     @app.api_route("/{full_path:path}", methods=ALL_METHODS)
     async def dispatch(request: Request, full_path: str) -> Response:
         host_model_id = model_id_from_host(request.headers.get("host"), settings.domain)
@@ -232,12 +238,10 @@ async def _model_path(gateway: Gateway, request: Request, parsed: InferencePath)
         _require_openai_api(snapshot, target, parsed.model_id)
         body = await gateway.read_body(request)
         return await gateway.forward(request, target, request.method, parsed.upstream_path, body)
+    if parsed.action in ASYNC_MODEL_ACTIONS:
+        return await async_model_action(gateway, request, target, parsed.action)
     if request.method != "POST":
         raise MethodNotAllowedError(f"{parsed.action} takes POST, not {request.method}")
-    if parsed.action == "async_predict":
-        raise NotImplementedYetError(
-            "async_predict is not available in this version of Plinth yet; use predict"
-        )
     if parsed.action == "wake":
         woke = await gateway.picker.request_wake(target.model_id, target.deployment_id, force=True)
         if not woke:

@@ -1,7 +1,8 @@
 """The inference path grammar, as pure functions.
 
 ``/models/{model_id}/{production | development | environments/{env} | deployment/{id}}/{action}``
-where action is ``predict``, ``async_predict``, ``wake`` or ``v1/...`` (OpenAI, forwarded as is);
+where action is ``predict``, ``async_predict``, ``async_queue_status``, ``wake`` or
+``v1/...`` (OpenAI, forwarded as is);
 the same without the ``/models/{model_id}`` prefix under a ``model-{id}.{domain}`` host.
 """
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from gpu_nodes.gateway.routing import Selector
 
-ACTIONS = ("predict", "async_predict", "wake")
+ACTIONS = ("predict", "async_predict", "async_queue_status", "wake")
 SHORT_ENVIRONMENTS = ("production", "development")
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from plinth.cli.async_cmds import async_app, submit_async, webhook_secret_app
 from plinth.cli.clusters import clusters_app
 from plinth.cli.manage import api_keys_app, choose_rollback_target, secrets_app
 from plinth.cli.models import (
@@ -49,6 +50,8 @@ app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(environments_app, name="environments")
 app.add_typer(remote_app, name="remote")
 app.add_typer(clusters_app, name="clusters")
+app.add_typer(async_app, name="async-requests")
+app.add_typer(webhook_secret_app, name="webhook-secret")
 for command in (models, deployments, deployment, activate, deactivate):
     app.command()(command)
 
@@ -255,8 +258,14 @@ def predict(
     url: UrlOption = None,
     gateway_url: GatewayUrlOption = None,
     api_key: ApiKeyOption = None,
+    run_async: Annotated[
+        bool, typer.Option("--async", help="Queue it (async_predict); prints the request id.")
+    ] = False,
+    webhook: Annotated[str | None, typer.Option(help="--async: webhook_endpoint.")] = None,
+    priority: Annotated[int | None, typer.Option(help="--async: 0 (first) to 2.")] = None,
+    wait: Annotated[bool, typer.Option(help="--async: wait and print the outcome.")] = False,
 ) -> None:
-    """Call a model through the gateway."""
+    """Call a model through the gateway (or queue the call with --async)."""
     with connect(url, gateway_url, api_key) as (client, target):
         require(
             environment is None or deployment is None,
@@ -264,6 +273,13 @@ def predict(
         )
         payload = parse_json_data(data)
         model_id = model_id_for_gateway(client, model)
+        if run_async:
+            options = {"webhook_endpoint": webhook, "priority": priority}
+            submit_async(
+                client, target.gateway_url, model_id, payload, environment=environment,
+                deployment_id=deployment, options=options, wait=wait,
+            )  # fmt: skip
+            return
         result = client.predict(
             target.gateway_url,
             model_id,

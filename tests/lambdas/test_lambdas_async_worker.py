@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambdas import async_worker
-from lambdas.exceptions import AsyncProcessingUnavailable, InvalidEventError
+from lambdas.exceptions import InvalidEventError
 
 
 def test_only_failed_records_are_reported(sqs_event) -> None:
@@ -40,18 +40,32 @@ def test_malformed_event_is_rejected_with_the_field(event, needle) -> None:
         async_worker.process_batch(event, lambda record: None)
 
 
-def test_default_processor_fails_records_when_async_processing_is_missing(
+def test_default_processor_runs_requests_through_the_domain(
     plinth_env, sqs_event, monkeypatch
 ) -> None:
-    import importlib.util
+    """Records go through control_plane.domain.async_requests: a request whose gateway does
+    not answer ends FAILED (503 is retried up to max_attempts), a malformed body is a batch
+    item failure, and a redelivered record never runs a finished request again."""
+    import json
+    import socket
 
-    if importlib.util.find_spec("control_plane.domain.async_requests") is not None:
-        pytest.skip("async request processing exists; covered by its own tests")
-    processor = async_worker.build_processor()
-    with pytest.raises(AsyncProcessingUnavailable):
-        processor(async_worker.SqsRecord.model_validate(sqs_event("x")["Records"][0]))
-    monkeypatch.setattr(async_worker, "_processor", async_worker.Lazy(lambda: processor))
-    result = async_worker.handler(sqs_event("x", "y"), None)
-    assert result == {
-        "batchItemFailures": [{"itemIdentifier": "msg-0"}, {"itemIdentifier": "msg-1"}]
-    }
+    from control_plane.domain.async_requests import parse_request
+    from control_plane.settings import Settings
+    from control_plane.wiring import Platform
+
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("PLINTH_GATEWAY_URL", f"http://127.0.0.1:{port}")
+    platform = Platform(Settings.from_env())
+    body = json.dumps({"model_input": 1, "inference_retry_config": {"initial_delay_ms": 0}})
+    spec = parse_request(body.encode(), check_webhook=lambda url: None)
+    request_id = platform.async_requests.submit("m1", "d1", spec)
+    message = json.dumps({"request_id": request_id})
+    monkeypatch.setattr(async_worker, "_processor", async_worker.Lazy(async_worker.build_processor))
+    result = async_worker.handler(sqs_event(message, "not json", message), None)
+    assert result == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    view = platform.async_requests.view(request_id)
+    assert (view["status"], view["attempts"]) == ("FAILED", 1)
+    assert "503" in view["errors"][0]["message"]
+    platform.close()

@@ -30,6 +30,12 @@ INTERNAL_TOKEN_ROUTES = {
     ("POST", "/v1/models/{model_id}/deployments/{deployment_id}/wake"),
     ("POST", "/v1/clusters/{cluster_id}/heartbeat"),
     ("POST", "/v1/load_reports"),
+    # Async inference: the gateway relays its public async routes with the internal token.
+    ("POST", "/v1/models/{model_id}/deployments/{deployment_id}/async_requests"),
+    ("GET", "/v1/models/{model_id}/deployments/{deployment_id}/async_queue_status"),
+    ("GET", "/v1/async_requests/{request_id}"),
+    ("DELETE", "/v1/async_requests/{request_id}"),
+    ("POST", "/v1/async_requests/{request_id}/replay_webhook"),
 }
 
 

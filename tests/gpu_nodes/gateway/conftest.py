@@ -68,6 +68,7 @@ class ControlPlaneStub:
         self.url = f"http://127.0.0.1:{self.port}"
         self.table: dict[str, Any] = {"version": 1, "api_key_hashes": [], "models": {}}
         self.wake_calls: list[tuple[str, str]] = []
+        self.async_submits: list[tuple[str, str, bytes]] = []
         self.on_wake: Callable[[str, str], None] | None = None
         self.auth_failures = 0
         self._server: uvicorn.Server | None = None
@@ -93,6 +94,14 @@ class ControlPlaneStub:
             if self.on_wake is not None:
                 self.on_wake(model_id, deployment_id)
             return {"status": "waking"}
+
+        @app.post(
+            "/v1/models/{model_id}/deployments/{deployment_id}/async_requests", status_code=201
+        )
+        async def async_submit(model_id: str, deployment_id: str, request: Request) -> dict:
+            check(request)
+            self.async_submits.append((model_id, deployment_id, await request.body()))
+            return {"request_id": f"r{len(self.async_submits)}"}
 
         return app
 

@@ -1,0 +1,179 @@
+"""Running one async request: claim, call the model with retries, finish, deliver the webhook.
+
+Transport is injected (``Invoker`` calls the deployment through the gateway's sync path,
+``Poster`` sends a webhook), so the whole flow runs in tests against real servers and on
+Lambda the same way. ``process`` is safe to run for any delivery of a message: a finished
+request is never run again, only its pending webhook is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from control_plane.domain.async_requests import (
+    FINISHED,
+    WEBHOOK_FAILED,
+    WEBHOOK_PENDING,
+    WEBHOOK_SUCCEEDED,
+    AsyncRequestService,
+    RetryConfig,
+)
+from control_plane.domain.async_webhooks import (
+    DELIVERY_ID_HEADER,
+    SIGNATURE_HEADER,
+    Resolver,
+    WebhookSecretService,
+    check_webhook_target,
+    delivery_id,
+    signature,
+    webhook_body,
+)
+from control_plane.exceptions import Conflict, ValidationFailed
+from control_plane.ports.store import Item
+
+logger = logging.getLogger(__name__)
+
+# Only these model answers are worth another attempt (busy or transient); a 4xx is final.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Backoff while the replica is full (429): short at first, so a freed slot is taken soon.
+BUSY_INITIAL_S = 0.05
+BUSY_MAX_S = 2.0
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    status_code: int
+    body: Any  # parsed JSON, or the text when the replica did not answer JSON
+
+
+# (model_id, deployment_id, request_id, model_input) -> the replica's answer
+Invoker = Callable[[str, str, str, Any], InvokeResult]
+# (url, body, headers) -> HTTP status; raises OSError when the receiver cannot be reached
+Poster = Callable[[str, bytes, dict[str, str]], int]
+
+
+@dataclass(frozen=True)
+class WebhookPolicy:
+    attempts: int = 5
+    initial_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    allow_private: bool = False
+
+
+class AsyncProcessor:
+    def __init__(
+        self,
+        service: AsyncRequestService,
+        webhook_secrets: WebhookSecretService,
+        invoker: Invoker,
+        poster: Poster,
+        *,
+        webhooks: WebhookPolicy,
+        resolve: Resolver,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._service = service
+        self._secrets = webhook_secrets
+        self._invoke = invoker
+        self._post = poster
+        self._webhooks = webhooks
+        self._resolve = resolve
+        self._clock = clock
+        self._sleep = sleep
+
+    def process(self, request_id: str) -> None:
+        """Handle one delivery of ``request_id``'s message (raises to have it redelivered)."""
+        item = self._service.claim(request_id)
+        if item is None:
+            return  # deleted: nothing to do
+        if item.value["status"] not in FINISHED:
+            self._run(item)
+        if self._service.item(request_id).value["webhook_status"] == WEBHOOK_PENDING:
+            self.deliver(request_id)
+
+    def _run(self, item: Item) -> None:
+        retry = RetryConfig(**item.value["retry"])
+        value = item.value
+        busy = 0
+        while True:
+            result = self._invoke(
+                value["model_id"], value["deployment_id"], item.key, value["model_input"]
+            )
+            if result.status_code == 429 and self._clock() < value["queue_deadline"]:
+                # Sync first: a full replica is not an attempt of this request; wait for a
+                # slot sync traffic leaves free, until the request's queue deadline.
+                busy += 1
+                self._sleep(min(BUSY_INITIAL_S * 2 ** (busy - 1), BUSY_MAX_S))
+                continue
+            item = self._service.record_attempt(item)
+            attempts = int(item.value["attempts"])
+            if 200 <= result.status_code < 300:
+                self._service.complete(item, data=result.body)
+                return
+            if result.status_code not in RETRYABLE_STATUSES or attempts >= retry.max_attempts:
+                message = f"the model answered {result.status_code} after {attempts} attempt(s)"
+                error = {"code": "MODEL_PREDICT_ERROR", "message": message}
+                self._service.complete(item, data=result.body, errors=[error])
+                return
+            self._sleep(retry.delay_s(attempts))
+
+    def deliver(self, request_id: str) -> str:
+        """Send the webhook with retries; log every attempt; return the final webhook status."""
+        record = self._service.item(request_id).value
+        url = record.get("webhook_endpoint")
+        if not url:
+            raise Conflict(f"async request {request_id!r} has no webhook_endpoint")
+        body = webhook_body(record, self._clock())
+        headers = {
+            "Content-Type": "application/json",
+            DELIVERY_ID_HEADER: delivery_id(request_id),
+        }
+        signed_with = self._secrets.signing_values()
+        if signed_with:
+            headers[SIGNATURE_HEADER] = signature(body, signed_with)
+        policy = self._webhooks
+        for attempt in range(1, policy.attempts + 1):
+            outcome = self._attempt(url, body, headers)
+            ok = isinstance(outcome, int) and 200 <= outcome < 300
+            last = ok or attempt == policy.attempts
+            status = WEBHOOK_SUCCEEDED if ok else (WEBHOOK_FAILED if last else WEBHOOK_PENDING)
+            entry = {
+                "delivery_id": headers[DELIVERY_ID_HEADER],
+                "attempt": attempt,
+                "at": self._clock(),
+                "status_code": outcome if isinstance(outcome, int) else None,
+                "error": outcome if isinstance(outcome, str) else None,
+            }
+            self._service.record_webhook(request_id, entry, status)
+            if last:
+                return status
+            self._sleep(min(policy.initial_delay_s * 2 ** (attempt - 1), policy.max_delay_s))
+        return WEBHOOK_FAILED
+
+    def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> int | str:
+        """The receiver's status code, or why it could not be reached (no URL in the text)."""
+        try:
+            check_webhook_target(
+                url, allow_private=self._webhooks.allow_private, resolve=self._resolve
+            )
+        except ValidationFailed as exc:
+            return exc.message
+        try:
+            return self._post(url, body, headers)
+        except OSError as exc:
+            return f"{type(exc).__name__}: receiver unreachable"
+
+    def replay(self, request_id: str) -> dict[str, Any]:
+        """Re-send a finished request's kept result to its webhook."""
+        view = self._service.view(request_id)
+        if view["status"] not in FINISHED:
+            raise Conflict(f"async request {request_id!r} is {view['status']}; not finished yet")
+        if "data" not in view and view["status"] == "SUCCEEDED":
+            raise Conflict(f"async request {request_id!r}: its result is no longer kept")
+        self.deliver(request_id)
+        return self._service.view(request_id)
