@@ -17,6 +17,7 @@ from control_plane.adapters.lazy_blob import LazyBlobStore
 from control_plane.api import (
     metrics,
     routes_clusters,
+    routes_deletion,
     routes_environments,
     routes_models,
     routes_platform,
@@ -65,6 +66,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
 
     app.include_router(routes_models.router)
     app.include_router(routes_models.wake_router)
+    app.include_router(routes_deletion.router)
     app.include_router(routes_environments.router)
     app.include_router(routes_platform.router)
     app.include_router(routes_platform.routing_router)
