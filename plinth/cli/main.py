@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from plinth.cli.clusters import clusters_app
+from plinth.cli.delete import delete
 from plinth.cli.manage import api_keys_app, choose_rollback_target, secrets_app
 from plinth.cli.models import (
     ModelArgument,
@@ -48,7 +49,7 @@ app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(environments_app, name="environments")
 app.add_typer(remote_app, name="remote")
 app.add_typer(clusters_app, name="clusters")
-for command in (models, deployments, deployment, activate, deactivate):
+for command in (models, deployments, deployment, activate, deactivate, delete):
     app.command()(command)
 
 EnvironmentOption = Annotated[str, typer.Option("--environment", "-e", help="Environment name.")]
