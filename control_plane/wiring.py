@@ -142,7 +142,13 @@ class Platform:
 
     @cached_property
     def deletion(self) -> DeletionService:
-        return DeletionService(self.repo, self.blobs, lambda: self.driver, self.clock)
+        return DeletionService(
+            self.repo,
+            self.blobs,
+            lambda: self.driver,
+            self.clock,
+            builds_dir=self.settings.state_dir / "builds",
+        )
 
     @cached_property
     def environments(self) -> EnvironmentService:

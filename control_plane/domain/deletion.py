@@ -8,15 +8,18 @@ version back is a rollback the user asks for explicitly, not a side effect of a 
 The order keeps every moment consistent for the reconciler and the gateways: environments
 stop pointing at the deployment first (the routing table drops the route), then the record
 is marked through the lifecycle (no replicas wanted, so a reconciler tick in between scales
-it down too), its replicas are stopped through the cluster driver, and only then the record
-and its published replicas are removed. The archive goes last, when no remaining deployment
+it down too), its replicas are stopped through the cluster driver, its extracted package is
+removed from this host's builds directory, and only then the record and its published
+replicas are removed. The archive goes last, when no remaining deployment
 of any model was pushed from the same sha256.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from control_plane.domain import lifecycle
 from control_plane.domain.archives import archive_key
@@ -51,8 +54,11 @@ class DeletionService:
         blobs: BlobStore,
         driver: Callable[[], ClusterDriver],
         clock: Callable[[], float],
+        *,
+        builds_dir: Path | None = None,
     ) -> None:
         self._repo = repo
+        self._builds_dir = builds_dir  # where this host's build worker extracted packages
         self._blobs = blobs
         self._driver = driver  # built on first use: listing or deleting records needs none
         self._clock = clock
@@ -69,6 +75,9 @@ class DeletionService:
             model_id, deployment_id, lambda d: lifecycle.stop_for_deletion(d, self._clock())
         )
         self._stop_replicas(dep)
+        if self._builds_dir is not None and dep.status != DeploymentStatus.BUILDING:
+            # The extracted package the local replicas ran from (the venv is a shared cache).
+            shutil.rmtree(self._builds_dir / deployment_id, ignore_errors=True)
         self._repo.delete_deployment(model_id, deployment_id)
         self._blobs.delete(build_log_key(deployment_id))
         return DeletedDeployment(

@@ -107,6 +107,8 @@ def test_a_served_deployment_is_refused_then_forced(
         what="production serves it",
     )
     pids = wait_for(lambda: replica_pids(cp, dep_id), what="a replica process")
+    extracted = cp.platform.settings.state_dir / "builds" / dep_id
+    assert extracted.is_dir()
     before = get(cp, path)
 
     refused = cp.client.delete(path)
@@ -134,6 +136,7 @@ def test_a_served_deployment_is_refused_then_forced(
     assert cp.platform.driver.replicas(dep_id) == []
     wait_for(lambda: not any(psutil.pid_exists(pid) for pid in pids), what="replicas stopped")
     assert not archive_stored(cp, sha256)
+    assert not extracted.exists()
 
 
 def test_a_served_model_is_refused_then_forced(cp: RunningControlPlane, tmp_path: Path) -> None:
