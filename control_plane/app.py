@@ -19,6 +19,7 @@ from control_plane.api import (
     routes_async,
     routes_autoscaling,
     routes_clusters,
+    routes_deletion,
     routes_environments,
     routes_models,
     routes_platform,
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
 
     app.include_router(routes_models.router)
     app.include_router(routes_models.wake_router)
+    app.include_router(routes_deletion.router)
     app.include_router(routes_environments.router)
     app.include_router(routes_platform.router)
     app.include_router(routes_platform.routing_router)

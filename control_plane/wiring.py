@@ -23,6 +23,7 @@ from control_plane.domain.async_webhooks import WebhookSecretService, resolve_ho
 from control_plane.domain.autoscaler import Autoscaler
 from control_plane.domain.build_log import read_build_log
 from control_plane.domain.cluster_registry import ClusterRegistry
+from control_plane.domain.deletion import DeletionService
 from control_plane.domain.deployments import DeploymentService
 from control_plane.domain.envelope import SecretEnvelope
 from control_plane.domain.environments import EnvironmentService
@@ -148,6 +149,16 @@ class Platform:
     @cached_property
     def deployments(self) -> DeploymentService:
         return DeploymentService(self.repo, self.archives, self.queue, self.clock)
+
+    @cached_property
+    def deletion(self) -> DeletionService:
+        return DeletionService(
+            self.repo,
+            self.blobs,
+            lambda: self.driver,
+            self.clock,
+            builds_dir=self.settings.state_dir / "builds",
+        )
 
     @cached_property
     def environments(self) -> EnvironmentService:

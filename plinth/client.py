@@ -314,6 +314,21 @@ class PlinthClient(AsyncInferenceMixin):
         )
         return result
 
+    def delete_deployment(
+        self, model_id: str, deployment_id: str, *, force: bool = False
+    ) -> dict[str, Any]:
+        """Stop and remove a deployment (409 while an environment serves it, unless force)."""
+        params = {"force": "true"} if force else {}
+        path = self._deployment_path(model_id, deployment_id)
+        result: dict[str, Any] = self._json("DELETE", path, params=params) or {}
+        return result
+
+    def delete_model(self, model_id: str, *, force: bool = False) -> dict[str, Any]:
+        """Remove a model with its deployments and environments (same refusal as above)."""
+        params = {"force": "true"} if force else {}
+        result: dict[str, Any] = self._json("DELETE", self._model_path(model_id), params=params)
+        return result or {}
+
     def update_autoscaling(
         self, model_id: str, deployment_id: str, **settings: Any
     ) -> dict[str, Any]:

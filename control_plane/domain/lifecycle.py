@@ -10,6 +10,7 @@ update then skips the write); a move asked of a record that can never make it ra
     push -> BUILDING --build--> DEPLOYING --reconciler--> LOADING_MODEL -> ACTIVE <-> UNHEALTHY
             BUILDING --build fails--> FAILED (terminal; also when no replica ever loads)
             any running status --scale_to_zero/retire--> INACTIVE --bring_up--> DEPLOYING
+            any status --stop_for_deletion--> no replicas wanted (running ones go INACTIVE)
 
 Retirement (``retire_at``): a deployment replaced by a promotion keeps serving until then
 (see ``environments.py``); it is only ever set on a running deployment with replicas.
@@ -146,6 +147,23 @@ def scale_to_zero(dep: DeploymentRecord, now: float, action: str = "deactivate")
     dep.desired_replicas = 0
     _move(dep, S.INACTIVE, now)
     return True
+
+
+def stop_for_deletion(dep: DeploymentRecord, now: float) -> bool:
+    """The deployment is being deleted: no replicas, no retirement, no promotion pending.
+
+    Running statuses go INACTIVE; BUILDING and FAILED keep their status (a build still
+    running finds the record gone). False if nothing had to change.
+    """
+    changed = dep.desired_replicas != 0 or dep.retire_at is not None
+    changed = changed or dep.target_environment is not None
+    dep.desired_replicas = 0
+    dep.retire_at = None
+    dep.target_environment = None
+    if dep.status in RUNNING_STATUSES and dep.status != S.INACTIVE:
+        _move(dep, S.INACTIVE, now, "deleting")
+        return True
+    return changed
 
 
 def apply_autoscaling(dep: DeploymentRecord, settings: AutoscalingSettings) -> None:

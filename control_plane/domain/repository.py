@@ -68,6 +68,12 @@ class Repository:
     def list_models(self) -> list[ModelRecord]:
         return [ModelRecord.from_dict(i.value, i.version) for i in self.store.scan(MODELS)]
 
+    def delete_model(self, model: ModelRecord) -> None:
+        """Remove the model and its name (only if the name still points at it)."""
+        self.store.delete(MODELS, model.id)
+        if self.find_model_id_by_name(model.name) == model.id:
+            self.store.delete(MODEL_NAMES, model.name)
+
     # -- deployments ----------------------------------------------------------------------
     def get_deployment(self, model_id: str, deployment_id: str) -> DeploymentRecord:
         item = self.store.get(DEPLOYMENTS, deployment_key(model_id, deployment_id))
@@ -98,7 +104,16 @@ class Repository:
             change,
         )
 
+    def delete_deployment(self, model_id: str, deployment_id: str) -> None:
+        """Remove the record and the replicas the reconciler published for it."""
+        key = deployment_key(model_id, deployment_id)
+        self.store.delete(DEPLOYMENTS, key)
+        self.store.delete(OBSERVED_REPLICAS, key)
+
     # -- environments ---------------------------------------------------------------------
+    def delete_environment(self, model_id: str, name: str) -> None:
+        self.store.delete(ENVIRONMENTS, environment_key(model_id, name))
+
     def get_environment(self, model_id: str, name: str) -> EnvironmentRecord:
         item = self.store.get(ENVIRONMENTS, environment_key(model_id, name))
         if item is None:

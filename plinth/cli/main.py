@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from plinth.cli.async_cmds import async_app, submit_async, webhook_secret_app
 from plinth.cli.clusters import clusters_app
+from plinth.cli.delete import delete
 from plinth.cli.manage import api_keys_app, choose_rollback_target, secrets_app
 from plinth.cli.models import (
     ModelArgument,
@@ -52,7 +53,7 @@ app.add_typer(remote_app, name="remote")
 app.add_typer(clusters_app, name="clusters")
 app.add_typer(async_app, name="async-requests")
 app.add_typer(webhook_secret_app, name="webhook-secret")
-for command in (models, deployments, deployment, activate, deactivate):
+for command in (models, deployments, deployment, activate, deactivate, delete):
     app.command()(command)
 
 EnvironmentOption = Annotated[str, typer.Option("--environment", "-e", help="Environment name.")]

@@ -137,6 +137,10 @@ def _fail(dep: DeploymentRecord) -> bool:
     return lifecycle.fail_build(dep, NOW, "pip said no")
 
 
+def _stop_for_deletion(dep: DeploymentRecord) -> bool:
+    return lifecycle.stop_for_deletion(dep, NOW)
+
+
 def _autoscale(dep: DeploymentRecord) -> None:
     lifecycle.apply_autoscaling(dep, ENV_SETTINGS)
 
@@ -210,6 +214,23 @@ CASES = [
     Case("retire too early", _retire, record(S.ACTIVE, 2, NOW + 1), False, {"desired_replicas": 2}),
     Case("retire, not draining", _retire, record(S.ACTIVE, 2), False, {"status": S.ACTIVE}),
     Case("retire a failed one", _retire, record(S.FAILED, 0, NOW), False, {"status": S.FAILED}),
+    # deletion: nothing may start it again while its record is removed
+    Case(
+        "delete a serving one",
+        _stop_for_deletion,
+        record(S.ACTIVE, 2, 50.0, target="staging"),
+        True,
+        {**DOWN, "target_environment": None, "status_message": "deleting"},
+    ),
+    Case("delete a scaled-down one", _stop_for_deletion, record(S.INACTIVE), False, DOWN),
+    Case(
+        "delete a building one",
+        _stop_for_deletion,
+        record(S.BUILDING, target="production"),
+        True,
+        {"status": S.BUILDING, "desired_replicas": 0, "target_environment": None},
+    ),
+    Case("delete a failed one", _stop_for_deletion, record(S.FAILED), False, {"status": S.FAILED}),
     # autoscaling settings
     Case("settings clamp", _autoscale, record(S.ACTIVE, 5), None, {"desired_replicas": 3}),
     Case("settings, failed", _autoscale, record(S.FAILED), None, {"desired_replicas": 0}),
