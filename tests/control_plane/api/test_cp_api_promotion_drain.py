@@ -25,12 +25,13 @@ from cp_api_helpers import (  # type: ignore[import-not-found]
     ADMIN_KEY,
     INTERNAL_TOKEN,
     RunningControlPlane,
-    free_port,
     start_control_plane,
     upload_and_push,
     wait_for,
     write_package,
 )
+
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
