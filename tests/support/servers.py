@@ -52,7 +52,16 @@ class UvicornThread:
             app, host=host, port=self.port, log_level=log_level, lifespan=lifespan
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._exit_code: object = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        # uvicorn calls sys.exit when startup fails (e.g. the port is taken); keep the code for
+        # start()'s error instead of letting the thread die with an unhandled SystemExit.
+        try:
+            self._server.run()
+        except SystemExit as exc:
+            self._exit_code = exc.code
 
     @property
     def started(self) -> bool:
@@ -63,7 +72,8 @@ class UvicornThread:
         deadline = time.monotonic() + self._start_timeout
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError(f"{self._name} did not start on {self.url}")
+                exited = "" if self._exit_code is None else f" (uvicorn exited {self._exit_code})"
+                raise RuntimeError(f"{self._name} did not start on {self.url}{exited}")
             time.sleep(0.02)
         return self
 
