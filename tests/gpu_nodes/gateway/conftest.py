@@ -16,8 +16,8 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 
 from gpu_nodes.gateway import hash_api_key
-from gpu_nodes.model_server.testing import ModelServerProcess, free_port, write_package
-from tests.support.servers import UvicornThread
+from gpu_nodes.model_server.testing import ModelServerProcess, write_package
+from tests.support.servers import UvicornThread, free_port
 
 API_KEY = "pk-test-0123456789abcdef"
 INTERNAL_TOKEN = "internal-test-token"

@@ -20,8 +20,8 @@ import yaml
 from fastapi import FastAPI
 
 from gpu_nodes.engine.tiny_model import TinyModelSpec, make_tiny_model
-from gpu_nodes.model_server.testing import ModelServerProcess, free_port
-from tests.support.servers import UvicornThread
+from gpu_nodes.model_server.testing import ModelServerProcess
+from tests.support.servers import UvicornThread, free_port
 
 MODEL_NAME = "tiny-chat"
 MODEL_ID = "m-tiny"
