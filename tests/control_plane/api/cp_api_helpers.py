@@ -1,4 +1,4 @@
-"""Helpers shared by the control-plane API tests (imported by path from conftest)."""
+"""Helpers shared by the control-plane API tests (conftest and test modules import them)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from cp_api_helpers import (  # type: ignore[import-not-found]
+
+from tests.control_plane.api.cp_api_helpers import (
     ADMIN_KEY,
     INTERNAL_TOKEN,
     RunningControlPlane,
@@ -30,7 +31,6 @@ from cp_api_helpers import (  # type: ignore[import-not-found]
     wait_for,
     write_package,
 )
-
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration

@@ -18,18 +18,18 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from cp_api_helpers import (  # type: ignore[import-not-found]
-    ADMIN_KEY,
-    make_settings,
-    upload_and_push,
-    wait_for,
-)
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from safetensors.numpy import save as save_safetensors
 
 from control_plane.app import create_app
 from control_plane.wiring import Platform
+from tests.control_plane.api.cp_api_helpers import (
+    ADMIN_KEY,
+    make_settings,
+    upload_and_push,
+    wait_for,
+)
 from tests.support.servers import UvicornThread, free_port
 
 pytestmark = pytest.mark.integration
