@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 60
@@ -58,12 +59,6 @@ class RunningControlPlane:
     state_dir: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -81,7 +76,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 def _start_control_plane(
     state_dir: Path, *, background_workers: bool
 ) -> tuple[subprocess.Popen[bytes], RunningControlPlane]:
-    port = _free_port()
+    port = free_port()
     api_key = "pl_test_" + "k" * 24
     env = {key: value for key, value in os.environ.items() if not key.startswith("PLINTH_")}
     env.update(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from plinth.client import PlinthClient, environment_path, predict_url
 from plinth.exceptions import ApiError, PlatformUnreachableError, WaitTimeoutError
 from plinth.spec import create_archive, load_config
+from tests.support.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,11 +117,8 @@ def test_secrets_and_api_keys(client: PlinthClient, control_plane: Any) -> None:
 
 
 def test_unreachable_control_plane() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     with (
-        PlinthClient(f"http://127.0.0.1:{port}", "k", timeout=2) as api,
+        PlinthClient(f"http://127.0.0.1:{free_port()}", "k", timeout=2) as api,
         pytest.raises(PlatformUnreachableError) as caught,
     ):
         api.list_models()

@@ -16,6 +16,7 @@ import pytest
 
 from infra.offline import OfflineRun
 from infra.preflight import StackTree
+from tests.support.cloud import moto_server
 
 pytestmark = pytest.mark.integration
 
@@ -25,15 +26,8 @@ CONTROL_PLANE = "plinth/aws-control-plane/prod-us-east-1"
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 def _client(endpoint: str, service: str) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from infra.offline import OfflineRun
 from infra.preflight import StackTree
 from infra.weight_access import REPLICA_SERVICE_ACCOUNT, WEIGHTS_CACHE_SERVICE_ACCOUNT
 from plinth.contracts.weights_manifest import CHUNK_PREFIX, MANIFEST_PREFIX
+from tests.support.servers import free_port
 
 STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 CHUNK = f"{CHUNK_PREFIX}{'ab' * 32}"
@@ -81,16 +81,10 @@ def test_reconciler_may_write_build_logs_and_nothing_else(runs) -> None:
     assert not allowed(policy, "s3:DeleteObject", f"{bucket}/logs/dep_1/build.log")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def moto_server() -> Iterator[str]:
     """A moto server of our own (IAM enforcement is server-wide, so not the shared one)."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

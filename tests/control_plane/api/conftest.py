@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-# Test modules import the helpers by name (pytest runs in importlib mode: no rootdir on sys.path).
-sys.path.insert(0, str(Path(__file__).parent))
-
-from cp_api_helpers import RunningControlPlane, start_control_plane
+from tests.control_plane.api.cp_api_helpers import RunningControlPlane, start_control_plane
 
 
 @pytest.fixture

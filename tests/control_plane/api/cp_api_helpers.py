@@ -1,10 +1,8 @@
-"""Helpers shared by the control-plane API tests (imported by path from conftest)."""
+"""Helpers shared by the control-plane API tests (conftest and test modules import them)."""
 
 from __future__ import annotations
 
-import socket
 import textwrap
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
 from control_plane.settings import Settings
 from control_plane.wiring import Platform
 from plinth.spec.archive import ArchiveInfo, create_archive
+from tests.support.servers import UvicornThread
 
 ADMIN_KEY = "pl_test-admin-key"
 INTERNAL_TOKEN = "int_test-token"
@@ -43,38 +41,11 @@ class Model:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class LiveServer:
+class LiveServer(UvicornThread):
     """uvicorn serving ``app`` in a thread on a free loopback port (lifespan on)."""
 
     def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LiveServer:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("control plane did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
+        super().__init__(app, log_level="warning", name="control plane")
 
 
 @dataclass

@@ -11,16 +11,16 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from cp_api_helpers import (  # type: ignore[import-not-found]
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+
+from control_plane.domain.api_keys import hash_api_key
+from tests.control_plane.api.cp_api_helpers import (
     ADMIN_KEY,
     INTERNAL_TOKEN,
     RunningControlPlane,
     start_control_plane,
 )
-from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
-
-from control_plane.domain.api_keys import hash_api_key
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cp_api_helpers import (  # type: ignore[import-not-found]
+from fastapi.testclient import TestClient
+
+from control_plane.app import create_app
+from control_plane.domain.api_keys import hash_api_key
+from control_plane.settings import Settings
+from tests.control_plane.api.cp_api_helpers import (
     ADMIN_KEY,
     INTERNAL_TOKEN,
     RunningControlPlane,
@@ -17,11 +22,6 @@ from cp_api_helpers import (  # type: ignore[import-not-found]
     upload_and_push,
     write_package,
 )
-from fastapi.testclient import TestClient
-
-from control_plane.app import create_app
-from control_plane.domain.api_keys import hash_api_key
-from control_plane.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -7,17 +7,17 @@ from typing import Any
 
 import httpx
 import pytest
-from cp_api_helpers import (  # type: ignore[import-not-found]
-    INTERNAL_TOKEN,
-    RunningControlPlane,
-    start_control_plane,
-)
 
 from control_plane.domain.cluster_registry import ClusterRegistry
 from control_plane.domain.clusters import ClusterKind, DriverKind
 from control_plane.domain.placement import PlacementPolicy
 from control_plane.domain.placement_recorder import PlacementRecorder
 from control_plane.domain.records import DeploymentRecord, DeploymentStatus
+from tests.control_plane.api.cp_api_helpers import (
+    INTERNAL_TOKEN,
+    RunningControlPlane,
+    start_control_plane,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from cp_api_helpers import (  # type: ignore[import-not-found]
+
+from tests.control_plane.api.cp_api_helpers import (
     INTERNAL_TOKEN,
     RunningControlPlane,
     start_control_plane,

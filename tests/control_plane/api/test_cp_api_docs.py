@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from cp_api_helpers import ADMIN_KEY, RunningControlPlane  # type: ignore[import-not-found]
+
+from tests.control_plane.api.cp_api_helpers import ADMIN_KEY, RunningControlPlane
 
 pytestmark = pytest.mark.integration
 

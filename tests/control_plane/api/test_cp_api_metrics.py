@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from cp_api_helpers import (  # type: ignore[import-not-found]
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.control_plane.api.cp_api_helpers import (
     INTERNAL_TOKEN,
     RunningControlPlane,
     start_control_plane,
@@ -17,7 +19,6 @@ from cp_api_helpers import (  # type: ignore[import-not-found]
     wait_for,
     write_package,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
 

@@ -15,16 +15,17 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from cp_api_helpers import (  # type: ignore[import-not-found]
+from schemathesis import Case
+from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
+from schemathesis.specs.openapi import checks
+
+from tests.control_plane.api.cp_api_helpers import (
     ADMIN_KEY,
     RunningControlPlane,
     make_settings,
     start_control_plane,
 )
-from schemathesis import Case
-from schemathesis.checks import not_a_server_error
-from schemathesis.config import SchemathesisConfig
-from schemathesis.specs.openapi import checks
 
 pytestmark = pytest.mark.integration
 

@@ -21,16 +21,17 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from cp_api_helpers import (  # type: ignore[import-not-found]
+
+from tests.control_plane.api.cp_api_helpers import (
     ADMIN_KEY,
     INTERNAL_TOKEN,
     RunningControlPlane,
-    free_port,
     start_control_plane,
     upload_and_push,
     wait_for,
     write_package,
 )
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 

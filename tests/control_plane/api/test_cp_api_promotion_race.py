@@ -8,14 +8,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cp_api_helpers import (  # type: ignore[import-not-found]
+
+from control_plane.domain.records import DeploymentRecord, DeploymentStatus
+from tests.control_plane.api.cp_api_helpers import (
     ADMIN_KEY,
     RunningControlPlane,
     upload_and_push,
     write_package,
 )
-
-from control_plane.domain.records import DeploymentRecord, DeploymentStatus
 
 pytestmark = pytest.mark.integration
 

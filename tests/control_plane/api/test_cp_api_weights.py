@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,21 +17,20 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 import yaml
-from cp_api_helpers import (  # type: ignore[import-not-found]
-    ADMIN_KEY,
-    free_port,
-    make_settings,
-    upload_and_push,
-    wait_for,
-)
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from safetensors.numpy import save as save_safetensors
 
 from control_plane.app import create_app
 from control_plane.wiring import Platform
+from tests.control_plane.api.cp_api_helpers import (
+    ADMIN_KEY,
+    make_settings,
+    upload_and_push,
+    wait_for,
+)
+from tests.support.servers import UvicornThread, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -41,29 +38,6 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "with-weights"
 DEPLOY_TIMEOUT_S = 120.0
 HF_REPO = "acme/tiny"
 HF_REVISION = "v1"
-
-
-class ThreadedServer:
-    """uvicorn serving ``app`` on ``port`` (loopback) in a thread."""
-
-    def __init__(self, app: FastAPI, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def start(self) -> ThreadedServer:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
 
 
 @dataclass
@@ -113,7 +87,7 @@ def hf_files() -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def hf_endpoint(hf_files: dict[str, bytes]) -> Iterator[str]:
-    server = ThreadedServer(fake_hf_hub({HF_REPO: hf_files}, HF_REVISION), free_port()).start()
+    server = UvicornThread(fake_hf_hub({HF_REPO: hf_files}, HF_REVISION)).start()
     yield server.url
     server.stop()
 
@@ -128,7 +102,7 @@ def cp(tmp_path_factory: pytest.TempPathFactory, hf_endpoint: str) -> Iterator[R
         tmp_path_factory.mktemp("state"), port=port, run_background_workers=True
     )
     platform = Platform(settings)
-    server = ThreadedServer(create_app(settings, platform=platform), port).start()
+    server = UvicornThread(create_app(settings, platform=platform), port=port).start()
     client = httpx.Client(
         base_url=server.url, headers={"Authorization": f"Api-Key {ADMIN_KEY}"}, timeout=30
     )

@@ -25,6 +25,7 @@ from control_plane.adapters.sqlite_store import SqliteMetadataStore
 from control_plane.ports.blob import BlobStore
 from control_plane.ports.queue import Queue
 from control_plane.ports.store import MetadataStore
+from tests.support.cloud import moto_server
 
 # The queue fixture's redrive limit; the DLQ contract test relies on it.
 CONTRACT_MAX_RECEIVES = 2
@@ -142,13 +143,8 @@ def _atomic_moto_server() -> Any:
 @pytest.fixture(scope="session")
 def contract_moto_endpoint() -> Iterator[str]:
     """One moto server on loopback for every AWS-backed contract test."""
-    server = _atomic_moto_server()
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server(_atomic_moto_server()) as endpoint:
+        yield endpoint
 
 
 # ---- add cloud adapters here (pytest.param(factory, id="s3"), ...) -------------------------

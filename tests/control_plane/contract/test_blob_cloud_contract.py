@@ -7,7 +7,6 @@ directory store so the three adapters are held to one behaviour.
 from __future__ import annotations
 
 import io
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,41 +16,22 @@ import pytest
 from control_plane.adapters.gcs_blob import GCSBlobStore, make_gcs_client
 from control_plane.adapters.s3_blob import S3BlobStore, make_s3_client
 from control_plane.ports.blob import BlobNotFound, BlobStore
+from tests.support import cloud
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with cloud.moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
 def gcs_emulator(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[str]:
-    from gcp_storage_emulator.server import create_server
-
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    monkeypatch_module.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with cloud.gcs_emulator() as url:
+        monkeypatch_module.setenv("STORAGE_EMULATOR_HOST", url)
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from control_plane.adapters.s3_blob import make_s3_client
 from control_plane.weights import MirrorStats, mirror_source, mirror_weights, open_source
 from plinth.contracts.exceptions import WeightSourceError
 from plinth.contracts.weights_manifest import chunk_key, manifest_key, parse_manifest
+from tests.support.cloud import gcs_emulator
 
 
 @pytest.fixture
@@ -34,12 +34,6 @@ def model_dir(tmp_path: Path) -> Path:
     (root / "sub" / "tokenizer.json").write_text('{"vocab": {}}')
     (root / "README.md").write_text("# readme")
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _store(tmp_path: Path) -> DirectoryBlobStore:
@@ -233,15 +227,10 @@ def test_s3_source_against_moto(tmp_path: Path, model_dir: Path, moto_endpoint: 
 def test_gs_source_against_emulator(
     tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gcp_storage_emulator.server import create_server
-
     from control_plane.adapters.gcs_blob import make_gcs_client
 
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    try:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    with gcs_emulator() as emulator_url:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator_url)
         client = make_gcs_client(project="test")
         bucket = client.create_bucket("weights")
         for path in model_dir.rglob("*"):
@@ -254,8 +243,6 @@ def test_gs_source_against_emulator(
         )
         manifest = _check_mirrored(store, manifest_id, model_dir)
         assert len(manifest.files) == 4
-    finally:
-        server.stop()
 
 
 def test_presigned_url_is_not_kept_in_the_manifest(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 
 from gpu_nodes.gateway import hash_api_key
-from gpu_nodes.model_server.testing import ModelServerProcess, free_port, write_package
+from gpu_nodes.model_server.testing import ModelServerProcess, write_package
+from tests.support.servers import UvicornThread, free_port
 
 API_KEY = "pk-test-0123456789abcdef"
 INTERNAL_TOKEN = "internal-test-token"
@@ -71,8 +70,7 @@ class ControlPlaneStub:
         self.async_submits: list[tuple[str, str, bytes]] = []
         self.on_wake: Callable[[str, str], None] | None = None
         self.auth_failures = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: UvicornThread | None = None
 
     def _app(self) -> FastAPI:
         app = FastAPI()
@@ -115,19 +113,18 @@ class ControlPlaneStub:
         return version
 
     def start(self) -> None:
-        config = uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "control plane stub did not start"
-            time.sleep(0.02)
+        # A fresh server each time on the same port: tests stop and restart the control plane.
+        self._server = UvicornThread(
+            self._app(),
+            port=self.port,
+            start_timeout=10,
+            stop_timeout=10,
+            name="control plane stub",
+        ).start()
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
+        if self._server is not None:
+            self._server.stop()
             self._server = None
 
 

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpu_nodes.model_server.testing import ModelServerProcess, free_port
+from gpu_nodes.model_server.testing import ModelServerProcess
+from tests.support.servers import free_port
 
 INTERNAL_TOKEN = "internal-test-token"  # the gateway fixture's (conftest.py)
 

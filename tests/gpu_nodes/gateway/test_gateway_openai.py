@@ -8,19 +8,16 @@ under test: routing by ``model``, passthrough of paths, bodies and SSE streams, 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gpu_nodes.model_server.testing import free_port
+from tests.support.servers import UvicornThread
 
 pytestmark = pytest.mark.integration
 
@@ -70,29 +67,15 @@ def _upstream_app(name: str) -> FastAPI:
     return app
 
 
-class Upstream:
-    def __init__(self, name: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            _upstream_app(name), host="127.0.0.1", port=self.port, log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+def _upstream(name: str) -> UvicornThread:
+    return UvicornThread(
+        _upstream_app(name), start_timeout=10, stop_timeout=10, name=f"upstream {name}"
+    ).start()
 
 
 @pytest.fixture
 def llm(gw) -> Iterator[Any]:
-    upstreams = [Upstream("prod-llm"), Upstream("staging-llm")]
+    upstreams = [_upstream("prod-llm"), _upstream("staging-llm")]
     try:
         models = gw.baseline_models()
         models["m-llm"] = {

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from gpu_nodes.gateway import hash_api_key
-from gpu_nodes.model_server.testing import ModelServerProcess, free_port
+from gpu_nodes.model_server.testing import ModelServerProcess
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +16,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import uvicorn
 import yaml
 from fastapi import FastAPI
 
 from gpu_nodes.engine.tiny_model import TinyModelSpec, make_tiny_model
-from gpu_nodes.model_server.testing import ModelServerProcess, free_port
+from gpu_nodes.model_server.testing import ModelServerProcess
+from tests.support.servers import UvicornThread, free_port
 
 MODEL_NAME = "tiny-chat"
 MODEL_ID = "m-tiny"
@@ -64,12 +63,10 @@ def replica(
         server.stop()
 
 
-class RoutingTableServer:
+class RoutingTableServer(UvicornThread):
     """A stand-in control plane publishing the routing table (the gateway's only input)."""
 
     def __init__(self, replica_url: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         table = {
             "version": 1,
             "api_key_hashes": [hashlib.sha256(API_KEY.encode()).hexdigest()],
@@ -90,19 +87,7 @@ class RoutingTableServer:
         }
         app = FastAPI()
         app.get("/v1/routing")(lambda: table)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        super().__init__(app, start_timeout=20, stop_timeout=10, name="routing table server")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ disconnects abort engine requests; a failed load answers 503; the Truss routes."
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,37 +10,16 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
-from gpu_nodes.model_server.testing import free_port
 from gpu_nodes.openai.server import create_openai_app
 from plinth.spec import load_config
+from tests.support.servers import UvicornThread
 
 pytestmark = pytest.mark.integration
 
 MODEL = "tiny-chat"
 HELLO = [{"role": "user", "content": "hi"}]
 LONG = {"model": MODEL, "messages": HELLO, "max_tokens": 3000, "ignore_eos": True}
-
-
-class InProcessServer:
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> InProcessServer:
-        self._thread.start()
-        wait_until(lambda: self._server.started, timeout=20, what="uvicorn start")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
 
 
 def wait_until(predicate: Any, *, timeout: float, what: str) -> None:
@@ -64,7 +42,9 @@ def _package(root: Path, model_path: str, max_model_len: int) -> Path:
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[Any]:
     package = _package(tmp_path_factory.mktemp("openai-live"), str(tiny_model), 4096)
-    with InProcessServer(create_openai_app(package, load_config(package))) as server:
+    with UvicornThread(
+        create_openai_app(package, load_config(package)), start_timeout=20
+    ) as server:
         wait_until(
             lambda: httpx.get(server.url + "/v1/models/model").status_code == 200,
             timeout=120,
@@ -73,15 +53,15 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> I
         yield server
 
 
-def _engine_idle(server: InProcessServer) -> bool:
+def _engine_idle(server: UvicornThread) -> bool:
     return not server.app.state.engine_slot.engine.core.has_unfinished_requests()
 
 
-def _aborts(server: InProcessServer) -> int:
+def _aborts(server: UvicornThread) -> int:
     return len(server.app.state.engine_slot.engine.recent_aborts)
 
 
-def test_truss_routes(live_server: InProcessServer) -> None:
+def test_truss_routes(live_server: UvicornThread) -> None:
     assert httpx.get(live_server.url + "/").status_code == 200
     ready = httpx.get(live_server.url + "/v1/models/model")
     assert ready.json() == {"model_name": MODEL, "ready": True}
@@ -96,7 +76,7 @@ def test_truss_routes(live_server: InProcessServer) -> None:
     assert not_json.status_code == 400 and "JSON" in not_json.json()["error"]["message"]
 
 
-def test_stream_disconnect_aborts_engine_request(live_server: InProcessServer) -> None:
+def test_stream_disconnect_aborts_engine_request(live_server: UvicornThread) -> None:
     aborts_before = _aborts(live_server)
     with (
         httpx.Client(timeout=30) as http,
@@ -113,7 +93,7 @@ def test_stream_disconnect_aborts_engine_request(live_server: InProcessServer) -
     assert _aborts(live_server) == aborts_before + 1
 
 
-def test_non_stream_disconnect_aborts_engine_request(live_server: InProcessServer) -> None:
+def test_non_stream_disconnect_aborts_engine_request(live_server: UvicornThread) -> None:
     aborts_before = _aborts(live_server)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(live_server.url + "/v1/chat/completions", json={**LONG, "n": 2}, timeout=1.5)
@@ -121,7 +101,7 @@ def test_non_stream_disconnect_aborts_engine_request(live_server: InProcessServe
     assert _aborts(live_server) == aborts_before + 2  # both choices
 
 
-def test_prompt_longer_than_context_is_400(live_server: InProcessServer) -> None:
+def test_prompt_longer_than_context_is_400(live_server: UvicornThread) -> None:
     long_prompt = [{"role": "user", "content": "word " * 5000}]
     response = httpx.post(
         live_server.url + "/v1/chat/completions",
@@ -135,7 +115,9 @@ def test_prompt_longer_than_context_is_400(live_server: InProcessServer) -> None
 
 def test_failed_load_answers_503(tmp_path: Path) -> None:
     package = _package(tmp_path / "broken", str(tmp_path / "no-such-weights"), 512)
-    with InProcessServer(create_openai_app(package, load_config(package))) as server:
+    with UvicornThread(
+        create_openai_app(package, load_config(package)), start_timeout=20
+    ) as server:
         wait_until(
             lambda: httpx.get(server.url + "/v1/models/model").json().get("status") == "FAILED",
             timeout=20,

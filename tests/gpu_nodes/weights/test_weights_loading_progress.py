@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,6 @@ import anyio.to_thread
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 import yaml
 from fastapi import FastAPI, Request, Response
 
@@ -39,34 +36,10 @@ from control_plane.ports.cluster import ReplicaPhase
 from control_plane.weights import mirror_source, open_source
 from control_plane.weights.origin import create_origin_app
 from gpu_nodes.model_server.app import create_model_server_app
+from tests.support.servers import serve
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "with-weights"
 MOUNT = "/app/model_cache/example"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def gated_origin(store: DirectoryBlobStore, gate: threading.Event) -> FastAPI:

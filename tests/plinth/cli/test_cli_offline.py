@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from plinth.spec import load_config
+from tests.support.servers import free_port
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_help_lists_commands(run_cli: RunCli) -> None:
@@ -59,7 +53,7 @@ def test_push_bad_config_names_key_and_line(run_cli: RunCli, tmp_path: Path) -> 
         encoding="utf-8",
     )
     # Port 9 has nothing listening: validation must fail before any network call.
-    result = run_cli("push", str(package), "--url", f"http://127.0.0.1:{unused_port()}")
+    result = run_cli("push", str(package), "--url", f"http://127.0.0.1:{free_port()}")
     assert result.returncode != 0
     assert "config.yaml line 4: unknown field 'resources.acelerator'" in result.stderr
     assert (
@@ -86,7 +80,7 @@ def test_push_missing_dir(run_cli: RunCli) -> None:
 
 def test_unreachable_control_plane_is_one_clear_line(run_cli: RunCli, tmp_path: Path) -> None:
     assert run_cli("init", "pkg").returncode == 0
-    url = f"http://127.0.0.1:{unused_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     result = run_cli("push", "pkg", "--url", url)
     assert result.returncode == 1
     assert f"cannot reach control plane at {url}: is `plinth up` running?" in result.stderr
@@ -98,7 +92,7 @@ def test_cli_json_from_state_dir_is_used(
 ) -> None:
     state = Path(cli_env["PLINTH_STATE_DIR"])
     state.mkdir()
-    url = f"http://127.0.0.1:{unused_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     (state / "cli.json").write_text(
         json.dumps({"control_plane_url": url, "gateway_url": url, "api_key": "pl_k"}),
         encoding="utf-8",
@@ -130,7 +124,7 @@ def _package(tmp_path: Path, config: str, model: str = "class Model: ...\n") -> 
 
 
 def test_push_checks_class_and_name_before_packaging(run_cli: RunCli, tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{unused_port()}"  # nothing listens: no network call may happen
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: no network call may happen
     typo = _package(tmp_path, "model_name: ok\nmodel_class_name: Modle\n")
     result = run_cli("push", str(typo), "--url", url)
     assert result.returncode == 1
@@ -147,14 +141,14 @@ def test_push_checks_class_and_name_before_packaging(run_cli: RunCli, tmp_path: 
 
 def test_unknown_key_gets_a_did_you_mean(run_cli: RunCli, tmp_path: Path) -> None:
     package = _package(tmp_path, "model_name: ok\nrequirments: []\n")
-    result = run_cli("push", str(package), "--url", f"http://127.0.0.1:{unused_port()}")
+    result = run_cli("push", str(package), "--url", f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 1
     assert "unknown field 'requirments' (did you mean 'requirements'?)" in result.stderr
 
 
 def test_push_model_name_option_names_a_nameless_package(run_cli: RunCli, tmp_path: Path) -> None:
     package = _package(tmp_path, "requirements: []\n")
-    url = f"http://127.0.0.1:{unused_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     result = run_cli("push", str(package), "--model-name", "named-here", "--url", url)
     # Validation passed (it got as far as the network), so --model-name was taken.
     assert result.returncode == 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.servers import free_port
+
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 REPO_ROOT = Path(__file__).resolve().parents[3]
 API_KEY = "pl_gateway_test_key"
 STARTUP_TIMEOUT_S = 60.0
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def routing_table(replicas: dict[str, str]) -> dict[str, object]:

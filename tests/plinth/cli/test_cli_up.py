@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support.servers import free_port
+
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 STARTUP_TIMEOUT_S = 90.0
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_up_then_commands_use_cli_json(

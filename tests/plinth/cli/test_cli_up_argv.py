@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,11 @@ import httpx
 import psutil
 import pytest
 
+from tests.support.servers import free_port
+
 STARTUP_TIMEOUT_S = 90.0
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cmdline(pid: int) -> str:
@@ -37,7 +32,7 @@ def test_no_child_of_plinth_up_has_a_secret_in_its_cmdline(
 ) -> None:
     state = Path(cli_env["PLINTH_STATE_DIR"])
     command = [sys.executable, "-m", "plinth.cli.main", "up"]
-    command += ["--port", str(_free_port()), "--gateway-port", str(_free_port())]
+    command += ["--port", str(free_port()), "--gateway-port", str(free_port())]
     log_path = tmp_path / "up.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=log, stderr=log)

@@ -16,17 +16,13 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.support.servers import free_port
+
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 REPO_ROOT = Path(__file__).resolve().parents[3]
 STARTUP_TIMEOUT_S = 90.0
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class UpProcess:
