@@ -9,7 +9,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import httpx
 import pytest
 
 from plinth.local import LocalPlatform, start_platform
+from tests.support.servers import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ASYNC_ENV = {
@@ -32,12 +32,6 @@ ASYNC_ENV = {
     "PLINTH_ASYNC_WEBHOOK_ATTEMPTS": "3",
     "PLINTH_ASYNC_WEBHOOK_INITIAL_DELAY_S": "0.2",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Receiver:

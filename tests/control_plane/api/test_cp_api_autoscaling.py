@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from cp_api_helpers import INTERNAL_TOKEN, RunningControlPlane  # type: ignore[import-not-found]
 
 from control_plane.domain.records import (
     AutoscalingSettings,
@@ -20,6 +19,7 @@ from control_plane.domain.records import (
     DeploymentStatus,
     ModelRecord,
 )
+from tests.control_plane.api.cp_api_helpers import INTERNAL_TOKEN, RunningControlPlane
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import psutil
 import pytest
-from cp_api_helpers import (  # type: ignore[import-not-found]
+
+from tests.control_plane.api.cp_api_helpers import (
     INTERNAL_TOKEN,
     RunningControlPlane,
     build_archive,
