@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 RESTART_DELAY_S = 0.5
@@ -16,9 +17,14 @@ STOP_GRACE_S = 15.0
 
 
 class SupervisedWorker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, on_spawn: Callable[[int], None] | None = None
+    ) -> None:
         self._env = env
         self._log = log
+        # Told each new worker pid: `plinth up` records it in the state-dir lock, so a
+        # successor that takes over from a SIGKILLed `plinth up` stops this worker too.
+        self._on_spawn = on_spawn
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self.restarts = 0
@@ -30,7 +36,10 @@ class SupervisedWorker:
         self._log.parent.mkdir(parents=True, exist_ok=True)
         with self._log.open("ab") as out:
             args = [sys.executable, "-m", "control_plane.async_worker"]
-            return subprocess.Popen(args, env=self._env, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(args, env=self._env, stdout=out, stderr=subprocess.STDOUT)
+        if self._on_spawn is not None:
+            self._on_spawn(proc.pid)
+        return proc
 
     def _watch(self) -> None:
         while not self._stopping.is_set():

@@ -193,7 +193,11 @@ def _start_locked(
     )
     try:
         _wait_healthy(f"{gw_url}/healthz", gw, "gateway", logs / "gateway.log")
-        platform.async_worker = SupervisedWorker(env, logs / "async_worker.log")
+        platform.async_worker = SupervisedWorker(
+            env,
+            logs / "async_worker.log",
+            on_spawn=lambda pid: lock.record(cp_url, gw_url, [cp.pid, gw.pid, pid]),
+        )
     except BaseException:
         platform.stop()
         raise

@@ -18,7 +18,12 @@ from control_plane.domain.placement_recorder import (
     replica_resources,
 )
 from control_plane.domain.placement_types import ReplicaCounts
-from control_plane.domain.records import DeploymentRecord, DeploymentStatus, ModelRecord
+from control_plane.domain.records import (
+    AutoscalingSettings,
+    DeploymentRecord,
+    DeploymentStatus,
+    ModelRecord,
+)
 from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec, ReplicaState
 from control_plane.settings import Settings
 from control_plane.wiring import Platform
@@ -89,6 +94,10 @@ def add_deployment(platform: Platform, dep_id: str, desired: int, **config: Any)
             archive_sha256="0" * 64,
             config={"model_name": "m", **config},
             desired_replicas=desired,
+            # The autoscaler runs in the same tick: bounds that keep the count as it is.
+            autoscaling_settings=AutoscalingSettings(
+                min_replica=desired, max_replica=max(desired, 1)
+            ),
         )
     )
 
@@ -131,6 +140,7 @@ def test_one_cluster_records_where_the_driver_runs_them(
 
     def three_replicas(dep: DeploymentRecord) -> bool:
         dep.desired_replicas = 3
+        dep.autoscaling_settings = AutoscalingSettings(min_replica=3, max_replica=3)
         return True
 
     platform.repo.update_deployment("m1", "d1", three_replicas)
