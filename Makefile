@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/weights.py
 	$(BIN)/python bench/autoscale.py
 	$(BIN)/python bench/mcm.py
+	$(BIN)/python bench/async.py
 
 clean:
 	rm -rf $(VENV) .plinth
