@@ -31,6 +31,23 @@ from control_plane.weights.delivery import WEIGHTS_ORIGIN_PATH
 from control_plane.weights.origin import create_origin_app
 from control_plane.wiring import Platform
 
+ROUTERS = (
+    routes_models.router,
+    routes_models.wake_router,
+    routes_deletion.router,
+    routes_environments.router,
+    routes_platform.router,
+    routes_platform.routing_router,
+    metrics.router,
+    routes_clusters.router,
+    routes_clusters.heartbeat_router,
+    routes_clusters.placements_router,
+    routes_autoscaling.router,
+    routes_autoscaling.gateway_router,
+    routes_async.router,
+    routes_async.secrets_router,
+)
+
 
 def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
     """The app; pass ``platform`` to share one you constructed (and will close) yourself."""
@@ -66,20 +83,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(routes_models.router)
-    app.include_router(routes_models.wake_router)
-    app.include_router(routes_deletion.router)
-    app.include_router(routes_environments.router)
-    app.include_router(routes_platform.router)
-    app.include_router(routes_platform.routing_router)
-    app.include_router(metrics.router)
-    app.include_router(routes_clusters.router)
-    app.include_router(routes_clusters.heartbeat_router)
-    app.include_router(routes_clusters.placements_router)
-    app.include_router(routes_autoscaling.router)
-    app.include_router(routes_autoscaling.gateway_router)
-    app.include_router(routes_async.router)
-    app.include_router(routes_async.secrets_router)
+    for router in ROUTERS:
+        app.include_router(router)
     # Weight origin for replicas: unauthenticated, content-addressed (see weights/delivery.py).
     origin = create_origin_app(LazyBlobStore(lambda: platform.blobs))
     app.state.weights_origin = origin

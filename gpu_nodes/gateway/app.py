@@ -8,7 +8,7 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import httpx
@@ -167,6 +167,24 @@ class Gateway:
 
 def create_gateway_app(settings: GatewaySettings) -> FastAPI:
     gateway = Gateway(settings)
+    app = FastAPI(
+        title="plinth gateway",
+        lifespan=_lifespan(gateway),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(GatewayMetricsMiddleware, metrics=gateway.metrics)
+    app.state.gateway = gateway
+    _add_operational_routes(app, gateway)
+    register_async_routes(app, gateway)
+    _add_inference_route(app, gateway, settings)
+    return app
+
+
+def _lifespan(gateway: Gateway) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Background work for the app's lifetime: the routing-table poller and the load reporter."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -185,13 +203,10 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
                     await task
             await gateway.close()
 
-    app = FastAPI(
-        title="plinth gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
-    )
-    app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(GatewayMetricsMiddleware, metrics=gateway.metrics)
-    app.state.gateway = gateway
+    return lifespan
 
+
+def _add_operational_routes(app: FastAPI, gateway: Gateway) -> None:
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         snapshot = gateway.source.snapshot
@@ -206,7 +221,9 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
             return JSONResponse(exc.body(), status_code=exc.status_code)
         return metrics_response(gateway.metrics.registry)
 
-    register_async_routes(app, gateway)
+
+def _add_inference_route(app: FastAPI, gateway: Gateway, settings: GatewaySettings) -> None:
+    """The catch-all: model paths (predict, wake, v1/...) and the OpenAI API at /v1/."""
 
     @app.api_route("/{full_path:path}", methods=ALL_METHODS)
     async def dispatch(request: Request, full_path: str) -> Response:
@@ -226,8 +243,6 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
             return await _model_path(gateway, request, parsed)
         except GatewayError as exc:
             return JSONResponse(exc.body(openai=openai), status_code=exc.status_code)
-
-    return app
 
 
 async def _model_path(gateway: Gateway, request: Request, parsed: InferencePath) -> Response:

@@ -166,8 +166,7 @@ def clusters_register(
 ) -> None:
     """Register a cluster (from options, or --file with options overriding its fields)."""
     with connect(url, None, api_key) as (client, _):
-        record = record_from_file(file) if file else {}
-        options = {
+        scalars = {
             "cloud": cloud,
             "region": region,
             "kind": kind,
@@ -177,24 +176,46 @@ def clusters_register(
             "spill_over_to": spill_over_to,
             "gateway_url": gateway_url,
         }
-        record.update({key: value for key, value in options.items() if value is not None})
-        if (latitude is None) != (longitude is None):
-            raise PlinthError("give both --latitude and --longitude, or neither")
-        if latitude is not None:
-            record["location"] = {"latitude": latitude, "longitude": longitude}
-        if capacity:
-            record["capacity"] = parse_pairs(capacity, "--capacity", as_int=True)
-        if label:
-            record["labels"] = parse_pairs(label, "--label")
-        driver_fields = _driver_fields(driver, namespace, endpoint, role_arn)
-        if driver_fields:
-            record["driver"] = {**record.get("driver", {}), **driver_fields}
-        record["id"] = cluster_id
+        record = cluster_record(
+            cluster_id,
+            record_from_file(file) if file else {},
+            scalars,
+            (latitude, longitude),
+            capacity or [],
+            label or [],
+            _driver_fields(driver, namespace, endpoint, role_arn),
+        )
         item = client.register_cluster(record)
         if json:
             print_json(item)
             return
         make_console().print(f"registered cluster {escape(cluster_id)}")
+
+
+def cluster_record(
+    cluster_id: str,
+    record: dict[str, Any],
+    scalars: dict[str, Any],
+    location: tuple[float | None, float | None],
+    capacity: list[str],
+    labels: list[str],
+    driver_fields: dict[str, str],
+) -> dict[str, Any]:
+    """The record to register: the file's record with every given option laid over it."""
+    record.update({key: value for key, value in scalars.items() if value is not None})
+    latitude, longitude = location
+    if (latitude is None) != (longitude is None):
+        raise PlinthError("give both --latitude and --longitude, or neither")
+    if latitude is not None:
+        record["location"] = {"latitude": latitude, "longitude": longitude}
+    if capacity:
+        record["capacity"] = parse_pairs(capacity, "--capacity", as_int=True)
+    if labels:
+        record["labels"] = parse_pairs(labels, "--label")
+    if driver_fields:
+        record["driver"] = {**record.get("driver", {}), **driver_fields}
+    record["id"] = cluster_id
+    return record
 
 
 def _act(

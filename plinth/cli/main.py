@@ -290,14 +290,19 @@ def predict(
             stream=stream,
             timeout=timeout,
         )
-        if stream:
-            for chunk in result:
-                sys.stdout.write(chunk)
-                sys.stdout.flush()
-            sys.stdout.write("\n")
-        else:
-            text = result if isinstance(result, str) else json.dumps(result, indent=2)
-            sys.stdout.write(text + "\n")
+        print_prediction(result, stream)
+
+
+def print_prediction(result: Any, stream: bool) -> None:
+    """A streamed prediction chunk by chunk as it arrives, else the whole answer (JSON indented)."""
+    if stream:
+        for chunk in result:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    else:
+        text = result if isinstance(result, str) else json.dumps(result, indent=2)
+        sys.stdout.write(text + "\n")
 
 
 @app.command()
