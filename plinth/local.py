@@ -21,8 +21,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from plinth.async_worker_process import SupervisedWorker
 from plinth.exceptions import PlinthError
@@ -223,11 +227,29 @@ def _write_cli_config(platform: LocalPlatform) -> None:
     save_remote(LOCAL_REMOTE, ep.control_plane_url, ep.gateway_url, ep.api_key)
 
 
-def run_platform(state_dir: Path, host: str, control_plane_port: int, gateway_port: int) -> None:
-    """Foreground `plinth up`: start, print where things are, supervise until a signal."""
+def banner_console(**options: Any) -> Console:
     from rich.console import Console
 
-    console = Console()
+    # soft_wrap: a narrow terminal must not break a URL the user copies.
+    return Console(soft_wrap=True, **options)
+
+
+def print_banner(console: Console, state_dir: Path, ep: LocalEndpoints) -> None:
+    """Where everything is. The console soft-wraps: no URL is ever broken across lines."""
+    console.print(f"[bold green]Plinth is up[/] (state in {state_dir})")
+    console.print(
+        f"  control plane  {ep.control_plane_url}   (API docs: {ep.control_plane_url}/docs)"
+    )
+    console.print(f"  gateway        {ep.gateway_url}")
+    console.print(f"  API key        {ep.api_key}")
+    console.print(
+        "  next: plinth init my-model && plinth push my-model --promote    (Ctrl-C stops)"
+    )
+
+
+def run_platform(state_dir: Path, host: str, control_plane_port: int, gateway_port: int) -> None:
+    """Foreground `plinth up`: start, print where things are, supervise until a signal."""
+    console = banner_console()
     platform = start_platform(state_dir, host, control_plane_port, gateway_port)
     stopping = False
 
@@ -237,16 +259,7 @@ def run_platform(state_dir: Path, host: str, control_plane_port: int, gateway_po
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    ep = platform.endpoints
-    console.print(f"[bold green]Plinth is up[/] (state in {platform.state_dir})")
-    console.print(
-        f"  control plane  {ep.control_plane_url}   (API docs: {ep.control_plane_url}/docs)"
-    )
-    console.print(f"  gateway        {ep.gateway_url}")
-    console.print(f"  API key        {ep.api_key}")
-    console.print(
-        "  next: plinth init my-model && plinth push my-model --promote    (Ctrl-C stops)"
-    )
+    print_banner(console, platform.state_dir, platform.endpoints)
     reported_exit = False
     while not stopping:
         time.sleep(0.5)

@@ -34,6 +34,7 @@ from gpu_nodes.gateway.exceptions import (
 )
 from gpu_nodes.gateway.load_reports import LoadReporter
 from gpu_nodes.gateway.metrics import GatewayMetrics, GatewayMetricsMiddleware, label_request
+from gpu_nodes.gateway.openapi import OPENAPI_PATH, gateway_openapi
 from gpu_nodes.gateway.paths import InferencePath, model_id_from_host, parse_inference_path
 from gpu_nodes.gateway.picker import ReplicaPicker
 from gpu_nodes.gateway.proxy import ReplicaProxy, UpstreamRequest, forwardable_headers
@@ -212,6 +213,10 @@ def _add_operational_routes(app: FastAPI, gateway: Gateway) -> None:
         snapshot = gateway.source.snapshot
         body = {"ok": snapshot is not None, "version": snapshot.table.version if snapshot else None}
         return JSONResponse(body, status_code=200 if snapshot is not None else 503)
+
+    @app.get(OPENAPI_PATH)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(gateway_openapi())
 
     @app.get(METRICS_PATH)
     async def metrics(request: Request) -> Response:
