@@ -19,44 +19,11 @@ from control_plane.domain.records import (
     EnvironmentRecord,
     ModelRecord,
 )
-from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec, ReplicaState
 from control_plane.settings import Settings
 from control_plane.wiring import Platform
+from tests.support.fakes import START, FakeClock, InstantCluster
 
 DRAIN_S = 10.0
-START = 1000.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class InstantCluster:
-    """Replicas exist (READY) exactly as scaled: the cluster side of the loop, in memory."""
-
-    name = "instant"
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def scale(self, spec: ReplicaSpec, replicas: int) -> None:
-        self.counts[spec.deployment_id] = replicas
-
-    def replicas(self, deployment_id: str) -> list[ReplicaState]:
-        return [
-            ReplicaState(f"{deployment_id}-{i}", deployment_id, f"http://r{i}", ReplicaPhase.READY)
-            for i in range(self.counts.get(deployment_id, 0))
-        ]
-
-    def logs(self, deployment_id: str, *, tail: int = 200) -> list[str]:
-        return []
-
-    def close(self) -> None:
-        self.counts.clear()
 
 
 @pytest.fixture
