@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -103,6 +104,9 @@ def demo_chat(platform: LocalPlatform, console: Console) -> None:
 def main() -> None:
     console = Console()
     state_dir = REPO_ROOT / ".plinth-demo"
+    # Each demo starts from an empty platform: deployments a previous run (or a previous version
+    # of Plinth) left behind must not answer for the ones this run pushes.
+    shutil.rmtree(state_dir, ignore_errors=True)
     console.print(f"[bold]Starting Plinth[/] (state in {state_dir})")
     platform = start_platform(state_dir, "127.0.0.1", free_port(), free_port())
     try:
