@@ -10,14 +10,18 @@ path takes no lock for them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gpu_nodes.serving.metrics import LATENCY_BUCKETS_S, METRICS_PATH, status_class
+from gpu_nodes.serving.metrics import (
+    LATENCY_BUCKETS_S,
+    METRICS_PATH,
+    serve_timed,
+    status_class,
+)
 
 UNKNOWN_MODEL = "unknown"
 # Requests naming a deployment by id (``/deployment/{id}/...``) have no environment.
@@ -110,19 +114,9 @@ class GatewayMetricsMiddleware:
             return
         labels = RequestLabels()
         scope[_LABELS_KEY] = labels
-        status = 0
-
-        async def send_recording_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         metrics = self.metrics
-        metrics.in_flight += 1
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send_recording_status)
-        finally:
-            metrics.in_flight -= 1
-            metrics.observe(labels.model, labels.environment, status, time.perf_counter() - started)
+
+        def done(status: int, seconds: float) -> None:
+            metrics.observe(labels.model, labels.environment, status, seconds)
+
+        await serve_timed(self.app, scope, receive, send, metrics, done)

@@ -8,8 +8,13 @@ becomes a label.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Seconds. Predict calls range from a millisecond (a tiny Python model) to minutes (long
 # generations), so the buckets span 1 ms .. 10 min.
@@ -46,3 +51,30 @@ def status_class(status: int) -> str:
 
 def metrics_response(registry: CollectorRegistry) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def serve_timed(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    metrics: Any,
+    done: Callable[[int, float], None],
+) -> None:
+    """Serve one request counted in ``metrics.in_flight``; ``done(status, seconds)`` once its
+    response ended (a stream's too). Shared by the gateway's and the replicas' middlewares."""
+    status = 0
+
+    async def send_recording_status(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    metrics.in_flight += 1
+    started = time.perf_counter()
+    try:
+        await app(scope, receive, send_recording_status)
+    finally:
+        metrics.in_flight -= 1
+        done(status, time.perf_counter() - started)

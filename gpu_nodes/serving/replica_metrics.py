@@ -8,13 +8,12 @@ below whatever clients send. Durations run to the response's last byte (a stream
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gpu_nodes.serving.metrics import LATENCY_BUCKETS_S, status_class
+from gpu_nodes.serving.metrics import LATENCY_BUCKETS_S, serve_timed, status_class
 from plinth.contracts.replica_env import ReplicaVar
 
 ENDPOINTS = {
@@ -83,19 +82,9 @@ class ReplicaMetricsMiddleware:
         if endpoint is None:
             await self.app(scope, receive, send)
             return
-        status = 0
-
-        async def send_recording_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         metrics = self.metrics
-        metrics.in_flight += 1
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send_recording_status)
-        finally:
-            metrics.in_flight -= 1
-            metrics.observe(endpoint, status, time.perf_counter() - started)
+
+        def done(status: int, seconds: float) -> None:
+            metrics.observe(endpoint, status, seconds)
+
+        await serve_timed(self.app, scope, receive, send, metrics, done)
