@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Annotated, Any
 
 import typer
 
 from plinth.cli.options import ApiKeyOption, GatewayUrlOption, UrlOption, connect
+from plinth.cli.output import print_json
 from plinth.client import PlinthClient, environment_path
 
 async_app = typer.Typer(
@@ -16,10 +15,6 @@ async_app = typer.Typer(
 )
 webhook_secret_app = typer.Typer(help="The secret that signs webhooks.", no_args_is_help=True)
 RequestIdArgument = Annotated[str, typer.Argument(help="The async request id.")]
-
-
-def _print(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
 def submit_async(
@@ -38,9 +33,9 @@ def submit_async(
     path = environment_path(environment, deployment_id)
     request_id = client.async_predict(gateway_url, model_id, body, path=path)
     if not wait:
-        _print({"request_id": request_id})
+        print_json({"request_id": request_id})
         return
-    _print(client.wait_async_request(gateway_url, request_id))
+    print_json(client.wait_async_request(gateway_url, request_id))
 
 
 @async_app.command("get")
@@ -52,7 +47,7 @@ def get_request(
 ) -> None:
     """Status, webhook status and delivery log, and the result while it is kept."""
     with connect(url, gateway_url, api_key) as (client, target):
-        _print(client.async_request(target.gateway_url, request_id))
+        print_json(client.async_request(target.gateway_url, request_id))
 
 
 @async_app.command("cancel")
@@ -64,7 +59,7 @@ def cancel_request(
 ) -> None:
     """Cancel a QUEUED request (refused once it has started)."""
     with connect(url, gateway_url, api_key) as (client, target):
-        _print(client.cancel_async_request(target.gateway_url, request_id))
+        print_json(client.cancel_async_request(target.gateway_url, request_id))
 
 
 @async_app.command("replay-webhook")
@@ -76,7 +71,7 @@ def replay_webhook(
 ) -> None:
     """Send a finished request's kept result to its webhook again."""
     with connect(url, gateway_url, api_key) as (client, target):
-        _print(client.replay_async_webhook(target.gateway_url, request_id))
+        print_json(client.replay_async_webhook(target.gateway_url, request_id))
 
 
 @webhook_secret_app.command("create")
@@ -85,4 +80,4 @@ def create_secret(
 ) -> None:
     """A new signing secret, printed once; older ones keep signing during the rotation."""
     with connect(url, gateway_url, api_key) as (client, _):
-        _print(client.create_webhook_secret())
+        print_json(client.create_webhook_secret())
