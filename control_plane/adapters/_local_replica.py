@@ -20,6 +20,7 @@ from typing import IO, Any
 import httpx
 
 from control_plane.adapters.exceptions import ClusterError
+from control_plane.adapters.model_runtime import refresh_runtime
 from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec
 from plinth.contracts.replica_env import ReplicaEnv, ReplicaVar
 
@@ -101,6 +102,9 @@ def start_process(replica: ReplicaProcess, spec: ReplicaSpec) -> None:
     replica.port = free_port(replica.host)
     if replica.log_file is None:
         replica.log_file = replica.log_path.open("ab")
+    # An environment built by an earlier platform version links that version's runtime.
+    if refresh_runtime(Path(spec.python).parent.parent):
+        note(replica, "relinked the environment's model-server runtime (the platform changed)")
     command = [
         spec.python, "-m", "gpu_nodes.model_server", "--model-dir", spec.model_dir,
         "--port", str(replica.port), "--host", replica.host,

@@ -31,13 +31,18 @@ from control_plane.adapters.build_cache import (
     requirements_hash,
 )
 from control_plane.adapters.exceptions import BuildError
-from control_plane.adapters.model_runtime import ModelRuntime, venv_site_packages
+from control_plane.adapters.model_runtime import (
+    RUNTIME_DIR,
+    ModelRuntime,
+    current_runtime,
+    link_runtime,
+    venv_site_packages,
+)
 
 __all__ = ["BuildError", "BuiltEnvironment", "EnvironmentBuilder"]
 
 _MARKER = ".plinth-built"
 _PTH_NAME = "zz-plinth-runtime.pth"
-_RUNTIME_DIR = "plinth-runtime"
 _TAIL_LINES = 40
 
 
@@ -63,7 +68,7 @@ class EnvironmentBuilder:
         self._pip_timeout_s = pip_timeout_s
         self._platform_python = Path(platform_python or sys.executable)
         # Found once per builder: the closure is read from installed metadata.
-        self._runtimes = {engine: ModelRuntime(engine) for engine in (False, True)}
+        self._runtimes = {engine: current_runtime(engine) for engine in (False, True)}
 
     def requirements_hash(self, requirements: list[str], *, engine: bool = False) -> str:
         return requirements_hash(requirements, self._runtimes[engine].identity)
@@ -114,11 +119,11 @@ class EnvironmentBuilder:
         log(f"creating environment {venv_dir.name[:12]} ({len(requirements)} requirements)")
         venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(venv_dir)
         kind = "model server + built-in engine" if runtime.engine else "model server"
-        linked = runtime.link_into(venv_dir / _RUNTIME_DIR)
+        linked = link_runtime(venv_dir, runtime)
         log(f"runtime: {kind} ({len(runtime.distributions)} distributions, {linked} entries)")
         # A plain path line, appended after site-packages: the user's requirements win.
         pth = venv_site_packages(venv_dir) / _PTH_NAME
-        pth.write_text(f"{venv_dir / _RUNTIME_DIR}\n")
+        pth.write_text(f"{venv_dir / RUNTIME_DIR}\n")
         if requirements:
             req_file = venv_dir / "plinth-requirements.txt"
             req_file.write_text("\n".join(requirements) + "\n")

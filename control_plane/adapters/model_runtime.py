@@ -12,10 +12,12 @@ venv's site-packages, come first on sys.path and shadow a runtime package of the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import shutil
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +38,9 @@ ENGINE_DISTRIBUTIONS = ("torch", "transformers", "tokenizers", "safetensors", "x
 # The platform's own packages a replica imports; the rest (control_plane, tests) stays out.
 # Found by name, not imported: the control plane does not import the GPU-node packages.
 PLATFORM_PACKAGES = ("gpu_nodes", "plinth")
+# Inside a built venv: the runtime's symlink directory and the record of what it links.
+RUNTIME_DIR = "plinth-runtime"
+RUNTIME_RECORD = "plinth-runtime.json"
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,59 @@ class ModelRuntime:
             if target.exists():
                 (runtime_dir / name).symlink_to(target)
         return len(targets)
+
+
+@functools.cache
+def current_runtime(engine: bool) -> ModelRuntime:
+    """This process's runtime of each kind, found once (the closure reads installed metadata)."""
+    return ModelRuntime(engine)
+
+
+def link_runtime(venv_dir: Path, runtime: ModelRuntime) -> int:
+    """(Re)build ``venv_dir``'s runtime directory and record what it links; return the count.
+
+    The new directory is made beside the old one and swapped in, so a replica starting
+    meanwhile sees either the old links or the new ones, never a half-made directory.
+    """
+    fresh = venv_dir / f"{RUNTIME_DIR}.new"
+    shutil.rmtree(fresh, ignore_errors=True)
+    linked = runtime.link_into(fresh)
+    target = venv_dir / RUNTIME_DIR
+    stale = venv_dir / f"{RUNTIME_DIR}.old"
+    shutil.rmtree(stale, ignore_errors=True)
+    if target.exists():
+        target.rename(stale)
+    fresh.rename(target)
+    shutil.rmtree(stale, ignore_errors=True)
+    record = {"engine": runtime.engine, "identity": runtime.identity}
+    (venv_dir / RUNTIME_RECORD).write_text(json.dumps(record) + "\n")
+    return linked
+
+
+def refresh_runtime(venv_dir: Path) -> bool:
+    """Relink ``venv_dir``'s runtime when the platform changed since it was built.
+
+    An environment keeps the links made at build time; after a platform upgrade they may
+    miss a package the new model server imports (a replica of an existing deployment then
+    dies with ModuleNotFoundError) or point at versions no longer installed. The user's
+    requirements live in the venv's own site-packages and are untouched. Returns True when
+    it relinked; a directory that is not a Plinth-built venv is left alone.
+    """
+    if not (venv_dir / RUNTIME_DIR).is_dir():
+        return False
+    try:
+        record = json.loads((venv_dir / RUNTIME_RECORD).read_text())
+        engine = bool(record["engine"])
+        built_for = str(record["identity"])
+    except (OSError, ValueError, KeyError, TypeError):
+        # Built before the record existed: the engine's runtime is the one that links torch.
+        engine = (venv_dir / RUNTIME_DIR / "torch").exists()
+        built_for = ""
+    runtime = current_runtime(engine)
+    if built_for == runtime.identity:
+        return False
+    link_runtime(venv_dir, runtime)
+    return True
 
 
 def _package_dir(name: str) -> Path:
