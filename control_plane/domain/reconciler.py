@@ -33,8 +33,9 @@ from control_plane.domain.reconcile_policy import (
 from control_plane.domain.records import DeploymentRecord, DeploymentStatus
 from control_plane.domain.repository import Repository
 from control_plane.domain.secrets import SecretService
+from control_plane.exceptions import NotFound
 from control_plane.ports.blob import BlobStore
-from control_plane.ports.cluster import ClusterDriver, ReplicaPhase, ReplicaState
+from control_plane.ports.cluster import ClusterDriver, ReplicaPhase, ReplicaSpec, ReplicaState
 from control_plane.ports.metrics import DeploymentPhase, NoMetrics, PlatformMetrics
 from plinth.contracts.replica_env import WeightsDelivery
 
@@ -146,6 +147,25 @@ class Reconciler:
         dep = self._repo.get_deployment(decision.model_id, decision.deployment_id)
         spec = replica_spec_for(dep, self._secrets.values_for, weights=self._weights)
         self._driver.scale(spec, decision.replicas)
+        if decision.replicas > 0:
+            self._undo_if_deleted(spec)
+
+    def _undo_if_deleted(self, spec: ReplicaSpec) -> None:
+        """Stop what we just started when the deployment was deleted meanwhile.
+
+        A deletion marks the record (no replicas), scales to zero and removes the record; a
+        tick that read the record before the mark may scale up after that zero, and with the
+        record gone no later tick would ever see those replicas. Checking after our own
+        scale closes the window: either the deletion's zero comes after our scale, or this
+        check sees its mark.
+        """
+        try:
+            dep = self._repo.get_deployment(spec.model_id, spec.deployment_id)
+        except NotFound:
+            dep = None
+        if dep is None or dep.desired_replicas == 0:
+            logger.info("reconciler: %s was deleted or stopped while scaling", spec.deployment_id)
+            self._driver.scale(spec, 0)
 
     def _set_status(self, decision: SetStatus, observed: DeploymentRecord) -> None:
         def change(dep: DeploymentRecord) -> bool:
