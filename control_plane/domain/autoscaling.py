@@ -18,7 +18,9 @@ reconciler applies its decision. Baseten's rules with Baseten's settings
 - Replicas still starting count toward capacity: while some are, only a panic raises the count.
   A queue behind them (or draining after a cold start) counts at its arrival rate x the service
   time learned from the reports (Little's law), not at its length: one replica per queued
-  request would be a stampede to max_replica, then held for scale_down_delay.
+  request would be a stampede to max_replica, then held for scale_down_delay. The backlog
+  itself asks for the replicas that drain it within one window (queued x service time /
+  window), so a queue left by a cold start does not linger for minutes.
 See docs/autoscaling.md for the measurements behind these choices.
 """
 
@@ -135,6 +137,10 @@ class AutoscalerTuning:
     # Count a queue at its arrival rate x the service time (see _queue_at_arrival_rate);
     # False: at its length (the bench's ablation).
     queue_at_arrival_rate: bool = True
+    # A backlog (a queue counted at its arrival rate) also asks for the replicas that drain
+    # it within this many autoscaling windows: queued x service time / drain time.
+    # 0 leaves the backlog to the replicas the arrival rate needs (the bench's ablation).
+    backlog_drain_windows: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,7 @@ class LoadSummary:
     panic_arrivals: int
     queued: bool  # some request waited or was parked in the window
     queue_growing: bool  # more queued now than at the start of the panic window
+    queued_now: int  # waiting + parked in the gateways' fresh reports
     busy_replicas: int  # replicas with in-flight work in a fresh report
     last_request_at: float | None
 
@@ -230,9 +237,12 @@ def _queue_at_arrival_rate(
     if not (load.queued and backlog and state.service_s and load.arrivals):
         return load.average, load.panic_average
     panic_s = _panic_window_s(window_s, tuning)
+    drain = 0.0
+    if tuning.backlog_drain_windows > 0:
+        drain = load.queued_now * state.service_s / (window_s * tuning.backlog_drain_windows)
     return (
-        max(load.in_flight_average, load.arrivals / window_s * state.service_s),
-        max(load.panic_in_flight_average, load.panic_arrivals / panic_s * state.service_s),
+        max(load.in_flight_average, load.arrivals / window_s * state.service_s) + drain,
+        max(load.panic_in_flight_average, load.panic_arrivals / panic_s * state.service_s) + drain,
     )
 
 
@@ -265,6 +275,7 @@ def summarize(
         panic_arrivals=totals.panic_arrivals,
         queued=totals.queued_area > 0,
         queue_growing=totals.queued_now > totals.queued_before,
+        queued_now=totals.queued_now,
         busy_replicas=len(busy),
         last_request_at=totals.seen_at,
     )

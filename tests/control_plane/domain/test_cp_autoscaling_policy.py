@@ -205,6 +205,19 @@ CASES = [
         29,
         [(1, 3), (2, 6)],
         starting=lambda t: 6 if 1 < t < 30 else 0,
+        tuning=AutoscalerTuning(backlog_drain_windows=0),
+        service_s=1.0,
+    ),
+    Case(
+        # t=2: 4 req/s x 1 s + 12 parked x 1 s / 10 s = 5.2 -> 8; t=16: 4 + 68 / 10 = 10.8
+        # -> 16, twice the count: a panic raises it past the starting replicas.
+        "cold start: the backlog also asks for the replicas that drain it within a window",
+        settings(),
+        cold_start_queue,
+        0,
+        29,
+        [(1, 3), (2, 8), (16, 16)],
+        starting=lambda t: 6 if 1 < t < 30 else 0,
         service_s=1.0,
     ),
     Case(
