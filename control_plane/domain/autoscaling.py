@@ -21,6 +21,8 @@ reconciler applies its decision. Baseten's rules with Baseten's settings
   request would be a stampede to max_replica, then held for scale_down_delay. The backlog
   itself asks for the replicas that drain it within one window (queued x service time /
   window), so a queue left by a cold start does not linger for minutes.
+- Async requests QUEUED for the deployment are load now (added to both windows): a deep queue
+  scales the deployment up, past starting replicas, and wakes it at zero (the loop's job).
 See docs/autoscaling.md for the measurements behind these choices.
 """
 
@@ -93,6 +95,8 @@ class LoadWindow:
     reports: tuple[LoadReport, ...] = ()
     ready_replicas: int = 0
     starting_replicas: int = 0  # asked for, not READY yet (STARTING or LOADING)
+    # Async requests QUEUED for the deployment now (the worker has not sent them yet).
+    async_queued: int = 0
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,12 @@ def decide(
     average, panic_average = load.average, load.panic_average
     if tuning.queue_at_arrival_rate:
         average, panic_average = _queue_at_arrival_rate(state, window, load, window_s, tuning)
+    if window.async_queued:
+        # Queued async work waits for a replica as a parked request does, and stays until
+        # served: load now, on both windows, and a request that keeps the deployment up.
+        average += window.async_queued
+        panic_average += window.async_queued
+        state = replace(state, last_request_at=now)
     per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
     stable = _replicas_for(average, per_replica)
     panic_need = _replicas_for(panic_average, per_replica)
@@ -186,7 +196,9 @@ def decide(
     panicking = state.panicking
     wanted = settings.clamp(max(stable, panic_need) if panicking else stable)
     if wanted > current:
-        return _scale_up(settings, state, window, load, wanted, panicking)
+        # A backlog is not a burst the starting replicas will absorb: it stays until served.
+        backlog_needs_more = _replicas_for(window.async_queued, per_replica) > current
+        return _scale_up(settings, state, window, load, wanted, panicking, backlog_needs_more)
     if current > settings.max_replica:
         return settings.max_replica, _steady(state, settings.max_replica), "above max_replica"
     floor = settings.clamp(max(wanted, load.busy_replicas))
@@ -346,9 +358,10 @@ def _scale_up(
     load: LoadSummary,
     wanted: int,
     panic: bool,
+    backlog_needs_more: bool = False,
 ) -> tuple[int, AutoscalerState, str]:
     current = state.desired
-    if window.starting_replicas > 0 and not panic and current > 0:
+    if window.starting_replicas > 0 and not (panic or backlog_needs_more) and current > 0:
         # Starting replicas count toward capacity: requests queued behind a cold start are
         # what they are for, so only a panic adds more before they are ready.
         reason = (
@@ -362,6 +375,8 @@ def _scale_up(
         f"scale up {current} -> {wanted}: concurrency {concurrency:.2f} over the {source} "
         f"(target {settings.concurrency_target} x {settings.target_utilization_percentage}%)"
     )
+    if window.async_queued:
+        reason += f" + async backlog of {window.async_queued} queued request(s)"
     if wanted == settings.max_replica:
         reason += ", at max_replica"
     return wanted, _steady(state, wanted), reason

@@ -57,6 +57,7 @@ def run(
     starting: Callable[[int], int] = lambda t: 0,
     tuning: AutoscalerTuning = AutoscalerTuning(),
     service_s: float | None = None,
+    async_queued: Callable[[int], int] = lambda t: 0,
 ) -> list[tuple[int, int]]:
     """Reports from t=-120 on (the history is in the store), decisions from t=1 to ``until``."""
     reports = [r for t in range(-120, 1) for r in load(t)]
@@ -68,6 +69,7 @@ def run(
             tuple(reports),
             ready_replicas=state.desired - starting(t),
             starting_replicas=starting(t),
+            async_queued=async_queued(t),
         )
         desired, new_state, reason = decide(config, state, window, float(t), tuning)
         assert reason
@@ -102,6 +104,7 @@ class Case:
     starting: Callable[[int], int] = lambda t: 0
     tuning: AutoscalerTuning = DEFAULT_TUNING
     service_s: float | None = None  # learned before the first tick
+    async_queued: Callable[[int], int] = lambda t: 0  # QUEUED async requests at each tick
 
 
 SEVEN = steady(gateway("g1", in_flight=7))
@@ -241,6 +244,34 @@ CASES = [
         service_s=1.0,
     ),
     Case(
+        "async backlog at zero: 5 queued need 8 at once; down in steps once it is served",
+        settings(),
+        IDLE,
+        0,
+        200,
+        [(1, 8), (50, 4), (80, 2), (110, 1), (140, 0)],
+        async_queued=lambda t: 5 if t < 20 else 0,
+    ),
+    Case(
+        "async backlog: up past starting replicas (a backlog stays until served)",
+        settings(),
+        IDLE,
+        2,
+        10,
+        [(1, 9)],
+        starting=lambda t: 2,
+        async_queued=lambda t: 6,
+    ),
+    Case(
+        "async backlog: max_replica clamps",
+        settings(max_replica=3),
+        IDLE,
+        0,
+        50,
+        [(1, 3)],
+        async_queued=lambda t: 100,
+    ),
+    Case(
         "busy replicas are never removed (3 busy, the load needs 1)",
         settings(concurrency_target=4, target_utilization_percentage=100),
         busy_replicas,
@@ -277,8 +308,16 @@ def test_policy_tick_by_tick(case: Case) -> None:
         starting=case.starting,
         tuning=case.tuning,
         service_s=case.service_s,
+        async_queued=case.async_queued,
     )
     assert changes == case.expected
+
+
+def test_the_async_backlog_is_named_in_the_reason() -> None:
+    window = LoadWindow(async_queued=3)
+    desired, state, reason = decide(settings(), AutoscalerState(desired=0), window, 1.0)
+    assert desired == 5 and state.last_request_at == 1.0
+    assert reason.startswith("scale up 0 -> 5") and "async backlog of 3 queued" in reason
 
 
 def test_reasons_say_why() -> None:
