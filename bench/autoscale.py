@@ -8,7 +8,7 @@ Replays request traces against simulated replicas (bench/autoscale_sim.py) scale
                     --autoscaling-window and --scale-down-delay (user settings), the rest defaults
   plinth no-panic   the same without its panic window (the panic window's effect)
   plinth queue-len  the same counting a queue at its length, not its arrival rate x service time
-  plinth no-drain   the same without the replicas that drain a backlog within a window
+  plinth no-drain   the same without the replicas that drain a backlog (in a window or a cold start)
   plinth 60 s/900 s Baseten's default window (60 s) and scale_down_delay (900 s)
   kpa             Knative KPA defaults: stable 60 s, panic 6 s at 200 %, target 70 %,
                   scale to zero 30 s after the stable window is idle
@@ -171,7 +171,7 @@ def policies(args: argparse.Namespace) -> dict[str, Callable[[], Autoscaler]]:
         "plinth": plinth(tuned, AutoscalerTuning()),
         "plinth no-panic": plinth(tuned, AutoscalerTuning(panic_threshold=0)),
         "plinth queue-len": plinth(tuned, AutoscalerTuning(queue_at_arrival_rate=False)),
-        "plinth no-drain": plinth(tuned, AutoscalerTuning(backlog_drain_windows=0)),
+        "plinth no-drain": plinth(tuned, AutoscalerTuning(drain_backlog=False)),
         "plinth 60 s/900 s": plinth(defaults, AutoscalerTuning()),
         "kpa": lambda: KnativeKPA(
             concurrency_target=1, min_replica=0, max_replica=args.max_replica

@@ -19,8 +19,9 @@ reconciler applies its decision. Baseten's rules with Baseten's settings
   A queue behind them (or draining after a cold start) counts at its arrival rate x the service
   time learned from the reports (Little's law), not at its length: one replica per queued
   request would be a stampede to max_replica, then held for scale_down_delay. The backlog
-  itself asks for the replicas that drain it within one window (queued x service time /
-  window), so a queue left by a cold start does not linger for minutes.
+  itself asks for the replicas that drain it within a window or a cold start, whichever is
+  longer (queued x service time / that time; a replica asked for later than that would come
+  too late), so a queue left by a cold start does not linger for minutes.
 - Async requests QUEUED for the deployment are load now (added to both windows): a deep queue
   scales the deployment up, past starting replicas, and wakes it at zero (the loop's job).
 See docs/autoscaling.md for the measurements behind these choices.
@@ -112,6 +113,9 @@ class AutoscalerState:
     panicking: bool = False
     # Seconds a request spends in flight, learned (Little's law) over windows without a queue.
     service_s: float | None = None
+    # Since when replicas have been starting, and how long the last start took (observed).
+    starting_since: float | None = None
+    cold_start_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON for the metadata store, where the reconciler keeps it between ticks."""
@@ -142,9 +146,9 @@ class AutoscalerTuning:
     # False: at its length (the bench's ablation).
     queue_at_arrival_rate: bool = True
     # A backlog (a queue counted at its arrival rate) also asks for the replicas that drain
-    # it within this many autoscaling windows: queued x service time / drain time.
-    # 0 leaves the backlog to the replicas the arrival rate needs (the bench's ablation).
-    backlog_drain_windows: float = 1.0
+    # it within max(window, the cold start last observed): queued x service time / that.
+    # False leaves the backlog to the replicas the arrival rate needs (the bench's ablation).
+    drain_backlog: bool = True
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,7 @@ def decide(
         last_request_at=_latest(state.last_request_at, load.last_request_at),
         service_s=_learn_service_time(state.service_s, load, window_s, tuning),
     )
+    state = _observe_cold_start(state, window, now)
     average, panic_average = load.average, load.panic_average
     if tuning.queue_at_arrival_rate:
         average, panic_average = _queue_at_arrival_rate(state, window, load, window_s, tuning)
@@ -250,12 +255,21 @@ def _queue_at_arrival_rate(
         return load.average, load.panic_average
     panic_s = _panic_window_s(window_s, tuning)
     drain = 0.0
-    if tuning.backlog_drain_windows > 0:
-        drain = load.queued_now * state.service_s / (window_s * tuning.backlog_drain_windows)
+    if tuning.drain_backlog:
+        drain = load.queued_now * state.service_s / max(window_s, state.cold_start_s or 0.0)
     return (
         max(load.in_flight_average, load.arrivals / window_s * state.service_s) + drain,
         max(load.panic_in_flight_average, load.panic_arrivals / panic_s * state.service_s) + drain,
     )
+
+
+def _observe_cold_start(state: AutoscalerState, window: LoadWindow, now: float) -> AutoscalerState:
+    """From the first tick that saw replicas starting to the first that saw none."""
+    if window.starting_replicas > 0:
+        return state if state.starting_since is not None else replace(state, starting_since=now)
+    if state.starting_since is None:
+        return state
+    return replace(state, starting_since=None, cold_start_s=now - state.starting_since)
 
 
 def _panic_window_s(window_s: float, tuning: AutoscalerTuning) -> float:

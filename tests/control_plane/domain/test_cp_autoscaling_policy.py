@@ -208,7 +208,7 @@ CASES = [
         29,
         [(1, 3), (2, 6)],
         starting=lambda t: 6 if 1 < t < 30 else 0,
-        tuning=AutoscalerTuning(backlog_drain_windows=0),
+        tuning=AutoscalerTuning(drain_backlog=False),
         service_s=1.0,
     ),
     Case(
@@ -341,8 +341,27 @@ def test_service_time_is_learned_from_a_window_without_a_queue() -> None:
     assert kept.service_s == pytest.approx(1.0)
 
 
+def test_the_cold_start_is_observed_and_sets_how_fast_a_backlog_drains() -> None:
+    state = AutoscalerState(desired=3)
+    for t in range(1, 40):  # replicas starting from t=5 to t=24: a 20 s cold start
+        starting = LoadWindow(ready_replicas=0, starting_replicas=3 if 5 <= t < 25 else 0)
+        _, state, _ = decide(settings(), state, starting, float(t))
+    assert state.cold_start_s == 20.0 and state.starting_since is None
+    # 2 req/s x 1 s, and 40 queued (the queue no longer grows): drained in 20 s, not the 10 s
+    # window (a replica asked for now comes up in 20 s): 2 + 40 / 20 = 4 -> 6, not 2 + 4 -> 9.
+    backlog = tuple(
+        LoadReport("g1", float(t), in_flight=2, waiting=40, arrivals=2) for t in range(30, 41)
+    )
+    learned = AutoscalerState(desired=1, service_s=1.0, cold_start_s=20.0)
+    assert decide(settings(), learned, LoadWindow(backlog), 40.0)[0] == 6
+    unknown = AutoscalerState(desired=1, service_s=1.0)
+    assert decide(settings(), unknown, LoadWindow(backlog), 40.0)[0] == 9
+
+
 def test_state_round_trips_through_json() -> None:
-    state = AutoscalerState(7, below_since=3.5, last_request_at=2.0, panicking=True, service_s=0.8)
+    state = AutoscalerState(
+        7, below_since=3.5, last_request_at=2.0, panicking=True, service_s=0.8, cold_start_s=31.0
+    )
     assert AutoscalerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
     assert AutoscalerState.from_dict({"desired": 2, "from_a_later_version": 1}).desired == 2
 
