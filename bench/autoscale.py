@@ -8,11 +8,14 @@ Replays request traces against simulated replicas (bench/autoscale_sim.py) scale
                     --autoscaling-window and --scale-down-delay (user settings), the rest defaults
   plinth no-panic   the same without its panic window (the panic window's effect)
   plinth queue-len  the same counting a queue at its length, not its arrival rate x service time
+  plinth no-drain   the same without the replicas that drain a backlog (in a window or a cold start)
   plinth 60 s/900 s Baseten's default window (60 s) and scale_down_delay (900 s)
   kpa             Knative KPA defaults: stable 60 s, panic 6 s at 200 %, target 70 %,
                   scale to zero 30 s after the stable window is idle
   oracle          knows the future: each request served on arrival, replicas started a cold start
                   ahead and kept through gaps shorter than a cold start
+A request parked at zero replicas asks for one replica on arrival, for every policy (Plinth's
+gateway wake, Knative's activator); the policy takes over from that count.
 Traces (seeded): diurnal (a 24 h day, 0.05 -> 4 req/s), bursty (on/off), spike (1 -> 20 req/s for
 60 s), or --trace FILE: a CSV with a header, column ``timestamp`` (seconds, or ISO 8601) and
 optionally ``input_tokens`` and ``output_tokens``, which set each request's service time
@@ -28,7 +31,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -68,6 +71,10 @@ class PlinthAutoscaler:
     state: AutoscalerState
 
     def __call__(self, window: LoadWindow, now: float) -> int:
+        up = window.ready_replicas + window.starting_replicas
+        if self.state.desired == 0 and up:
+            # Woken by the gateway: the loop starts from the count set outside it.
+            self.state = replace(self.state, desired=up, below_since=None, panicking=False)
         desired, self.state, _reason = decide(self.settings, self.state, window, now, self.tuning)
         return desired
 
@@ -164,6 +171,7 @@ def policies(args: argparse.Namespace) -> dict[str, Callable[[], Autoscaler]]:
         "plinth": plinth(tuned, AutoscalerTuning()),
         "plinth no-panic": plinth(tuned, AutoscalerTuning(panic_threshold=0)),
         "plinth queue-len": plinth(tuned, AutoscalerTuning(queue_at_arrival_rate=False)),
+        "plinth no-drain": plinth(tuned, AutoscalerTuning(drain_backlog=False)),
         "plinth 60 s/900 s": plinth(defaults, AutoscalerTuning()),
         "kpa": lambda: KnativeKPA(
             concurrency_target=1, min_replica=0, max_replica=args.max_replica

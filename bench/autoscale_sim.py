@@ -4,8 +4,11 @@ A discrete-event simulation: requests arrive at their trace times, a gateway sen
 least-loaded ready replica with a free slot (``slots`` concurrent requests per replica, service
 time fixed per request), else queues it (``waiting``; ``parked`` while no replica is ready).
 Every second the gateway reports its load; every ``decide_every_s`` an autoscaler turns the
-reports into a replica count. A new replica takes ``cold_start_s`` before it serves. A replica
-costs GPU time from the moment it is asked for until it stops (a removed busy replica drains).
+reports into a replica count. A request parked at zero replicas wakes the deployment at once
+(one replica asked for on its arrival, for every policy): Plinth's gateway calls wake when it
+parks a request, and Knative's activator pokes the KPA the same way. A new replica takes
+``cold_start_s`` before it serves. A replica costs GPU time from the moment it is asked for
+until it stops (a removed busy replica drains).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class SimConfig:
     report_every_s: float = 1.0
     decide_every_s: float = 2.0
     window_keep_s: float = 70.0  # reports kept for the autoscaler (its 60 s window + a margin)
+    wake_on_park: bool = True  # a request parked at zero asks for one replica on arrival
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,8 @@ class _Run:
             self.start(index, replica, now)
         else:
             self.cluster.queue.append(index)
+            if self.config.wake_on_park and not self.cluster.active():
+                self.cluster.scale(1, now)  # the gateway's wake (Knative: the activator's poke)
 
     def done(self, replica: _Replica, now: float) -> None:
         replica.busy -= 1
@@ -265,6 +271,8 @@ class KnativeKPA:
     zero_since: float | None = None
 
     def __call__(self, window: LoadWindow, now: float) -> int:
+        if self.desired == 0:  # woken by the activator
+            self.desired = window.ready_replicas + window.starting_replicas
         per_replica = self.concurrency_target * self.target_utilization
         stable = _average(window.reports, now, self.stable_window_s)
         panic = _average(window.reports, now, self.panic_window_s)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from control_plane.domain.async_backlog import AsyncBacklog
 from control_plane.exceptions import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from control_plane.ports.queue import Queue
 from control_plane.ports.store import ABSENT, Item, MetadataStore, VersionConflict
@@ -180,6 +181,7 @@ class AsyncRequestService:
         self._queue = queue
         self._clock = clock
         self.result_ttl_s = result_ttl_s
+        self.backlog = AsyncBacklog(store)  # QUEUED requests per deployment (autoscaler load)
 
     def submit(self, model_id: str, deployment_id: str, spec: AsyncRequestSpec) -> str:
         now = self._clock()
@@ -201,6 +203,7 @@ class AsyncRequestService:
             "webhook_deliveries": [],
         }
         self._store.put(ASYNC_REQUESTS, request_id, record, expected_version=ABSENT)
+        self.backlog.add(model_id, deployment_id, request_id, record["queue_deadline"])
         self._queue.send(queue_name(spec.priority), json.dumps({"request_id": request_id}))
         return request_id
 
@@ -256,6 +259,7 @@ class AsyncRequestService:
             return self._store.get(ASYNC_REQUESTS, request_id)
         value = {**item.value, "status": IN_PROGRESS, "started_at": now}
         version = self._store.put(ASYNC_REQUESTS, request_id, value, expected_version=item.version)
+        self._left_queue(item)
         return Item(request_id, version, value)
 
     def record_attempt(self, item: Item) -> Item:
@@ -281,7 +285,13 @@ class AsyncRequestService:
         if status == CANCELED and value["webhook_status"] == WEBHOOK_PENDING:
             value["webhook_status"] = NO_WEBHOOK  # nothing ran: nothing to report
         self._store.put(ASYNC_REQUESTS, item.key, value, expected_version=item.version)
+        self._left_queue(item)
         return public_view(value, now)
+
+    def _left_queue(self, item: Item) -> None:
+        """After a write that took ``item`` out of QUEUED: off its deployment's backlog."""
+        if item.value["status"] == QUEUED:
+            self.backlog.remove(item.value["model_id"], item.value["deployment_id"], item.key)
 
     def record_webhook(self, request_id: str, delivery: dict[str, Any], status: str) -> None:
         """Append one delivery attempt to the log and set the webhook status."""

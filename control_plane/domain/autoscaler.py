@@ -11,7 +11,9 @@ and works from a Lambda, next to the scaling history: every change of the count 
 and reason, the last ``MAX_SCALING_EVENTS`` per deployment.
 
 A deployment at zero is not the autoscaler's: a gateway holding requests for it calls wake,
-which brings it up at once; the autoscaler takes over from there (and records the wake).
+which brings it up at once; the autoscaler takes over from there (and records the wake). The
+exception is queued async work, which no gateway holds: a deployment at zero with async
+requests QUEUED for it is woken here, to the count the policy asks for.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from control_plane.domain import lifecycle
+from control_plane.domain.async_backlog import AsyncBacklog
 from control_plane.domain.autoscaling import (
     AutoscalerState,
     AutoscalerTuning,
@@ -90,6 +93,7 @@ class Autoscaler:
         self._reports = reports
         self._clock = clock
         self._tuning = tuning
+        self._async_backlog = AsyncBacklog(repo.store)
         # Deployment key -> status_changed_at of the zero already noted (one store read per
         # deployment put at zero, per process, rather than one per tick).
         self._noted_at_zero: dict[str, float] = {}
@@ -140,12 +144,15 @@ class Autoscaler:
         """Decide every autoscaled deployment; returns the records whose count changed."""
         changed: dict[str, DeploymentRecord] = {}
         for key, dep in deployments.items():
-            if not _autoscaled(dep):
-                if dep.status == DeploymentStatus.INACTIVE and dep.desired_replicas == 0:
-                    self._note_outside_change(dep)
+            at_zero = dep.status == DeploymentStatus.INACTIVE and dep.desired_replicas == 0
+            if not _autoscaled(dep) and not at_zero:
                 continue
             try:
-                updated = self._scale_one(dep, observed.get(key, []))
+                if at_zero:
+                    self._note_outside_change(dep)
+                    updated = self._wake_for_backlog(dep, observed.get(key, []))
+                else:
+                    updated = self._scale_one(dep, observed.get(key, []))
             except Exception:
                 logger.exception("autoscaler: deciding %s failed", key)
                 continue
@@ -184,7 +191,8 @@ class Autoscaler:
             # Set outside the autoscaler since its last decision: its count is the new start.
             events.append(_outside_change(now, state.desired, dep.desired_replicas))
             state = replace(state, desired=dep.desired_replicas, below_since=None, panicking=False)
-        window = self._window(dep, replicas, now)
+        queued = self._async_backlog.count(dep.model_id, dep.id, now)
+        window = self._window(dep, replicas, now, queued)
         desired, new_state, reason = decide(
             dep.autoscaling_settings, state, window, now, self._tuning
         )
@@ -203,8 +211,37 @@ class Autoscaler:
             self._save_state(dep.key, new_state, events)
         return updated
 
+    def _wake_for_backlog(
+        self, dep: DeploymentRecord, replicas: list[ReplicaState]
+    ) -> DeploymentRecord | None:
+        """At zero with async requests queued: up to the count the policy asks for (a gateway
+        wakes a deployment for the requests it parks; queued async work has no gateway yet)."""
+        now = self._clock()
+        queued = self._async_backlog.count(dep.model_id, dep.id, now)
+        if not queued:
+            return None
+        stored, events = self._load_state(dep.key)
+        state = replace(stored or AutoscalerState(desired=0), desired=0, below_since=None)
+        window = self._window(dep, replicas, now, queued)
+        desired, new_state, reason = decide(
+            dep.autoscaling_settings, state, window, now, self._tuning
+        )
+        applied: list[bool] = []
+
+        def change(record: DeploymentRecord) -> bool:
+            applied.append(lifecycle.wake_for_backlog(record, desired, now))
+            return applied[-1]
+
+        updated = self._repo.update_deployment(dep.model_id, dep.id, change)
+        if not applied[-1]:
+            return None
+        events.append(ScalingEvent(now, 0, updated.desired_replicas, reason))
+        logger.info("autoscaler: %s %s", dep.key, reason)
+        self._save_state(dep.key, replace(new_state, desired=updated.desired_replicas), events)
+        return updated
+
     def _window(
-        self, dep: DeploymentRecord, replicas: list[ReplicaState], now: float
+        self, dep: DeploymentRecord, replicas: list[ReplicaState], now: float, async_queued: int
     ) -> LoadWindow:
         since = now - dep.autoscaling_settings.autoscaling_window - self._tuning.report_ttl_s
         stored = self._reports.recent(dep.key, since=since, now=now)
@@ -214,6 +251,7 @@ class Autoscaler:
             ready_replicas=phases.count(ReplicaPhase.READY),
             starting_replicas=phases.count(ReplicaPhase.STARTING)
             + phases.count(ReplicaPhase.LOADING),
+            async_queued=async_queued,
         )
 
     def _apply(self, dep: DeploymentRecord, desired: int, now: float) -> DeploymentRecord | None:

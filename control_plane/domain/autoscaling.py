@@ -18,7 +18,12 @@ reconciler applies its decision. Baseten's rules with Baseten's settings
 - Replicas still starting count toward capacity: while some are, only a panic raises the count.
   A queue behind them (or draining after a cold start) counts at its arrival rate x the service
   time learned from the reports (Little's law), not at its length: one replica per queued
-  request would be a stampede to max_replica, then held for scale_down_delay.
+  request would be a stampede to max_replica, then held for scale_down_delay. The backlog
+  itself asks for the replicas that drain it within a window or a cold start, whichever is
+  longer (queued x service time / that time; a replica asked for later than that would come
+  too late), so a queue left by a cold start does not linger for minutes.
+- Async requests QUEUED for the deployment are load now (added to both windows): a deep queue
+  scales the deployment up, past starting replicas, and wakes it at zero (the loop's job).
 See docs/autoscaling.md for the measurements behind these choices.
 """
 
@@ -91,6 +96,8 @@ class LoadWindow:
     reports: tuple[LoadReport, ...] = ()
     ready_replicas: int = 0
     starting_replicas: int = 0  # asked for, not READY yet (STARTING or LOADING)
+    # Async requests QUEUED for the deployment now (the worker has not sent them yet).
+    async_queued: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,9 @@ class AutoscalerState:
     panicking: bool = False
     # Seconds a request spends in flight, learned (Little's law) over windows without a queue.
     service_s: float | None = None
+    # Since when replicas have been starting, and how long the last start took (observed).
+    starting_since: float | None = None
+    cold_start_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON for the metadata store, where the reconciler keeps it between ticks."""
@@ -135,6 +145,10 @@ class AutoscalerTuning:
     # Count a queue at its arrival rate x the service time (see _queue_at_arrival_rate);
     # False: at its length (the bench's ablation).
     queue_at_arrival_rate: bool = True
+    # A backlog (a queue counted at its arrival rate) also asks for the replicas that drain
+    # it within max(window, the cold start last observed): queued x service time / that.
+    # False leaves the backlog to the replicas the arrival rate needs (the bench's ablation).
+    drain_backlog: bool = True
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,7 @@ class LoadSummary:
     panic_arrivals: int
     queued: bool  # some request waited or was parked in the window
     queue_growing: bool  # more queued now than at the start of the panic window
+    queued_now: int  # waiting + parked in the gateways' fresh reports
     busy_replicas: int  # replicas with in-flight work in a fresh report
     last_request_at: float | None
 
@@ -168,9 +183,16 @@ def decide(
         last_request_at=_latest(state.last_request_at, load.last_request_at),
         service_s=_learn_service_time(state.service_s, load, window_s, tuning),
     )
+    state = _observe_cold_start(state, window, now)
     average, panic_average = load.average, load.panic_average
     if tuning.queue_at_arrival_rate:
         average, panic_average = _queue_at_arrival_rate(state, window, load, window_s, tuning)
+    if window.async_queued:
+        # Queued async work waits for a replica as a parked request does, and stays until
+        # served: load now, on both windows, and a request that keeps the deployment up.
+        average += window.async_queued
+        panic_average += window.async_queued
+        state = replace(state, last_request_at=now)
     per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
     stable = _replicas_for(average, per_replica)
     panic_need = _replicas_for(panic_average, per_replica)
@@ -179,7 +201,9 @@ def decide(
     panicking = state.panicking
     wanted = settings.clamp(max(stable, panic_need) if panicking else stable)
     if wanted > current:
-        return _scale_up(settings, state, window, load, wanted, panicking)
+        # A backlog is not a burst the starting replicas will absorb: it stays until served.
+        backlog_needs_more = _replicas_for(window.async_queued, per_replica) > current
+        return _scale_up(settings, state, window, load, wanted, panicking, backlog_needs_more)
     if current > settings.max_replica:
         return settings.max_replica, _steady(state, settings.max_replica), "above max_replica"
     floor = settings.clamp(max(wanted, load.busy_replicas))
@@ -230,10 +254,22 @@ def _queue_at_arrival_rate(
     if not (load.queued and backlog and state.service_s and load.arrivals):
         return load.average, load.panic_average
     panic_s = _panic_window_s(window_s, tuning)
+    drain = 0.0
+    if tuning.drain_backlog:
+        drain = load.queued_now * state.service_s / max(window_s, state.cold_start_s or 0.0)
     return (
-        max(load.in_flight_average, load.arrivals / window_s * state.service_s),
-        max(load.panic_in_flight_average, load.panic_arrivals / panic_s * state.service_s),
+        max(load.in_flight_average, load.arrivals / window_s * state.service_s) + drain,
+        max(load.panic_in_flight_average, load.panic_arrivals / panic_s * state.service_s) + drain,
     )
+
+
+def _observe_cold_start(state: AutoscalerState, window: LoadWindow, now: float) -> AutoscalerState:
+    """From the first tick that saw replicas starting to the first that saw none."""
+    if window.starting_replicas > 0:
+        return state if state.starting_since is not None else replace(state, starting_since=now)
+    if state.starting_since is None:
+        return state
+    return replace(state, starting_since=None, cold_start_s=now - state.starting_since)
 
 
 def _panic_window_s(window_s: float, tuning: AutoscalerTuning) -> float:
@@ -265,6 +301,7 @@ def summarize(
         panic_arrivals=totals.panic_arrivals,
         queued=totals.queued_area > 0,
         queue_growing=totals.queued_now > totals.queued_before,
+        queued_now=totals.queued_now,
         busy_replicas=len(busy),
         last_request_at=totals.seen_at,
     )
@@ -335,9 +372,10 @@ def _scale_up(
     load: LoadSummary,
     wanted: int,
     panic: bool,
+    backlog_needs_more: bool = False,
 ) -> tuple[int, AutoscalerState, str]:
     current = state.desired
-    if window.starting_replicas > 0 and not panic and current > 0:
+    if window.starting_replicas > 0 and not (panic or backlog_needs_more) and current > 0:
         # Starting replicas count toward capacity: requests queued behind a cold start are
         # what they are for, so only a panic adds more before they are ready.
         reason = (
@@ -351,6 +389,8 @@ def _scale_up(
         f"scale up {current} -> {wanted}: concurrency {concurrency:.2f} over the {source} "
         f"(target {settings.concurrency_target} x {settings.target_utilization_percentage}%)"
     )
+    if window.async_queued:
+        reason += f" + async backlog of {window.async_queued} queued request(s)"
     if wanted == settings.max_replica:
         reason += ", at max_replica"
     return wanted, _steady(state, wanted), reason

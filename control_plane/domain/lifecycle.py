@@ -201,6 +201,23 @@ def autoscale(dep: DeploymentRecord, decided_from: int, desired: int, now: float
     return True
 
 
+def wake_for_backlog(dep: DeploymentRecord, desired: int, now: float) -> bool:
+    """At zero with queued async work: up (as a wake) to ``desired``, clamped to the settings.
+
+    False when it is not at zero (a wake or an activate came first) or is being promoted.
+    """
+    if (
+        dep.status != S.INACTIVE
+        or dep.desired_replicas != 0
+        or dep.target_environment is not None
+        or desired <= 0
+    ):
+        return False
+    bring_up(dep, now, "wake")
+    dep.desired_replicas = max(dep.desired_replicas, dep.autoscaling_settings.clamp(desired))
+    return True
+
+
 # -- environments -----------------------------------------------------------------------------
 def bring_up_for(
     dep: DeploymentRecord, env_name: str, settings: AutoscalingSettings, now: float

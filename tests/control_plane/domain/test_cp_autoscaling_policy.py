@@ -57,6 +57,7 @@ def run(
     starting: Callable[[int], int] = lambda t: 0,
     tuning: AutoscalerTuning = AutoscalerTuning(),
     service_s: float | None = None,
+    async_queued: Callable[[int], int] = lambda t: 0,
 ) -> list[tuple[int, int]]:
     """Reports from t=-120 on (the history is in the store), decisions from t=1 to ``until``."""
     reports = [r for t in range(-120, 1) for r in load(t)]
@@ -68,6 +69,7 @@ def run(
             tuple(reports),
             ready_replicas=state.desired - starting(t),
             starting_replicas=starting(t),
+            async_queued=async_queued(t),
         )
         desired, new_state, reason = decide(config, state, window, float(t), tuning)
         assert reason
@@ -102,6 +104,7 @@ class Case:
     starting: Callable[[int], int] = lambda t: 0
     tuning: AutoscalerTuning = DEFAULT_TUNING
     service_s: float | None = None  # learned before the first tick
+    async_queued: Callable[[int], int] = lambda t: 0  # QUEUED async requests at each tick
 
 
 SEVEN = steady(gateway("g1", in_flight=7))
@@ -205,6 +208,19 @@ CASES = [
         29,
         [(1, 3), (2, 6)],
         starting=lambda t: 6 if 1 < t < 30 else 0,
+        tuning=AutoscalerTuning(drain_backlog=False),
+        service_s=1.0,
+    ),
+    Case(
+        # t=2: 4 req/s x 1 s + 12 parked x 1 s / 10 s = 5.2 -> 8; t=16: 4 + 68 / 10 = 10.8
+        # -> 16, twice the count: a panic raises it past the starting replicas.
+        "cold start: the backlog also asks for the replicas that drain it within a window",
+        settings(),
+        cold_start_queue,
+        0,
+        29,
+        [(1, 3), (2, 8), (16, 16)],
+        starting=lambda t: 6 if 1 < t < 30 else 0,
         service_s=1.0,
     ),
     Case(
@@ -226,6 +242,34 @@ CASES = [
         10,
         [(1, 5), (3, 6), (5, 7), (6, 8), (7, 9), (8, 10), (9, 11), (10, 13)],
         service_s=1.0,
+    ),
+    Case(
+        "async backlog at zero: 5 queued need 8 at once; down in steps once it is served",
+        settings(),
+        IDLE,
+        0,
+        200,
+        [(1, 8), (50, 4), (80, 2), (110, 1), (140, 0)],
+        async_queued=lambda t: 5 if t < 20 else 0,
+    ),
+    Case(
+        "async backlog: up past starting replicas (a backlog stays until served)",
+        settings(),
+        IDLE,
+        2,
+        10,
+        [(1, 9)],
+        starting=lambda t: 2,
+        async_queued=lambda t: 6,
+    ),
+    Case(
+        "async backlog: max_replica clamps",
+        settings(max_replica=3),
+        IDLE,
+        0,
+        50,
+        [(1, 3)],
+        async_queued=lambda t: 100,
     ),
     Case(
         "busy replicas are never removed (3 busy, the load needs 1)",
@@ -264,8 +308,16 @@ def test_policy_tick_by_tick(case: Case) -> None:
         starting=case.starting,
         tuning=case.tuning,
         service_s=case.service_s,
+        async_queued=case.async_queued,
     )
     assert changes == case.expected
+
+
+def test_the_async_backlog_is_named_in_the_reason() -> None:
+    window = LoadWindow(async_queued=3)
+    desired, state, reason = decide(settings(), AutoscalerState(desired=0), window, 1.0)
+    assert desired == 5 and state.last_request_at == 1.0
+    assert reason.startswith("scale up 0 -> 5") and "async backlog of 3 queued" in reason
 
 
 def test_reasons_say_why() -> None:
@@ -289,8 +341,27 @@ def test_service_time_is_learned_from_a_window_without_a_queue() -> None:
     assert kept.service_s == pytest.approx(1.0)
 
 
+def test_the_cold_start_is_observed_and_sets_how_fast_a_backlog_drains() -> None:
+    state = AutoscalerState(desired=3)
+    for t in range(1, 40):  # replicas starting from t=5 to t=24: a 20 s cold start
+        starting = LoadWindow(ready_replicas=0, starting_replicas=3 if 5 <= t < 25 else 0)
+        _, state, _ = decide(settings(), state, starting, float(t))
+    assert state.cold_start_s == 20.0 and state.starting_since is None
+    # 2 req/s x 1 s, and 40 queued (the queue no longer grows): drained in 20 s, not the 10 s
+    # window (a replica asked for now comes up in 20 s): 2 + 40 / 20 = 4 -> 6, not 2 + 4 -> 9.
+    backlog = tuple(
+        LoadReport("g1", float(t), in_flight=2, waiting=40, arrivals=2) for t in range(30, 41)
+    )
+    learned = AutoscalerState(desired=1, service_s=1.0, cold_start_s=20.0)
+    assert decide(settings(), learned, LoadWindow(backlog), 40.0)[0] == 6
+    unknown = AutoscalerState(desired=1, service_s=1.0)
+    assert decide(settings(), unknown, LoadWindow(backlog), 40.0)[0] == 9
+
+
 def test_state_round_trips_through_json() -> None:
-    state = AutoscalerState(7, below_since=3.5, last_request_at=2.0, panicking=True, service_s=0.8)
+    state = AutoscalerState(
+        7, below_since=3.5, last_request_at=2.0, panicking=True, service_s=0.8, cold_start_s=31.0
+    )
     assert AutoscalerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
     assert AutoscalerState.from_dict({"desired": 2, "from_a_later_version": 1}).desired == 2
 
