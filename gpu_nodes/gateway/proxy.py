@@ -104,6 +104,9 @@ class ReplicaProxy:
                 ),
                 # Bytes pass through as the replica sent them (Content-Encoding included).
                 auto_decompress=False,
+                # One replica's Set-Cookie must never ride along on other callers' requests
+                # (the default jar would keep it); it also saves a jar lookup per request.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
