@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -189,6 +190,9 @@ def _lifespan(gateway: Gateway) -> Callable[[FastAPI], AbstractAsyncContextManag
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         gateway.source.load_cache()
+        # What startup imported and built (~75k objects) lives as long as the process: leave it
+        # out of every collection (a full one took ~0.25 s of a loaded run's p99 otherwise).
+        gc.freeze()
         poller = asyncio.create_task(
             gateway.source.run(requests_parked=lambda: gateway.picker.parked > 0),
             name="routing-table-poller",
