@@ -32,6 +32,9 @@ _PAUSE_BYTES = 256 * 1024
 _RESUME_BYTES = 64 * 1024
 # Most idle connections kept per replica; more are closed when released.
 _MAX_IDLE_PER_REPLICA = 256
+# Most requests in flight to replicas at once (each holds a connection, so a file descriptor);
+# more wait for one to end. The same bound aiohttp's pool had here.
+MAX_ACTIVE_CONNECTIONS = 1000
 # Never forwarded: what this client writes itself, and ``expect`` (the body is sent at once, so
 # a ``100 Continue`` would only be one more response to skip).
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "expect"})
@@ -268,10 +271,7 @@ class _Connection(asyncio.Protocol):
 
     def finish(self, reusable: bool) -> None:
         self.response = None
-        if reusable and not self.closed:
-            self._pool.put_back(self)
-        else:
-            self.close()
+        self._pool.finished(self, reusable)
 
     def close(self) -> None:
         self.closed = True
@@ -283,11 +283,19 @@ class UpstreamPool:
     """Keep-alive connections per replica address; idle ones are dropped after ``idle_s`` (see
     ``gpu_nodes.keepalive``: the gateway must give up on a connection before the replica)."""
 
-    def __init__(self, *, connect_timeout_s: float, read_timeout_s: float, idle_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        idle_s: float,
+        max_active: int = MAX_ACTIVE_CONNECTIONS,
+    ) -> None:
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
         self._idle_s = idle_s
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._active = asyncio.Semaphore(max_active)
 
     async def request(
         self,
@@ -303,7 +311,12 @@ class UpstreamPool:
         closed (the replica sees the client go)."""
         host, port, host_header, prefix = _address(url)
         target = _request_target(prefix, path, query)
-        connection = self._idle_connection((host, port)) or await self._connect(host, port)
+        await self._active.acquire()  # given back by ``finished`` (the response's release)
+        try:
+            connection = self._idle_connection((host, port)) or await self._connect(host, port)
+        except BaseException:
+            self._active.release()
+            raise
         lines = [method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\nhost: ", host_header]
         for name, value in headers:
             if name not in _OWN_HEADERS:
@@ -339,7 +352,15 @@ class UpstreamPool:
             raise UpstreamConnectError(f"{type(exc).__name__}: {exc}") from exc
         return connection
 
-    def put_back(self, connection: _Connection) -> None:
+    def finished(self, connection: _Connection, reusable: bool) -> None:
+        """A response on ``connection`` was released: reuse the connection or close it."""
+        self._active.release()
+        if reusable and not connection.closed:
+            self._put_back(connection)
+        else:
+            connection.close()
+
+    def _put_back(self, connection: _Connection) -> None:
         idle = self._idle.setdefault(connection.key, [])
         now = time.monotonic()
         # The oldest idle connections sit at the bottom of the stack, never popped while the

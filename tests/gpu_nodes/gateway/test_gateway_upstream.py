@@ -255,3 +255,22 @@ def test_a_large_stream_read_slowly_arrives_whole() -> None:
         assert replica.connections == 1
 
     run(scenario)
+
+
+def test_requests_past_the_active_bound_wait_for_one_to_end() -> None:
+    async def scenario() -> None:
+        async with ScriptedReplica(answering(OK)) as replica:
+            client = UpstreamPool(connect_timeout_s=2, read_timeout_s=5, idle_s=30, max_active=1)
+            first = await client.request(replica.url, "POST", "/", b"", [], b"{}")
+            second = asyncio.create_task(client.request(replica.url, "POST", "/", b"", [], b"{}"))
+            await asyncio.sleep(0.1)
+            assert not second.done()
+            assert await first.read() == b'{"ok":true}'
+            first.release()
+            response = await second
+            assert await response.read() == b'{"ok":true}'
+            response.release()
+            client.close()
+        assert replica.connections == 1  # the second request took over the first's connection
+
+    run(scenario)
