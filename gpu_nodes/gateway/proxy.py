@@ -6,8 +6,9 @@ error before anything was sent is retried once on another replica; a replica fai
 response started drops the client connection (the client sees a broken stream, never a short
 "complete" one).
 
-The upstream client is aiohttp: on this hot path httpx's connection pool spent about a third of
-the gateway's CPU checking every pooled connection on each request and each release.
+The upstream client is ``upstream.py``'s small HTTP/1.1 pool: on this hot path httpx's pool
+spent about a third of the gateway's CPU checking every pooled connection on each request, and
+aiohttp, which replaced it, later about half (see that module).
 """
 
 from __future__ import annotations
@@ -16,17 +17,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
 import anyio
-from multidict import CIMultiDict
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from yarl import URL
 
 from gpu_nodes.gateway.exceptions import UpstreamError
 from gpu_nodes.gateway.picker import ReplicaPicker
 from gpu_nodes.gateway.routing import Target
 from gpu_nodes.gateway.settings import GatewaySettings
+from gpu_nodes.gateway.upstream import (
+    UpstreamConnectError,
+    UpstreamFailure,
+    UpstreamPool,
+    UpstreamResponse,
+)
 from gpu_nodes.keepalive import GATEWAY_POOL_IDLE_S
 from plinth.contracts.routing import ReplicaRoute
 
@@ -44,10 +48,10 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# Never passed to the model: the caller's API key, and what httpx computes itself.
+# Never passed to the model: the caller's API key, and what the client computes itself.
 DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {"host", "content-length", "authorization"}
 # The gateway's own server adds these to every response; the replica's copies would repeat them.
-DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"date", "server"}
+DROPPED_RESPONSE_HEADERS = frozenset(name.encode() for name in HOP_BY_HOP | {"date", "server"})
 
 
 @dataclass(frozen=True)
@@ -86,30 +90,16 @@ class ReplicaProxy:
         on_upstream_error: UpstreamErrorHook = _ignore_error,
     ) -> None:
         self._settings = settings
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = UpstreamPool(
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            idle_s=GATEWAY_POOL_IDLE_S,
+        )
         self._picker = picker
         self._on_upstream_error = on_upstream_error
 
-    def _client(self) -> aiohttp.ClientSession:
-        # Made on first use, inside the server's event loop (a session belongs to one loop).
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=1000, limit_per_host=0, keepalive_timeout=GATEWAY_POOL_IDLE_S
-                ),
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    sock_connect=self._settings.connect_timeout_s,
-                    sock_read=self._settings.read_timeout_s,
-                ),
-                # Bytes pass through as the replica sent them (Content-Encoding included).
-                auto_decompress=False,
-            )
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        self._pool.close()
 
     async def forward(self, target: Target, request: UpstreamRequest) -> Response:
         tried: set[str] = set()
@@ -121,46 +111,35 @@ class ReplicaProxy:
             tried.add(replica.url)
             try:
                 upstream = await self._send(replica, request)
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            except UpstreamConnectError as exc:
                 self._picker.unreachable(replica)
                 self._on_upstream_error(target, "unreachable")
                 log.warning(
                     "request_id=%s replica %s unreachable (%s)%s",
                     request.request_id,
                     replica.id,
-                    type(exc).__name__,
+                    exc,
                     "; retrying on another replica" if attempt == 1 else "",
                 )
                 continue
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except UpstreamFailure as exc:
                 self._picker.release(replica)
                 self._on_upstream_error(target, "failed")
-                raise UpstreamError(
-                    f"replica {replica.id} failed before answering: {type(exc).__name__}"
-                ) from exc
+                raise UpstreamError(f"replica {replica.id} failed before answering: {exc}") from exc
             except BaseException:  # cancelled (the client went away): stop counting it
                 self._picker.release(replica)
                 raise
             return await self._relay(upstream, replica, target, request.request_id)
         raise UpstreamError(f"no replica of deployment {target.deployment_id} could be reached")
 
-    async def _send(
-        self, replica: ReplicaRoute, request: UpstreamRequest
-    ) -> aiohttp.ClientResponse:
-        url = replica.url.rstrip("/") + request.path
-        if request.query:
-            url += "?" + request.query.decode("latin-1")
-        return await self._client().request(
-            request.method,
-            URL(url, encoded=True),
-            headers=CIMultiDict(request.headers),
-            data=request.body,
-            allow_redirects=False,
+    async def _send(self, replica: ReplicaRoute, request: UpstreamRequest) -> UpstreamResponse:
+        return await self._pool.request(
+            replica.url, request.method, request.path, request.query, request.headers, request.body
         )
 
     async def _relay(
         self,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         replica: ReplicaRoute,
         target: Target,
         request_id: str,
@@ -168,17 +147,15 @@ class ReplicaProxy:
         headers = [
             (name, value)
             for name, value in upstream.raw_headers
-            if name.decode("latin-1").lower() not in DROPPED_RESPONSE_HEADERS
+            if name.lower() not in DROPPED_RESPONSE_HEADERS
         ]
-        length = upstream.headers.get("content-length", "")
-        if length.isdigit() and int(length) <= self._settings.buffered_response_bytes:
+        length = upstream.content_length
+        if length is not None and length <= self._settings.buffered_response_bytes:
             try:
                 body = await upstream.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except UpstreamFailure as exc:
                 self._on_upstream_error(target, "mid_response")
-                raise UpstreamError(
-                    f"replica {replica.id} failed mid-response: {type(exc).__name__}"
-                ) from exc
+                raise UpstreamError(f"replica {replica.id} failed mid-response: {exc}") from exc
             finally:
                 upstream.release()
                 self._picker.release(replica)
@@ -199,7 +176,7 @@ class RelayedStream(Response):
 
     def __init__(
         self,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         headers: list[tuple[bytes, bytes]],
         *,
         on_close: Callable[[], None],
@@ -239,11 +216,11 @@ class RelayedStream(Response):
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         try:
-            async for chunk in self._upstream.content.iter_any():
+            while (chunk := await self._upstream.next_chunk()) is not None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except UpstreamFailure as exc:
             # Returning without the final message makes the server drop the connection.
-            log.warning("%s failed mid-stream: %s", self._label, type(exc).__name__)
+            log.warning("%s failed mid-stream: %s", self._label, exc)
             self._on_failure()
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
