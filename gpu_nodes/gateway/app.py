@@ -247,7 +247,11 @@ def _add_inference_route(app: FastAPI, gateway: Gateway, settings: GatewaySettin
                 )
             return await _model_path(gateway, request, parsed)
         except GatewayError as exc:
-            return JSONResponse(exc.body(openai=openai), status_code=exc.status_code)
+            return JSONResponse(
+                exc.body(openai=openai),
+                status_code=exc.status_code,
+                headers=exc.response_headers(),
+            )
 
 
 async def _model_path(gateway: Gateway, request: Request, parsed: InferencePath) -> Response:
