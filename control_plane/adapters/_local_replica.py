@@ -51,6 +51,7 @@ class ReplicaProcess:
     restart_at: float | None = None  # monotonic time a dead process is due to restart
     failed_probes: int = 0
     generation: int = 0  # bumped on every (re)start so stale probe results are dropped
+    draining_since: float | None = None  # monotonic time it was chosen for removal
 
     @property
     def url(self) -> str:

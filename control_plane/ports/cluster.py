@@ -17,6 +17,9 @@ class ReplicaPhase(StrEnum):
     LOADING = "LOADING"  # server answers, model load() still running
     READY = "READY"  # load() done: takes traffic
     FAILED = "FAILED"  # load() raised, or crash-looping past the restart budget
+    # Chosen for removal: takes no new requests (not ready in the routing table) and is
+    # stopped once its in-flight requests finished or the drain timeout expired.
+    DRAINING = "DRAINING"
     STOPPED = "STOPPED"
 
 
@@ -50,7 +53,11 @@ class ClusterDriver(Protocol):
     name: str  # cluster name, as the routing table shows it
 
     def scale(self, spec: ReplicaSpec, replicas: int) -> None:
-        """Converge to ``replicas`` running copies of ``spec`` (0 stops them all)."""
+        """Converge to ``replicas`` running copies of ``spec`` (0 stops them all).
+
+        A ready replica chosen for removal drains first (the least busy are chosen): it is
+        listed as DRAINING, so the routing table sends it nothing new, until its in-flight
+        requests finished or the driver's drain timeout expired."""
         ...
 
     def replicas(self, deployment_id: str) -> list[ReplicaState]: ...
