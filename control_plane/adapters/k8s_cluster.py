@@ -1,8 +1,10 @@
 """Kubernetes cluster driver: a Deployment, Service, PDB (+ Secret) per Plinth deployment.
 
 ``scale`` renders the objects (:func:`render_manifests`) and server-side-applies them, so
-it creates or updates in one idempotent call; ``replicas`` maps the deployment's pods to
-replica states (readiness probe on ``/v1/models/model`` = READY); ``logs`` reads pod logs.
+it creates or updates in one idempotent call (a pod removed drains first: its preStop hook waits
+for its in-flight requests, and it is listed as DRAINING meanwhile); ``replicas`` maps the
+deployment's pods to replica states (readiness probe on ``/v1/models/model`` = READY);
+``logs`` reads pod logs.
 Pods belong to the cluster, not to this process: ``close`` only releases the API client.
 """
 
@@ -157,7 +159,8 @@ def _phase_of(
     metadata: dict[str, Any], status: dict[str, Any], containers: list[dict[str, Any]]
 ) -> tuple[ReplicaPhase, str]:
     if metadata.get("deletionTimestamp"):
-        return ReplicaPhase.STOPPED, "terminating"
+        # Its preStop hook waits for the in-flight requests; nothing new is routed to it.
+        return ReplicaPhase.DRAINING, "terminating: draining in-flight requests"
     pod_phase = status.get("phase", "Pending")
     if pod_phase in ("Failed", "Succeeded"):
         return ReplicaPhase.FAILED, status.get("message") or f"pod {pod_phase.lower()}"

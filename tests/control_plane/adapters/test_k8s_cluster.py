@@ -235,10 +235,12 @@ def test_pod_phase_mapping(status: dict[str, Any], phase: ReplicaPhase) -> None:
     assert state.phase is phase and state.message
 
 
-def test_terminating_pods_are_not_replicas(
+def test_terminating_pods_drain_and_are_never_ready(
     driver: KubernetesDriver, fake_api: tuple[FakeApi, str]
 ) -> None:
     pod = _pod("p-old", ip="10.0.0.9", ready=True, started=True)
     pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
     fake_api[0].pods = [pod]
-    assert driver.replicas("dep1") == []
+    [state] = driver.replicas("dep1")
+    assert (state.replica_id, state.phase) == ("p-old", ReplicaPhase.DRAINING)
+    assert "draining" in state.message
