@@ -31,7 +31,7 @@ from control_plane.adapters._local_replica import (
     tail_lines,
 )
 from control_plane.adapters.exceptions import ClusterError
-from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec, ReplicaState
+from control_plane.ports.cluster import ColdStart, ReplicaPhase, ReplicaSpec, ReplicaState
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
 # Log files of this many stopped replicas per deployment stay visible through logs().
 RETIRED_LOGS_KEPT = 4
+# Grace for a replica stopped at the drain timeout (its server would wait for the requests).
+CUT_GRACE_S = 1.0
 # Consecutive unanswered probes before a replica that answered before stops taking traffic.
 PROBE_FAILURES_BEFORE_UNREADY = 3
 
@@ -174,6 +176,7 @@ class LocalProcessDriver:
                     phase=phase,
                     restarts=r.restarts,
                     message=message,
+                    cold_start=_cold_start(r),
                 )
                 for r, phase, message in live
             ]
@@ -237,6 +240,8 @@ class LocalProcessDriver:
             with self._lock:
                 if replica.generation == generation and replica.phase is not ReplicaPhase.STOPPED:
                     self._apply_probe(replica, result.phase, result.message)
+                    if result.phase is ReplicaPhase.READY and result.phase_times:
+                        replica.phase_times = dict(result.phase_times)
         self._finish_drains()
 
     def _finish_drains(self) -> None:
@@ -244,6 +249,7 @@ class LocalProcessDriver:
         with self._lock:
             draining = [(d, r) for d in self._deployments.values() for r in d.draining]
         finished: list[tuple[_Deployment, ReplicaProcess]] = []
+        cut: set[str] = set()  # stopped with requests in flight: their time is up already
         for deployment, replica in draining:
             alive = replica.proc is not None and replica.proc.poll() is None
             busy = in_flight(self._client, replica.url) if alive else None
@@ -252,6 +258,8 @@ class LocalProcessDriver:
             if why is not None:
                 finished.append((deployment, replica))
                 note(replica, why)
+                if busy:
+                    cut.add(replica.replica_id)
         with self._lock:
             # Taken back by a scale-up, or closed, meanwhile: not this tick's to stop.
             finished = [(d, r) for d, r in finished if r in d.draining and r.draining_since]
@@ -259,7 +267,9 @@ class LocalProcessDriver:
         if not finished:
             return
         # Listed (DRAINING) until the process is gone, so no one reads it as stopped early.
-        stop_processes([r for _, r in finished], grace_s=self._stop_grace_s)
+        for _, replica in finished:
+            grace = CUT_GRACE_S if replica.replica_id in cut else self._stop_grace_s
+            stop_processes([replica], grace_s=grace)
         with self._lock:
             for deployment, replica in finished:
                 self._stopping.discard(replica.replica_id)
@@ -326,3 +336,17 @@ class LocalProcessDriver:
         # FAILED: why; LOADING: weights progress or ""; a phase change clears older text.
         replica.message = message
         replica.phase = phase
+
+
+def _cold_start(replica: ReplicaProcess) -> ColdStart | None:
+    """The phases of the replica's current start: the driver knows when it started the
+    process; the server says when it was up, had its weights and had loaded the model."""
+    if not replica.scheduled_at:
+        return None
+    times = replica.phase_times
+    return ColdStart(
+        scheduled_at=replica.scheduled_at,
+        environment_ready_at=times.get("environment_ready_at"),
+        weights_ready_at=times.get("weights_ready_at"),
+        model_loaded_at=times.get("model_loaded_at"),
+    )

@@ -40,6 +40,19 @@ class ReplicaSpec:
 
 
 @dataclass(frozen=True)
+class ColdStart:
+    """When one start of a replica reached each phase (epoch seconds; None: not yet, or the
+    driver cannot tell). Scheduled: the driver started the process / the pod was created.
+    Environment ready: the model server runs (image pulled, Python up). Weights ready: the
+    deployment's weights are on disk. Model loaded: ``load()`` returned; the replica is ready."""
+
+    scheduled_at: float
+    environment_ready_at: float | None = None
+    weights_ready_at: float | None = None
+    model_loaded_at: float | None = None
+
+
+@dataclass(frozen=True)
 class ReplicaState:
     replica_id: str
     deployment_id: str
@@ -47,6 +60,7 @@ class ReplicaState:
     phase: ReplicaPhase
     restarts: int = 0
     message: str = ""
+    cold_start: ColdStart | None = None  # the current start's phases
 
 
 class ClusterDriver(Protocol):

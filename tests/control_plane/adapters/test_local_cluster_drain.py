@@ -90,6 +90,11 @@ def test_the_idle_replica_goes_and_a_busy_one_finishes_before_it_stops(
 ) -> None:
     driver.scale(spec, 3)
     oldest, middle, newest = _wait_for(driver, _ready(3))
+    times = oldest.cold_start  # the driver's start time, then the server's own phases
+    assert times is not None and times.model_loaded_at is not None
+    assert times.environment_ready_at is not None and times.weights_ready_at is not None
+    assert times.scheduled_at < times.environment_ready_at
+    assert times.environment_ready_at <= times.weights_ready_at <= times.model_loaded_at
     with ThreadPoolExecutor(4) as pool:
         # The oldest and the newest are busy: the idle middle one is removed first.
         held = [_predict(pool, r.url, 4) for r in (oldest, newest)]
