@@ -47,6 +47,9 @@ class Settings:
     # A deployment replaced by a promotion keeps its replicas this long before it is scaled
     # to zero, so gateways polling the routing table never route to a stopping replica.
     promotion_drain_s: float = 10.0
+    # A replica removed by a scale-down takes no new requests and is stopped once its in-flight
+    # requests finished, or after this long (Kubernetes: its preStop hook's bound).
+    drain_timeout_s: float = 30.0
     run_background_workers: bool = True
     max_archive_bytes: int = 2 << 30
     # Cloud adapters (only read when the matching kind is chosen).
@@ -91,6 +94,10 @@ class Settings:
             raise SettingsError("PLINTH_RECONCILE_INTERVAL_S must be > 0")
         if self.build_poll_interval_s <= 0:
             raise SettingsError("PLINTH_BUILD_POLL_INTERVAL_S must be > 0")
+        if not self.drain_timeout_s >= 0:  # also rejects NaN
+            raise SettingsError(
+                f"PLINTH_DRAIN_TIMEOUT_S={self.drain_timeout_s!r} must be >= 0 (seconds)"
+            )
         if not self.promotion_drain_s >= 0:  # also rejects NaN
             raise SettingsError(
                 f"PLINTH_PROMOTION_DRAIN_S={self.promotion_drain_s!r} must be >= 0 (seconds)"
@@ -124,6 +131,7 @@ class Settings:
                 "PLINTH_PROMOTION_TIMEOUT_S", defaults.promotion_timeout_s
             ),
             promotion_drain_s=reader.number("PLINTH_PROMOTION_DRAIN_S", defaults.promotion_drain_s),
+            drain_timeout_s=reader.number("PLINTH_DRAIN_TIMEOUT_S", defaults.drain_timeout_s),
             run_background_workers=reader.boolean(
                 "PLINTH_RUN_BACKGROUND_WORKERS", defaults.run_background_workers
             ),

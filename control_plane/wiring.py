@@ -8,6 +8,7 @@ API process never starts a cluster driver it does not need.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -391,17 +392,26 @@ def _build_driver(settings: Settings) -> ClusterDriver:
     if settings.cluster_kind == "local":
         from control_plane.adapters.local_cluster import LocalProcessDriver
 
-        return LocalProcessDriver(settings.state_dir)
+        # A draining replica stops no sooner than one reconcile tick (the routing table without
+        # it) plus a gateway poll (1 s) and a margin: no gateway sends it anything new then.
+        return LocalProcessDriver(
+            settings.state_dir,
+            drain_timeout_s=settings.drain_timeout_s,
+            drain_settle_s=settings.reconcile_interval_s + 2.0,
+        )
     if settings.cluster_kind == "kubernetes":
         from control_plane.adapters.k8s_auth import named_cluster_client
-        from control_plane.adapters.k8s_cluster import KubernetesDriver
+        from control_plane.adapters.k8s_cluster import KubernetesDriver, KubernetesOptions
 
         # A cluster the settings name (endpoint + CA + token provider), else in-cluster config
         # or the kubeconfig.
         api_client = named_cluster_client(settings)
+        options = KubernetesOptions(drain_timeout_s=math.ceil(settings.drain_timeout_s))
         if settings.k8s_image:
-            return KubernetesDriver(settings.k8s_namespace, api_client, image=settings.k8s_image)
-        return KubernetesDriver(settings.k8s_namespace, api_client)
+            return KubernetesDriver(
+                settings.k8s_namespace, api_client, image=settings.k8s_image, options=options
+            )
+        return KubernetesDriver(settings.k8s_namespace, api_client, options=options)
     raise AdapterUnavailable("PLINTH_CLUSTER=none: this process has no cluster driver")
 
 

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,6 +52,9 @@ class ReplicaProcess:
     restart_at: float | None = None  # monotonic time a dead process is due to restart
     failed_probes: int = 0
     generation: int = 0  # bumped on every (re)start so stale probe results are dropped
+    draining_since: float | None = None  # monotonic time it was chosen for removal
+    scheduled_at: float = 0.0  # epoch time of the current process's start (cold start phases)
+    phase_times: dict[str, float] = field(default_factory=dict)  # the server's cold_start
 
     @property
     def url(self) -> str:
@@ -122,6 +125,8 @@ def start_process(replica: ReplicaProcess, spec: ReplicaSpec) -> None:
     except OSError as exc:
         raise ClusterError(f"cannot start replica {replica.replica_id}: {exc}") from exc
     replica.started_at = time.monotonic()
+    replica.scheduled_at = time.time()
+    replica.phase_times = {}
     replica.generation += 1
     replica.failed_probes = 0
     replica.phase = ReplicaPhase.STARTING
@@ -167,6 +172,8 @@ def stop_processes(replicas: list[ReplicaProcess], *, grace_s: float) -> None:
 class ProbeResult:
     phase: ReplicaPhase | None  # None: the server did not answer
     message: str = ""
+    # The server's cold_start: when it reached each phase (epoch s), e.g. model_loaded_at.
+    phase_times: Mapping[str, float] = field(default_factory=dict)
 
 
 def probe(client: httpx.Client, url: str) -> ProbeResult:
@@ -176,18 +183,25 @@ def probe(client: httpx.Client, url: str) -> ProbeResult:
         ready = client.get(f"{url}/v1/models/model")
     except httpx.HTTPError:
         return ProbeResult(None)
-    if ready.status_code == 200:
-        return ProbeResult(ReplicaPhase.READY)
     body: dict[str, object] = {}
     with contextlib.suppress(ValueError):
         parsed = ready.json()
         body = parsed if isinstance(parsed, dict) else {}
+    if ready.status_code == 200:
+        return ProbeResult(ReplicaPhase.READY, phase_times=_phase_times(body.get("cold_start")))
     if str(body.get("status", "")).upper() == "FAILED":
         return ProbeResult(ReplicaPhase.FAILED, str(body.get("error") or "model load failed"))
     weights = body.get("weights")  # the model server is still fetching weights
     if isinstance(weights, dict):
         return ProbeResult(ReplicaPhase.LOADING, progress_message(weights))
     return ProbeResult(ReplicaPhase.LOADING)
+
+
+def _phase_times(raw: object) -> dict[str, float]:
+    """The numeric entries of a readiness body's ``cold_start`` (anything else is dropped)."""
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): float(v) for k, v in raw.items() if isinstance(v, int | float) and v == v}
 
 
 def progress_message(weights: Mapping[str, Any]) -> str:

@@ -1,8 +1,10 @@
 """Kubernetes cluster driver: a Deployment, Service, PDB (+ Secret) per Plinth deployment.
 
 ``scale`` renders the objects (:func:`render_manifests`) and server-side-applies them, so
-it creates or updates in one idempotent call; ``replicas`` maps the deployment's pods to
-replica states (readiness probe on ``/v1/models/model`` = READY); ``logs`` reads pod logs.
+it creates or updates in one idempotent call (a pod removed drains first: its preStop hook waits
+for its in-flight requests, and it is listed as DRAINING meanwhile); ``replicas`` maps the
+deployment's pods to replica states (readiness probe on ``/v1/models/model`` = READY);
+``logs`` reads pod logs.
 Pods belong to the cluster, not to this process: ``close`` only releases the API client.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client as k8s
@@ -22,7 +25,7 @@ from control_plane.adapters.k8s_manifests import (
     render_manifests,
     selector_labels,
 )
-from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec, ReplicaState
+from control_plane.ports.cluster import ColdStart, ReplicaPhase, ReplicaSpec, ReplicaState
 
 __all__ = ["KubernetesDriver", "KubernetesOptions", "pod_to_replica_state", "render_manifests"]
 
@@ -150,14 +153,47 @@ def pod_to_replica_state(pod: dict[str, Any], deployment_id: str, port: int) -> 
         phase=phase,
         restarts=restarts,
         message=message,
+        cold_start=_cold_start(metadata, status, containers),
     )
+
+
+def _cold_start(
+    metadata: dict[str, Any], status: dict[str, Any], containers: list[dict[str, Any]]
+) -> ColdStart | None:
+    """The pod's own timestamps: created (scheduled), container running (image pulled, the
+    environment is ready), Ready condition (model loaded). Weights are fetched inside the
+    model server's load, so on Kubernetes that phase is part of the model load."""
+    scheduled = _epoch(metadata.get("creationTimestamp"))
+    if scheduled is None:
+        return None
+    running = [((c.get("state") or {}).get("running") or {}).get("startedAt") for c in containers]
+    started = [t for t in (_epoch(r) for r in running) if t is not None]
+    conditions: list[dict[str, Any]] = status.get("conditions") or []
+    ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+    loaded = _epoch(ready.get("lastTransitionTime")) if ready.get("status") == "True" else None
+    return ColdStart(
+        scheduled_at=scheduled,
+        environment_ready_at=max(started) if started else None,
+        model_loaded_at=loaded,
+    )
+
+
+def _epoch(value: object) -> float | None:
+    """RFC 3339 (``2026-01-01T00:00:00Z``) to epoch seconds; None when absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _phase_of(
     metadata: dict[str, Any], status: dict[str, Any], containers: list[dict[str, Any]]
 ) -> tuple[ReplicaPhase, str]:
     if metadata.get("deletionTimestamp"):
-        return ReplicaPhase.STOPPED, "terminating"
+        # Its preStop hook waits for the in-flight requests; nothing new is routed to it.
+        return ReplicaPhase.DRAINING, "terminating: draining in-flight requests"
     pod_phase = status.get("phase", "Pending")
     if pod_phase in ("Failed", "Succeeded"):
         return ReplicaPhase.FAILED, status.get("message") or f"pod {pod_phase.lower()}"

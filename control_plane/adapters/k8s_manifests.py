@@ -65,6 +65,11 @@ class KubernetesOptions:
     container_port: int = 8080
     secrets_mount_path: str = "/var/run/plinth/secrets"
     image_pull_policy: str = "IfNotPresent"
+    # Removing a pod drains it: a preStop hook waits ``drain_settle_s`` (gateways drop the
+    # terminating pod from their routing table), then until nothing is in flight, at most
+    # ``drain_timeout_s``; then SIGTERM, and ``termination_grace_s`` for the server to exit.
+    drain_settle_s: int = 5
+    drain_timeout_s: int = 30
     termination_grace_s: int = 30
     # How long a replica may take to answer ``GET /`` after start (image pull excluded).
     startup_budget_s: int = 600
@@ -200,7 +205,9 @@ def _deployment(
 ) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
         "containers": [_container(spec, opts)],
-        "terminationGracePeriodSeconds": opts.termination_grace_s,
+        "terminationGracePeriodSeconds": (
+            opts.drain_settle_s + opts.drain_timeout_s + opts.termination_grace_s
+        ),
         "priorityClassName": priority_class_for(spec, opts),
         "automountServiceAccountToken": False,  # model code gets no cluster credentials
     }
@@ -289,10 +296,19 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
         "startupProbe": _probe("/", period=5, failures=max(1, opts.startup_budget_s // 5)),
         "livenessProbe": _probe("/", period=10, failures=3),
         "readinessProbe": _probe("/v1/models/model", period=5, failures=2),
+        "lifecycle": {"preStop": {"exec": {"command": _drain_command(opts)}}},
     }
     if mounts:
         container["volumeMounts"] = mounts
     return container
+
+
+def _drain_command(opts: KubernetesOptions) -> list[str]:
+    """The preStop hook: wait until the server has nothing in flight (bounded)."""
+    return [
+        "python", "-m", "gpu_nodes.model_server.drain", "--port", str(opts.container_port),
+        "--settle", str(opts.drain_settle_s), "--timeout", str(opts.drain_timeout_s),
+    ]  # fmt: skip
 
 
 def _node_cache_env(spec: ReplicaSpec, opts: KubernetesOptions) -> list[dict[str, Any]]:

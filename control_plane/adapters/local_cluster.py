@@ -4,7 +4,9 @@ Each replica runs ``<spec.python> -m gpu_nodes.model_server`` on a free loopback
 with its log and secrets under ``<state_dir>/replicas/<replica_id>/``. A supervisor
 thread probes the Truss health routes to move replicas STARTING -> LOADING -> READY
 (or FAILED when ``load()`` raised) and restarts processes that die, with exponential
-backoff, up to ``max_restarts`` times.
+backoff, up to ``max_restarts`` times. Scaling down drains ready replicas first
+(``_local_drain``): the least busy are chosen, listed as DRAINING, and stopped by the
+supervisor once nothing is in flight or ``drain_timeout_s`` expired.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from control_plane.adapters._local_drain import DrainPolicy, in_flight, removal_order
 from control_plane.adapters._local_replica import (
     ReplicaProcess,
     note,
@@ -28,7 +31,7 @@ from control_plane.adapters._local_replica import (
     tail_lines,
 )
 from control_plane.adapters.exceptions import ClusterError
-from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec, ReplicaState
+from control_plane.ports.cluster import ColdStart, ReplicaPhase, ReplicaSpec, ReplicaState
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
 # Log files of this many stopped replicas per deployment stay visible through logs().
 RETIRED_LOGS_KEPT = 4
+# Grace for a replica stopped at the drain timeout (its server would wait for the requests).
+CUT_GRACE_S = 1.0
 # Consecutive unanswered probes before a replica that answered before stops taking traffic.
 PROBE_FAILURES_BEFORE_UNREADY = 3
 
@@ -44,6 +49,7 @@ PROBE_FAILURES_BEFORE_UNREADY = 3
 class _Deployment:
     spec: ReplicaSpec
     replicas: list[ReplicaProcess] = field(default_factory=list)
+    draining: list[ReplicaProcess] = field(default_factory=list)  # removed, not yet stopped
 
 
 class LocalProcessDriver:
@@ -62,6 +68,8 @@ class LocalProcessDriver:
         stop_grace_s: float = 10.0,
         probe_timeout_s: float = 2.0,
         startup_timeout_s: float = 300.0,
+        drain_timeout_s: float = 30.0,
+        drain_settle_s: float = 3.0,
     ) -> None:
         self.name = name
         self._replicas_dir = Path(state_dir) / "replicas"
@@ -72,6 +80,8 @@ class LocalProcessDriver:
         self._poll_interval_s = poll_interval_s
         self._stop_grace_s = stop_grace_s
         self._startup_timeout_s = startup_timeout_s
+        self._drain = DrainPolicy(settle_s=drain_settle_s, timeout_s=drain_timeout_s)
+        self._stopping: set[str] = set()  # drained replicas being stopped (listed until gone)
         self._deployments: dict[str, _Deployment] = {}
         self._retired_logs: dict[str, collections.deque[tuple[str, Path]]] = {}
         self._lock = threading.RLock()
@@ -89,46 +99,93 @@ class LocalProcessDriver:
             raise ClusterError(f"replicas must be >= 0, got {replicas}")
         if self._stop.is_set():
             raise ClusterError(f"cluster driver {self.name!r} is closed")
+        busy = self._busy_if_scaling_down(spec.deployment_id, replicas)
         with self._lock:
             deployment = self._deployments.setdefault(spec.deployment_id, _Deployment(spec))
             deployment.spec = spec
             current = deployment.replicas
+            revivable = [r for r in deployment.draining if r.replica_id not in self._stopping]
+            while len(current) < replicas and revivable:
+                revived = revivable.pop()  # warm already: cheaper than a new one
+                deployment.draining.remove(revived)
+                revived.draining_since = None
+                note(revived, "kept: scaled up again while draining")
+                current.append(revived)
             while len(current) < replicas:
                 replica = self._new_replica(spec.deployment_id)
                 start_process(replica, spec)  # raises before any process exists, or not at all
                 current.append(replica)
-            # Scale down newest first: the oldest replicas are the warmest.
-            doomed = current[replicas:]
-            del current[replicas:]
-            if not current:
-                del self._deployments[spec.deployment_id]
-            retired = self._retired_logs.setdefault(
-                spec.deployment_id, collections.deque(maxlen=RETIRED_LOGS_KEPT)
-            )
-            retired.extend((r.replica_id, r.log_path) for r in doomed)
+            removed = removal_order(current, busy)[: len(current) - replicas]
+            removed_ids = {r.replica_id for r in removed}
+            deployment.replicas = [r for r in current if r.replica_id not in removed_ids]
+            doomed = self._drain_or_stop(deployment, removed)
+            self._forget_if_empty(deployment)
         stop_processes(doomed, grace_s=self._stop_grace_s)
+
+    def _busy_if_scaling_down(self, deployment_id: str, replicas: int) -> dict[str, int]:
+        """In-flight requests of each ready replica, asked only when some must go (network
+        I/O outside the lock; a replica that does not answer counts as idle)."""
+        with self._lock:
+            deployment = self._deployments.get(deployment_id)
+            current = list(deployment.replicas) if deployment else []
+        if len(current) <= replicas:
+            return {}
+        ready = [r for r in current if r.phase is ReplicaPhase.READY]
+        return {r.replica_id: in_flight(self._client, r.url) or 0 for r in ready}
+
+    def _drain_or_stop(
+        self, deployment: _Deployment, removed: list[ReplicaProcess]
+    ) -> list[ReplicaProcess]:
+        """Ready replicas start draining; the others (serving nothing) are returned to stop."""
+        now = time.monotonic()
+        doomed = []
+        for replica in removed:
+            if replica.phase is ReplicaPhase.READY and self._drain.timeout_s > 0:
+                replica.draining_since = now
+                note(replica, f"draining (at most {self._drain.timeout_s:g}s)")
+                deployment.draining.append(replica)
+            else:
+                doomed.append(replica)
+        self._retire_logs(deployment.spec.deployment_id, doomed)
+        return doomed
+
+    def _retire_logs(self, deployment_id: str, stopped: list[ReplicaProcess]) -> None:
+        retired = self._retired_logs.setdefault(
+            deployment_id, collections.deque(maxlen=RETIRED_LOGS_KEPT)
+        )
+        retired.extend((r.replica_id, r.log_path) for r in stopped)
+
+    def _forget_if_empty(self, deployment: _Deployment) -> None:
+        key = deployment.spec.deployment_id
+        empty = not deployment.replicas and not deployment.draining
+        if empty and self._deployments.get(key) is deployment:
+            del self._deployments[key]
 
     def replicas(self, deployment_id: str) -> list[ReplicaState]:
         with self._lock:
             deployment = self._deployments.get(deployment_id)
             if deployment is None:
                 return []
+            live = [(r, r.phase, r.message) for r in deployment.replicas]
+            live += [(r, ReplicaPhase.DRAINING, "draining") for r in deployment.draining]
             return [
                 ReplicaState(
                     replica_id=r.replica_id,
                     deployment_id=deployment_id,
                     url=r.url,
-                    phase=r.phase,
+                    phase=phase,
                     restarts=r.restarts,
-                    message=r.message,
+                    message=message,
+                    cold_start=_cold_start(r),
                 )
-                for r in deployment.replicas
+                for r, phase, message in live
             ]
 
     def logs(self, deployment_id: str, *, tail: int = 200) -> list[str]:
         with self._lock:
             deployment = self._deployments.get(deployment_id)
-            live = [(r.replica_id, r.log_path) for r in deployment.replicas] if deployment else []
+            replicas = [*deployment.replicas, *deployment.draining] if deployment else []
+            live = [(r.replica_id, r.log_path) for r in replicas]
             # Stopped replicas first (older), so a crashed deployment's last words stay visible.
             targets = [*self._retired_logs.get(deployment_id, ()), *live]
         if not targets:
@@ -145,7 +202,7 @@ class LocalProcessDriver:
         self._stop.set()
         self._supervisor.join(timeout=self._poll_interval_s + 30)
         with self._lock:
-            everything = [r for d in self._deployments.values() for r in d.replicas]
+            everything = [r for d in self._deployments.values() for r in [*d.replicas, *d.draining]]
             self._deployments.clear()
         stop_processes(everything, grace_s=self._stop_grace_s)
         self._client.close()
@@ -183,6 +240,43 @@ class LocalProcessDriver:
             with self._lock:
                 if replica.generation == generation and replica.phase is not ReplicaPhase.STOPPED:
                     self._apply_probe(replica, result.phase, result.message)
+                    if result.phase is ReplicaPhase.READY and result.phase_times:
+                        replica.phase_times = dict(result.phase_times)
+        self._finish_drains()
+
+    def _finish_drains(self) -> None:
+        """Stop the draining replicas whose in-flight requests finished (or whose time is up)."""
+        with self._lock:
+            draining = [(d, r) for d in self._deployments.values() for r in d.draining]
+        finished: list[tuple[_Deployment, ReplicaProcess]] = []
+        cut: set[str] = set()  # stopped with requests in flight: their time is up already
+        for deployment, replica in draining:
+            alive = replica.proc is not None and replica.proc.poll() is None
+            busy = in_flight(self._client, replica.url) if alive else None
+            since = replica.draining_since
+            why = None if since is None else self._drain.stop_reason(since, time.monotonic(), busy)
+            if why is not None:
+                finished.append((deployment, replica))
+                note(replica, why)
+                if busy:
+                    cut.add(replica.replica_id)
+        with self._lock:
+            # Taken back by a scale-up, or closed, meanwhile: not this tick's to stop.
+            finished = [(d, r) for d, r in finished if r in d.draining and r.draining_since]
+            self._stopping.update(r.replica_id for _, r in finished)
+        if not finished:
+            return
+        # Listed (DRAINING) until the process is gone, so no one reads it as stopped early.
+        for _, replica in finished:
+            grace = CUT_GRACE_S if replica.replica_id in cut else self._stop_grace_s
+            stop_processes([replica], grace_s=grace)
+        with self._lock:
+            for deployment, replica in finished:
+                self._stopping.discard(replica.replica_id)
+                if replica in deployment.draining:
+                    deployment.draining.remove(replica)
+                self._retire_logs(deployment.spec.deployment_id, [replica])
+                self._forget_if_empty(deployment)
 
     def _check_process(self, replica: ReplicaProcess, spec: ReplicaSpec, now: float) -> bool:
         """Restart or fail a dead process; True when the live process should be probed."""
@@ -242,3 +336,17 @@ class LocalProcessDriver:
         # FAILED: why; LOADING: weights progress or ""; a phase change clears older text.
         replica.message = message
         replica.phase = phase
+
+
+def _cold_start(replica: ReplicaProcess) -> ColdStart | None:
+    """The phases of the replica's current start: the driver knows when it started the
+    process; the server says when it was up, had its weights and had loaded the model."""
+    if not replica.scheduled_at:
+        return None
+    times = replica.phase_times
+    return ColdStart(
+        scheduled_at=replica.scheduled_at,
+        environment_ready_at=times.get("environment_ready_at"),
+        weights_ready_at=times.get("weights_ready_at"),
+        model_loaded_at=times.get("model_loaded_at"),
+    )

@@ -10,7 +10,7 @@ names or anything a user typed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -82,6 +82,14 @@ class PrometheusPlatformMetrics:
             buckets=COLD_START_BUCKETS_S,
             registry=self.registry,
         )
+        self._replica_cold_starts = Histogram(
+            "plinth_replica_cold_start_seconds",
+            "Time a replica start spent in each phase: environment (scheduled -> server up),"
+            " weights (-> weights on disk), model_load (-> load() returned), total.",
+            ["model_id", "phase"],
+            buckets=COLD_START_BUCKETS_S,
+            registry=self.registry,
+        )
         self.registry.register(_ReplicaCountsCollector(replica_counts))
         # deployment key -> when it entered DEPLOYING (the store's status_changed_at).
         self._starting_since: dict[str, float] = {}
@@ -97,6 +105,10 @@ class PrometheusPlatformMetrics:
         with self._lock:
             for phase in phases:
                 self._track_cold_start(phase)
+
+    def replica_cold_start(self, model_id: str, phase_seconds: Mapping[str, float]) -> None:
+        for phase, seconds in phase_seconds.items():  # four fixed phase names: bounded
+            self._replica_cold_starts.labels(model_id, phase).observe(max(seconds, 0.0))
 
     def _track_cold_start(self, phase: DeploymentPhase) -> None:
         key = f"{phase.model_id}/{phase.deployment_id}"

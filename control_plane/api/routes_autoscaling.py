@@ -69,6 +69,11 @@ class ScalingEventOut(BaseModel):
     from_replicas: int
     to_replicas: int
     reason: str
+    cold_start: dict[str, float | None] | None = Field(
+        default=None,
+        description="On a replica's cold start (from == to): seconds per phase, environment,"
+        " weights, model_load, total.",
+    )
 
 
 class ScalingEventsOut(BaseModel):

@@ -141,6 +141,30 @@ class ModelOut(BaseModel):
     development_deployment_id: str | None
 
 
+class PhaseSecondsOut(BaseModel):
+    environment: float | None = Field(
+        default=None, description="Scheduled -> the model server runs (image, Python up)."
+    )
+    weights: float | None = Field(
+        default=None,
+        description="Environment ready -> weights on disk (null where the driver cannot tell;"
+        " then it counts in model_load).",
+    )
+    model_load: float = Field(description="Weights ready -> load() returned (READY).")
+    total: float = Field(description="Scheduled -> READY.")
+
+
+class ColdStartOut(BaseModel):
+    """The phases of the deployment's last replica start (epoch seconds, and seconds each)."""
+
+    replica_id: str
+    scheduled_at: float
+    environment_ready_at: float | None = None
+    weights_ready_at: float | None = None
+    model_loaded_at: float
+    seconds: PhaseSecondsOut
+
+
 class DeploymentOut(BaseModel):
     id: str
     name: str
@@ -156,6 +180,9 @@ class DeploymentOut(BaseModel):
     scale_down_at: float | None = None
     autoscaling_settings: AutoscalingOut
     created_at: float
+    cold_start: ColdStartOut | None = Field(
+        default=None, description="The last replica start's phases; null before the first."
+    )
 
 
 class PushOut(BaseModel):

@@ -37,6 +37,7 @@ from control_plane.domain.repository import Repository
 from control_plane.exceptions import NotFound
 from control_plane.ports.cluster import ReplicaPhase, ReplicaState
 from control_plane.ports.load_reports import LoadReportStore
+from control_plane.ports.store import MetadataStore
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +66,28 @@ class ScalingEvent:
     from_replicas: int
     to_replicas: int
     reason: str
+    # Set on a replica's cold start (``cold_starts.py``): seconds per phase.
+    cold_start: Mapping[str, float | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "at": self.at,
             "from_replicas": self.from_replicas,
             "to_replicas": self.to_replicas,
             "reason": self.reason,
         }
+        if self.cold_start is not None:
+            data["cold_start"] = dict(self.cold_start)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScalingEvent:
         return cls(
-            float(data["at"]), int(data["from_replicas"]), int(data["to_replicas"]), data["reason"]
+            float(data["at"]),
+            int(data["from_replicas"]),
+            int(data["to_replicas"]),
+            data["reason"],
+            data.get("cold_start"),
         )
 
 
@@ -280,6 +290,15 @@ class Autoscaler:
         value = {"state": state.to_dict(), "events": [e.to_dict() for e in kept]}
         # One writer per deployment (the reconciler holds its tick lock; one Lambda at a time).
         self._repo.store.put(AUTOSCALER, key, value)
+
+
+def append_scaling_event(store: MetadataStore, key: str, event: ScalingEvent) -> None:
+    """Add an event to a deployment's history, leaving the autoscaler's state as it is (one
+    writer: this runs inside the reconciler's tick, after the autoscaler's own pass)."""
+    item = store.get(AUTOSCALER, key)
+    value = dict(item.value) if item is not None else {"state": None}
+    events = [*(value.get("events") or []), event.to_dict()]
+    store.put(AUTOSCALER, key, {**value, "events": events[-MAX_SCALING_EVENTS:]})
 
 
 def _outside_change(now: float, before: int, after: int) -> ScalingEvent:

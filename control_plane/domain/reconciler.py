@@ -15,6 +15,7 @@ from typing import Any
 from control_plane.domain import lifecycle
 from control_plane.domain.autoscaler import Autoscaler
 from control_plane.domain.build_log import BuildLogWriter
+from control_plane.domain.cold_starts import ColdStartRecorder
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.package import replica_spec_for
 from control_plane.domain.placement_recorder import PlacementRecorder
@@ -74,6 +75,7 @@ class Reconciler:
         self._published: dict[str, list[dict[str, Any]]] = {}
         self._tick_lock = threading.Lock()
         self._placement = placement  # records placement over registered clusters
+        self._cold_starts = ColdStartRecorder(repo.store, clock, self._metrics)
 
     def tick(self) -> list[Decision]:
         """One reconcile pass; returns the decisions it applied."""
@@ -104,6 +106,7 @@ class Reconciler:
                 [_decision_kind(decision) for decision in decisions],
             )
             self._record_placement(list(deployments.values()), observed)
+            self._cold_starts.record(deployments, observed)
             return decisions
 
     def run(self, stop: threading.Event, interval_s: float) -> None:

@@ -17,6 +17,9 @@ class ReplicaPhase(StrEnum):
     LOADING = "LOADING"  # server answers, model load() still running
     READY = "READY"  # load() done: takes traffic
     FAILED = "FAILED"  # load() raised, or crash-looping past the restart budget
+    # Chosen for removal: takes no new requests (not ready in the routing table) and is
+    # stopped once its in-flight requests finished or the drain timeout expired.
+    DRAINING = "DRAINING"
     STOPPED = "STOPPED"
 
 
@@ -37,6 +40,19 @@ class ReplicaSpec:
 
 
 @dataclass(frozen=True)
+class ColdStart:
+    """When one start of a replica reached each phase (epoch seconds; None: not yet, or the
+    driver cannot tell). Scheduled: the driver started the process / the pod was created.
+    Environment ready: the model server runs (image pulled, Python up). Weights ready: the
+    deployment's weights are on disk. Model loaded: ``load()`` returned; the replica is ready."""
+
+    scheduled_at: float
+    environment_ready_at: float | None = None
+    weights_ready_at: float | None = None
+    model_loaded_at: float | None = None
+
+
+@dataclass(frozen=True)
 class ReplicaState:
     replica_id: str
     deployment_id: str
@@ -44,13 +60,18 @@ class ReplicaState:
     phase: ReplicaPhase
     restarts: int = 0
     message: str = ""
+    cold_start: ColdStart | None = None  # the current start's phases
 
 
 class ClusterDriver(Protocol):
     name: str  # cluster name, as the routing table shows it
 
     def scale(self, spec: ReplicaSpec, replicas: int) -> None:
-        """Converge to ``replicas`` running copies of ``spec`` (0 stops them all)."""
+        """Converge to ``replicas`` running copies of ``spec`` (0 stops them all).
+
+        A ready replica chosen for removal drains first (the least busy are chosen): it is
+        listed as DRAINING, so the routing table sends it nothing new, until its in-flight
+        requests finished or the driver's drain timeout expired."""
         ...
 
     def replicas(self, deployment_id: str) -> list[ReplicaState]: ...

@@ -7,7 +7,7 @@ metrics library; the Prometheus adapter (``adapters/prometheus_metrics.py``) tur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,10 +41,18 @@ class PlatformMetrics(Protocol):
         """One reconcile pass: the statuses it read and the kinds of decisions it made."""
         ...
 
+    def replica_cold_start(self, model_id: str, phase_seconds: Mapping[str, float]) -> None:
+        """A replica finished starting: seconds per phase (environment, weights, model_load,
+        total; a phase the driver cannot see is left out)."""
+        ...
+
 
 class NoMetrics:
     def build_finished(self, seconds: float, outcome: str) -> None:
         pass
 
     def reconciled(self, phases: Sequence[DeploymentPhase], decision_kinds: Sequence[str]) -> None:
+        pass
+
+    def replica_cold_start(self, model_id: str, phase_seconds: Mapping[str, float]) -> None:
         pass

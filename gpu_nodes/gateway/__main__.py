@@ -30,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-file", type=Path, default=None)
     parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds")
     parser.add_argument("--park-timeout", type=float, default=60.0, help="seconds")
+    parser.add_argument(
+        "--max-parked", type=int, default=1000, help="parked requests per deployment, at most"
+    )
+    parser.add_argument(
+        "--park-retry-after", type=int, default=5, help="Retry-After (s) of a refused park"
+    )
     parser.add_argument("--log-level", default=os.environ.get("PLINTH_LOG_LEVEL", "INFO"))
     parser.add_argument("--access-log", action="store_true")
     return parser.parse_args(argv)
@@ -46,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         cache_file=args.cache_file,
         poll_interval_s=args.poll_interval,
         park_timeout_s=args.park_timeout,
+        max_parked_requests=args.max_parked,
+        park_retry_after_s=args.park_retry_after,
     )
     uvicorn.run(
         create_gateway_app(settings),

@@ -21,6 +21,10 @@ class GatewayError(GpuNodeError):
         self.message = message
         self.param = param
 
+    def response_headers(self) -> dict[str, str]:
+        """Extra headers of the error response (e.g. ``Retry-After``)."""
+        return {}
+
     def body(self, *, openai: bool = False) -> dict[str, Any]:
         if openai:
             kind = "invalid_request_error" if self.status_code < 500 else "server_error"
@@ -76,6 +80,36 @@ class UpstreamError(GatewayError):
 class NoReplicaError(GatewayError):
     status_code = 503
     code = "NO_REPLICA_AVAILABLE"
+
+
+class ParkingBoundError(NoReplicaError):
+    """A request parked past ``park_timeout_s``: the caller may retry after ``Retry-After``.
+
+    The body names the bound that was hit (``bound``, the setting's name, and its ``limit``),
+    so a client can tell a slow cold start from an overflowing queue.
+    """
+
+    bound = "park_timeout_s"
+
+    def __init__(self, message: str, *, limit: float, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+    def body(self, *, openai: bool = False) -> dict[str, Any]:
+        body = super().body(openai=openai)
+        body["error"].update(bound=self.bound, limit=self.limit)
+        return body
+
+
+class ParkedQueueFullError(ParkingBoundError):
+    """The deployment already has ``max_parked_requests`` parked: refused without parking."""
+
+    code = "PARKED_QUEUE_FULL"
+    bound = "max_parked_requests"
 
 
 class RoutingUnavailableError(GatewayError):

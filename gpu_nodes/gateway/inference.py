@@ -94,7 +94,11 @@ class InferenceRouter:
             response = await self._dispatch(Request(scope, receive), path)
         except GatewayError as exc:
             openai = path.startswith("/v1/") or "/v1/" in path
-            response = JSONResponse(exc.body(openai=openai), status_code=exc.status_code)
+            response = JSONResponse(
+                exc.body(openai=openai),
+                status_code=exc.status_code,
+                headers=exc.response_headers(),
+            )
         except ClientDisconnect:  # gone while sending its body: nobody reads an answer
             response = Response(status_code=CLIENT_CLOSED_STATUS)
         await response(scope, receive, send)

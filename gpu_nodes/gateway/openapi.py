@@ -31,7 +31,12 @@ _ERRORS = {
         (404, "unknown model, environment or deployment"),
         (413, "body over the gateway's limit"),
         (502, "the replica failed before answering (UPSTREAM_ERROR)"),
-        (503, "no replica became ready in time"),
+        (
+            503,
+            "no replica became ready within park_timeout_s (NO_REPLICA_AVAILABLE), or"
+            " max_parked_requests already parked (PARKED_QUEUE_FULL); both carry Retry-After"
+            " and name the bound in error.bound / error.limit",
+        ),
         (504, "the model did not answer within its predict timeout"),
     )
 }

@@ -1,7 +1,8 @@
 """Which replica serves a request: the balancer's choice, or parking until one is ready.
 
-A deployment with no ready replica (scaled to zero, starting) parks the request, bounded by
-``park_timeout_s``, after asking the control plane once to wake it (one wake per deployment per
+A deployment with no ready replica (scaled to zero, starting) parks the request, bounded in time
+by ``park_timeout_s`` and in length by ``max_parked_requests`` per deployment (beyond either: 503
+with ``Retry-After``), after asking the control plane once to wake it (one wake per deployment per
 ``WAKE_REPEAT_S``, however many requests park). While any request is parked the routing table is
 polled faster (``parked``). A pick is a lease: the replica counts one more outstanding request
 for the balancer until ``release``. One instance per gateway, used only from the event loop.
@@ -16,7 +17,13 @@ from collections.abc import Collection
 import httpx
 
 from gpu_nodes.gateway.balancer import ReplicaBalancer
-from gpu_nodes.gateway.exceptions import NoReplicaError, NotFoundError, UpstreamError
+from gpu_nodes.gateway.exceptions import (
+    NoReplicaError,
+    NotFoundError,
+    ParkedQueueFullError,
+    ParkingBoundError,
+    UpstreamError,
+)
 from gpu_nodes.gateway.load_reports import LoadCounters
 from gpu_nodes.gateway.routing import Target
 from gpu_nodes.gateway.settings import GatewaySettings
@@ -105,21 +112,41 @@ class ReplicaPicker:
                         f"deployment '{target.deployment_id}' is FAILED and has no ready replica"
                     )
                 if not parked:
+                    if self._queue_full(target.deployment_id):
+                        # Still wake it: with max_parked_requests 0 nothing else would.
+                        await self.request_wake(target.model_id, target.deployment_id)
+                        raise self._queue_full_error(target.deployment_id)
                     parked = True
                     self.parked += 1
                     self.load.park(target.deployment_id)
                     await self.request_wake(target.model_id, target.deployment_id)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise NoReplicaError(
+                    raise ParkingBoundError(
                         f"no replica of deployment '{target.deployment_id}' became ready within "
-                        f"{self._settings.park_timeout_s:g}s (status {deployment.status})"
+                        f"{self._settings.park_timeout_s:g}s (status {deployment.status})",
+                        limit=self._settings.park_timeout_s,
+                        retry_after_s=self._settings.park_retry_after_s,
                     )
                 await self._source.wait_for_change(min(remaining, 1.0))
         finally:
             if parked:
                 self.parked -= 1
                 self.load.unpark(target.deployment_id)
+
+    def _queue_full(self, deployment_id: str) -> bool:
+        """At most ``max_parked_requests`` parked per deployment: memory stays bounded, and a
+        caller told to come back beats one left behind a queue it could not pass in time."""
+        return self.load.parked.get(deployment_id, 0) >= self._settings.max_parked_requests
+
+    def _queue_full_error(self, deployment_id: str) -> ParkedQueueFullError:
+        limit = self._settings.max_parked_requests
+        return ParkedQueueFullError(
+            f"deployment '{deployment_id}' has no ready replica and already {limit} parked"
+            " requests waiting for one; retry later",
+            limit=limit,
+            retry_after_s=self._settings.park_retry_after_s,
+        )
 
     # ---- wake ------------------------------------------------------------------------------
     async def request_wake(self, model_id: str, deployment_id: str, *, force: bool = False) -> bool:

@@ -23,7 +23,11 @@ class GatewaySettings:
     poll_interval_s: float = 1.0
     # Faster polling while requests are parked, so they start soon after a replica is ready.
     parked_poll_interval_s: float = 0.2
+    # Parking is bounded per deployment, in time and in length; beyond either bound the gateway
+    # answers 503 with ``Retry-After: park_retry_after_s`` (docs/autoscaling.md).
     park_timeout_s: float = 60.0
+    max_parked_requests: int = 1000
+    park_retry_after_s: int = 5
     control_plane_timeout_s: float = 5.0
     connect_timeout_s: float = 5.0
     # Time allowed between bytes from a replica (predict calls and streams can be slow).
@@ -34,6 +38,14 @@ class GatewaySettings:
     # name in them (reports of several gateways add up; a restart is a new gateway).
     load_report_interval_s: float = 1.0
     gateway_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    def __post_init__(self) -> None:
+        if not self.park_timeout_s >= 0:  # also rejects NaN
+            raise ValueError(f"park_timeout_s={self.park_timeout_s!r} must be >= 0 (seconds)")
+        if self.max_parked_requests < 0:
+            raise ValueError(f"max_parked_requests={self.max_parked_requests!r} must be >= 0")
+        if self.park_retry_after_s < 0:
+            raise ValueError(f"park_retry_after_s={self.park_retry_after_s!r} must be >= 0")
 
     @property
     def control_plane_base(self) -> str:

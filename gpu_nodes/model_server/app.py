@@ -120,6 +120,8 @@ def _build_app(runner: TrussModelHost) -> FastAPI:
             body["error"] = state.error
         if state.weights is not None:  # still fetching the deployment's weights
             body["weights"] = dict(state.weights)
+        # When this start reached each phase (epoch s): the cluster driver times cold starts.
+        body["cold_start"] = dict(runner.cold_start)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @app.post("/v1/models/model:predict")

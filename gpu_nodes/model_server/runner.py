@@ -93,6 +93,9 @@ class TrussModelHost:
         self.model_dir = model_dir
         self.cfg = cfg
         self.state = LoadState()
+        # Wall-clock (epoch) times of this start's phases, for the readiness body's cold_start:
+        # environment_ready_at (the server is up), weights_ready_at, model_loaded_at.
+        self.cold_start: dict[str, float] = {}
         self.user_roots = package_roots(model_dir, cfg)
         self._secrets = SecretsMapping(cfg.secrets, secrets_dir)
         self._environment = environment
@@ -106,6 +109,7 @@ class TrussModelHost:
         if self._thread is not None:
             return
         self.state = LoadState()
+        self.cold_start = {"environment_ready_at": time.time()}
         self._thread = threading.Thread(target=self._load, name="model-load", daemon=True)
         self._thread.start()
 
@@ -113,6 +117,7 @@ class TrussModelHost:
         started = time.monotonic()
         try:
             self._fetch_weights()
+            self.cold_start["weights_ready_at"] = time.time()
             model_class = import_model_class(self.model_dir, self.cfg)
             model = instantiate_model(
                 model_class,
@@ -138,6 +143,7 @@ class TrussModelHost:
         }
         self._model = model
         elapsed = time.monotonic() - started
+        self.cold_start["model_loaded_at"] = time.time()
         self.state = LoadState(ModelStatus.READY, load_seconds=elapsed)
         log.info("model %s loaded in %.2fs", self.cfg.model_name, elapsed)
 

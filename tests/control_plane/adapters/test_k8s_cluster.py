@@ -235,10 +235,34 @@ def test_pod_phase_mapping(status: dict[str, Any], phase: ReplicaPhase) -> None:
     assert state.phase is phase and state.message
 
 
-def test_terminating_pods_are_not_replicas(
+def test_terminating_pods_drain_and_are_never_ready(
     driver: KubernetesDriver, fake_api: tuple[FakeApi, str]
 ) -> None:
     pod = _pod("p-old", ip="10.0.0.9", ready=True, started=True)
     pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
     fake_api[0].pods = [pod]
-    assert driver.replicas("dep1") == []
+    [state] = driver.replicas("dep1")
+    assert (state.replica_id, state.phase) == ("p-old", ReplicaPhase.DRAINING)
+    assert "draining" in state.message
+
+
+def test_cold_start_phases_come_from_the_pods_timestamps() -> None:
+    pod = _pod(
+        "p-new",
+        ip="10.0.0.7",
+        ready=True,
+        started=True,
+        created="2026-01-01T00:00:00Z",
+        state={"running": {"startedAt": "2026-01-01T00:00:40Z"}},
+    )
+    pod["status"]["conditions"][0]["lastTransitionTime"] = "2026-01-01T00:01:30Z"
+    cold_start = pod_to_replica_state(pod, "dep1", 8080).cold_start
+    assert cold_start is not None
+    # Pulled and started 40 s after creation; loaded (weights included) 50 s later.
+    assert cold_start.environment_ready_at == cold_start.scheduled_at + 40
+    assert cold_start.model_loaded_at == cold_start.scheduled_at + 90
+    assert cold_start.weights_ready_at is None
+    pod["status"]["conditions"][0]["status"] = "False"
+    assert pod_to_replica_state(pod, "dep1", 8080).cold_start.model_loaded_at is None  # type: ignore[union-attr]
+    del pod["metadata"]["creationTimestamp"]
+    assert pod_to_replica_state(pod, "dep1", 8080).cold_start is None

@@ -258,3 +258,17 @@ def test_replica_pods_announce_their_metrics_endpoint() -> None:
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == "9000"
     assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_removed_pods_drain_through_a_bounded_pre_stop_hook() -> None:
+    options = KubernetesOptions(namespace="ns", drain_settle_s=4, drain_timeout_s=45)
+    deployment = _by_kind(render_manifests(CPU_SPEC, 2, options))["Deployment"]
+    pod_spec = deployment["spec"]["template"]["spec"]
+    [container] = pod_spec["containers"]
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == [
+        "python", "-m", "gpu_nodes.model_server.drain", "--port", "8080",
+        "--settle", "4", "--timeout", "45",
+    ]  # fmt: skip
+    # The hook's time and the server's own shutdown both fit in the grace period.
+    assert pod_spec["terminationGracePeriodSeconds"] == 4 + 45 + options.termination_grace_s
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)

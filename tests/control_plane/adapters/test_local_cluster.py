@@ -110,6 +110,7 @@ def driver(tmp_path: Path) -> Iterator[LocalProcessDriver]:
         max_restarts=2,
         poll_interval_s=0.1,
         stop_grace_s=5,
+        drain_settle_s=0.2,
     )
     yield d
     d.close()
@@ -158,18 +159,23 @@ def test_killed_replica_is_restarted(driver: LocalProcessDriver, echo_package: P
     assert f"[{states[0].replica_id}] [plinth] process exited with code -9" in "\n".join(logs)
 
 
-def test_scale_down_newest_first_then_to_zero(
+def test_scale_down_drains_newest_idle_first_then_to_zero(
     driver: LocalProcessDriver, echo_package: Path, tmp_path: Path
 ) -> None:
     spec = _spec(echo_package, secrets={"hf_token": "t"})
     driver.scale(spec, 2)
     states = _wait_for(driver, "dep-1", _all_ready(2))
     pids = _server_pids(states)
-    driver.scale(spec, 1)
-    assert [s.replica_id for s in driver.replicas("dep-1")] == [states[0].replica_id]
+    driver.scale(spec, 1)  # both idle: the newest goes, through DRAINING
+    phases = [(s.replica_id, s.phase) for s in driver.replicas("dep-1")]
+    assert phases == [
+        (states[0].replica_id, ReplicaPhase.READY),
+        (states[1].replica_id, ReplicaPhase.DRAINING),
+    ]
+    _wait_for(driver, "dep-1", lambda ss: [s.replica_id for s in ss] == [states[0].replica_id])
     assert not psutil.pid_exists(pids[1]) and psutil.pid_exists(pids[0])
     driver.scale(spec, 0)
-    assert driver.replicas("dep-1") == []
+    _wait_for(driver, "dep-1", lambda ss: ss == [])
     assert not psutil.pid_exists(pids[0])
     for state in states:  # secrets are removed with the replica; its log stays readable
         replica_dir = tmp_path / "state" / "replicas" / state.replica_id

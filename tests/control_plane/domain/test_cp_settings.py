@@ -42,6 +42,7 @@ def test_values_are_read_and_typed() -> None:
     assert (settings.blob_kind, settings.blob_bucket) == ("s3", "b")
     assert settings.promotion_drain_s == 2.5
     assert Settings.from_env({"PLINTH_PROMOTION_DRAIN_S": "0"}).promotion_drain_s == 0.0
+    assert Settings.from_env({"PLINTH_DRAIN_TIMEOUT_S": "12"}).drain_timeout_s == 12.0
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,7 @@ def test_values_are_read_and_typed() -> None:
         ({"PLINTH_PROMOTION_DRAIN_S": "-1"}, "PLINTH_PROMOTION_DRAIN_S"),
         ({"PLINTH_PROMOTION_DRAIN_S": "nan"}, "PLINTH_PROMOTION_DRAIN_S"),
         ({"PLINTH_PROMOTION_DRAIN_S": "soon"}, "PLINTH_PROMOTION_DRAIN_S"),
+        ({"PLINTH_DRAIN_TIMEOUT_S": "-1"}, "PLINTH_DRAIN_TIMEOUT_S"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:

@@ -40,7 +40,11 @@ def test_not_ready_503_during_a_slow_load(serve, tmp_path: Path) -> None:
 
     readiness = httpx.get(f"{server.url}/v1/models/model")
     assert readiness.status_code == 503
-    assert readiness.json() == {"model_name": "slow", "ready": False, "status": "LOADING"}
+    body = readiness.json()
+    phases = body.pop("cold_start")
+    assert body == {"model_name": "slow", "ready": False, "status": "LOADING"}
+    # No weights to fetch: weights are ready at once; load() is still running.
+    assert set(phases) == {"environment_ready_at", "weights_ready_at"}
     early = httpx.post(f"{server.url}/v1/models/model:predict", json={})
     assert early.status_code == 503
     assert "not ready" in early.json()["error"]
@@ -48,6 +52,9 @@ def test_not_ready_503_during_a_slow_load(serve, tmp_path: Path) -> None:
     gate.touch()
     server.wait_ready(timeout=15)
     assert httpx.post(f"{server.url}/v1/models/model:predict", json={}).json() == {"loaded": True}
+    done = httpx.get(f"{server.url}/v1/models/model").json()["cold_start"]
+    assert done["environment_ready_at"] <= done["weights_ready_at"] <= done["model_loaded_at"]
+    assert done["model_loaded_at"] - done["environment_ready_at"] < 30
 
 
 FAILING_LOAD_MODEL = """
