@@ -78,6 +78,10 @@ class Settings:
     async_allow_private_webhooks: bool = False
     async_webhook_attempts: int = 5
     async_webhook_initial_delay_s: float = 1.0
+    # A request that met a full replica is queued again with a delay doubling up to this
+    # (per request). 0 in `plinth up`, whose worker threads back off instead; the worker
+    # Lambda (no threads to pause) sets it so a saturated deployment is not polled hot.
+    async_busy_requeue_max_s: float = 0.0
     webhook_secret_rotation_s: float = 24 * 3600.0
 
     def __post_init__(self) -> None:
@@ -175,6 +179,9 @@ def _async_settings(reader: _EnvReader, defaults: Settings) -> dict[str, Any]:
         ),
         "webhook_secret_rotation_s": reader.number(
             "PLINTH_WEBHOOK_SECRET_ROTATION_S", defaults.webhook_secret_rotation_s
+        ),
+        "async_busy_requeue_max_s": reader.number(
+            "PLINTH_ASYNC_BUSY_REQUEUE_MAX_S", defaults.async_busy_requeue_max_s
         ),
     }
 

@@ -250,6 +250,7 @@ class Platform:
             webhooks=policy,
             resolve=resolve_host,
             clock=self.clock,
+            busy_requeue_max_s=settings.async_busy_requeue_max_s,
         )
 
     # -- operations -------------------------------------------------------------------

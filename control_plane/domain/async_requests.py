@@ -251,12 +251,31 @@ class AsyncRequestService:
             return item
         now = self._clock()
         if item.value["status"] == QUEUED and now >= item.value["queue_deadline"]:
-            error = {"code": "EXPIRED", "message": "max_time_in_queue_seconds passed in queue"}
-            self._finish(item, EXPIRED, errors=[error])
+            self.expire(item)
             return self._store.get(ASYNC_REQUESTS, request_id)
         value = {**item.value, "status": IN_PROGRESS, "started_at": now}
         version = self._store.put(ASYNC_REQUESTS, request_id, value, expected_version=item.version)
         return Item(request_id, version, value)
+
+    def expire(self, item: Item) -> None:
+        """-> EXPIRED: it never got a slot before its max_time_in_queue_seconds passed."""
+        error = {"code": "EXPIRED", "message": "max_time_in_queue_seconds passed in queue"}
+        self._finish(item, EXPIRED, errors=[error])
+
+    def requeue(self, item: Item, max_delay_s: float = 0.0) -> None:
+        """IN_PROGRESS -> QUEUED before any attempt: the replica had no slot (sync first).
+
+        A fresh message goes to the request's priority queue, visible after a delay that
+        doubles with each requeue (from 0.5 s) up to ``max_delay_s``; the caller acks the
+        delivery it holds. Sent after the write: a crash in between leaves the old message
+        to be redelivered, never a QUEUED request without one."""
+        busy_rounds = int(item.value.get("busy_requeues", 0)) + 1
+        value = {k: v for k, v in item.value.items() if k != "started_at"}
+        value.update(status=QUEUED, busy_requeues=busy_rounds)
+        self._store.put(ASYNC_REQUESTS, item.key, value, expected_version=item.version)
+        delay_s = min(0.5 * 2 ** (busy_rounds - 1), max_delay_s)
+        body = json.dumps({"request_id": item.key})
+        self._queue.send(queue_name(int(value["priority"])), body, delay_s=delay_s)
 
     def record_attempt(self, item: Item) -> Item:
         value = {**item.value, "attempts": int(item.value["attempts"]) + 1}
