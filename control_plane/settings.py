@@ -82,6 +82,9 @@ class Settings:
     # (per request). 0 in `plinth up`, whose worker threads back off instead; the worker
     # Lambda (no threads to pause) sets it so a saturated deployment is not polled hot.
     async_busy_requeue_max_s: float = 0.0
+    # Set by the worker Lambda (not read from the environment): between model attempts it
+    # hands the message back with a visibility delay instead of sleeping.
+    async_defer_retries: bool = False
     webhook_secret_rotation_s: float = 24 * 3600.0
 
     def __post_init__(self) -> None:

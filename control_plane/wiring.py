@@ -251,6 +251,7 @@ class Platform:
             resolve=resolve_host,
             clock=self.clock,
             busy_requeue_max_s=settings.async_busy_requeue_max_s,
+            defer_retries=settings.async_defer_retries,
         )
 
     # -- operations -------------------------------------------------------------------

@@ -22,6 +22,7 @@ from control_plane.domain.async_requests import (
     WEBHOOK_SUCCEEDED,
     AsyncRequestService,
     RetryConfig,
+    queue_name,
 )
 from control_plane.domain.async_webhooks import (
     DELIVERY_ID_HEADER,
@@ -33,7 +34,7 @@ from control_plane.domain.async_webhooks import (
     signature,
     webhook_body,
 )
-from control_plane.exceptions import Conflict, ValidationFailed
+from control_plane.exceptions import Conflict, RetryLater, ValidationFailed
 from control_plane.ports.store import Item
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class AsyncProcessor:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         busy_requeue_max_s: float = 0.0,
+        defer_retries: bool = False,
     ) -> None:
         self._service = service
         self._secrets = webhook_secrets
@@ -102,6 +104,8 @@ class AsyncProcessor:
         self._clock = clock
         self._sleep = sleep
         self._busy_requeue_max_s = busy_requeue_max_s
+        # True where the worker must not sleep (the SQS Lambda): RetryLater instead.
+        self._defer_retries = defer_retries
 
     def process(self, request_id: str) -> Outcome:
         """Handle one delivery of ``request_id``'s message (raises to have it redelivered).
@@ -127,18 +131,12 @@ class AsyncProcessor:
                 value["model_id"], value["deployment_id"], item.key, value["model_input"]
             )
             if result.busy and int(item.value["attempts"]) == 0:
-                # Sync first: still waiting for its first slot, so it is still queued. Past
-                # its queue deadline it expires like any request that never left the queue.
-                if self._clock() < value["queue_deadline"]:
-                    self._service.requeue(item, self._busy_requeue_max_s)
-                    return Outcome.BUSY
-                self._service.expire(item)
-                return Outcome.DONE
+                return self._not_started(item)
             if result.busy:
                 # A retry (the model failed before) met a full replica: the request has
-                # started, so it waits here; a busy answer is never an attempt.
+                # started, so it waits; a busy answer is never an attempt.
                 busy += 1
-                self._sleep(busy_backoff_s(busy))
+                self._wait(item, busy_backoff_s(busy))
                 continue
             item = self._service.record_attempt(item)
             attempts = int(item.value["attempts"])
@@ -150,7 +148,22 @@ class AsyncProcessor:
                 error = {"code": "MODEL_PREDICT_ERROR", "message": message}
                 self._service.complete(item, data=result.body, errors=[error])
                 return Outcome.DONE
-            self._sleep(retry.delay_s(attempts))
+            self._wait(item, retry.delay_s(attempts))
+
+    def _not_started(self, item: Item) -> Outcome:
+        """Sync first: a request still waiting for its first slot is still queued. Past its
+        queue deadline it expires like any request that never left the queue."""
+        if self._clock() < item.value["queue_deadline"]:
+            self._service.requeue(item, self._busy_requeue_max_s)
+            return Outcome.BUSY
+        self._service.expire(item)
+        return Outcome.DONE
+
+    def _wait(self, item: Item, delay_s: float) -> None:
+        if self._defer_retries:
+            # The record keeps its attempts; the redelivery's claim picks the request up.
+            raise RetryLater(item.key, queue_name(int(item.value["priority"])), delay_s)
+        self._sleep(delay_s)
 
     def deliver(self, request_id: str) -> str:
         """Send the webhook with retries; log every attempt; return the final webhook status."""
