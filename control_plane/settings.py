@@ -72,6 +72,8 @@ class Settings:
     # Async inference (docs/async.md). The worker calls models through the gateway with this
     # key (default: the bootstrap key); results are kept this long after a request finishes.
     async_api_key: str | None = None
+    # Or the ARN of the Secrets Manager secret holding it (the worker Lambda; read at start).
+    async_api_key_secret_arn: str | None = None
     async_result_ttl_s: float = 3600.0
     async_max_payload_bytes: int = 256 * 1024
     # Loopback / private webhook targets (link-local and metadata addresses never are).
@@ -165,6 +167,7 @@ class Settings:
 def _async_settings(reader: _EnvReader, defaults: Settings) -> dict[str, Any]:
     return {
         "async_api_key": reader.optional("PLINTH_ASYNC_API_KEY"),
+        "async_api_key_secret_arn": reader.optional("PLINTH_ASYNC_API_KEY_SECRET_ARN"),
         "async_result_ttl_s": reader.number(
             "PLINTH_ASYNC_RESULT_TTL_S", defaults.async_result_ttl_s
         ),

@@ -1,9 +1,9 @@
 """Async inference through the Lambda handlers on AWS's services (a moto server on loopback):
 the API handler (API Gateway v2 events) queues requests into DynamoDB + the priority SQS queue;
 the messages moto's SQS hands out become the worker handler's SQS event; the worker calls a
-real gateway on loopback, which forwards to a real replica; the signed webhook reaches a real
-receiver. A model answering 503 with attempts left is a batch item failure whose message SQS
-delivers again once the backoff has passed."""
+real gateway on loopback (with the API key it reads from Secrets Manager), which forwards to
+a real replica; the signed webhook reaches a real receiver. A model answering 503 with
+attempts left is a batch item failure whose message SQS delivers again after the backoff."""
 
 from __future__ import annotations
 
@@ -81,9 +81,13 @@ def aws(plinth_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             "PLINTH_AWS_REGION": REGION,
             "PLINTH_ASYNC_ALLOW_PRIVATE_WEBHOOKS": "true",
             "PLINTH_ASYNC_WEBHOOK_ATTEMPTS": "1",
-            "PLINTH_ASYNC_API_KEY": WORKER_KEY,
         }.items():
             monkeypatch.setenv(name, value)
+        # The worker's key: in Secrets Manager, as infra stores it; only its ARN in the env.
+        secrets = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint)
+        arn = secrets.create_secret(Name="plinth-async-api-key", SecretString=WORKER_KEY)["ARN"]
+        monkeypatch.setenv("PLINTH_ASYNC_API_KEY_SECRET_ARN", arn)
+        monkeypatch.delenv("PLINTH_ASYNC_API_KEY", raising=False)
         dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint)
         keys = [("tbl", "HASH"), ("key", "RANGE")]
         dynamodb.create_table(

@@ -126,7 +126,10 @@ def test_sqs_queue_adapter_finds_the_queues_the_stack_creates(runs, moto_endpoin
         "variables"
     ]
     queue = SqsQueue(client, queue_prefix=env["PLINTH_SQS_QUEUE_PREFIX"])  # create_missing off
-    for logical in ("async-requests", "builds"):
+    # The queue names the control plane really uses: the async priorities, and builds.
+    from control_plane.domain.async_requests import PRIORITIES, queue_name
+
+    for logical in (*(queue_name(p) for p in PRIORITIES), "builds"):
         queue.send(logical, json.dumps({"probe": logical}))
         (message,) = queue.receive(logical, max_messages=1, visibility_timeout_s=5)
         assert json.loads(message.body) == {"probe": logical}
