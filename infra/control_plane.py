@@ -75,6 +75,10 @@ MAX_MODEL_ATTEMPTS = 10
 WORKER_BUSY_REQUEUE_MAX_S = 30
 # Consumers of the extra queues pass their own visibility timeout on every receive.
 EXTRA_QUEUE_VISIBILITY_S = 900
+# The metadata store's sparse secondary index (control_plane.adapters.dynamodb_store:
+# INDEX_NAME, INDEX_HASH, INDEX_RANGE): async requests by status and deployment, so queue
+# status and the purge never read the whole table.
+METADATA_INDEX = ("by_index", "ipk", "idx")
 # The attribute the control plane's DynamoDB load-report store sets on each report (epoch
 # seconds): with TTL on, DynamoDB deletes expired reports itself.
 LOAD_REPORT_TTL_ATTRIBUTE = "expires_at"
@@ -187,7 +191,11 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         self._tags = args.tags.aws("control-plane")
         # TTL: the load reports the autoscaler reads are items of this table that expire.
         metadata = self._table(
-            "metadata", hash_key="tbl", range_key="key", ttl_attribute=LOAD_REPORT_TTL_ATTRIBUTE
+            "metadata",
+            hash_key="tbl",
+            range_key="key",
+            ttl_attribute=LOAD_REPORT_TTL_ATTRIBUTE,
+            index=METADATA_INDEX,
         )
         requests = self._table("async-requests", hash_key="request_id", ttl_attribute="expires_at")
         pairs = {
@@ -250,10 +258,20 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         hash_key: str,
         range_key: str | None = None,
         ttl_attribute: str | None = None,
+        index: tuple[str, str, str] | None = None,  # (name, hash key, range key)
     ) -> aws.dynamodb.Table:
-        attributes = [aws.dynamodb.TableAttributeArgs(name=hash_key, type="S")]
-        if range_key:
-            attributes.append(aws.dynamodb.TableAttributeArgs(name=range_key, type="S"))
+        keys = [hash_key, *([range_key] if range_key else []), *(index[1:] if index else ())]
+        attributes = [aws.dynamodb.TableAttributeArgs(name=key, type="S") for key in keys]
+        indexes = None
+        if index is not None:
+            indexes = [
+                aws.dynamodb.TableGlobalSecondaryIndexArgs(
+                    name=index[0],
+                    hash_key=index[1],
+                    range_key=index[2],
+                    projection_type="ALL",
+                )
+            ]
         return aws.dynamodb.Table(
             f"{self._name}-{suffix}",
             name=f"{self._name}-{suffix}",
@@ -261,6 +279,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             hash_key=hash_key,
             range_key=range_key,
             attributes=attributes,
+            global_secondary_indexes=indexes,
             point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
             ttl=(

@@ -144,6 +144,21 @@ def test_tables_have_pitr_and_sse(plane) -> None:
     assert (metadata["hashKey"], metadata["rangeKey"]) == ("tbl", "key")
 
 
+def test_the_metadata_table_has_the_stores_secondary_index(plane) -> None:
+    from control_plane.adapters.dynamodb_store import INDEX_HASH, INDEX_NAME, INDEX_RANGE
+
+    metadata = plane.one("aws:dynamodb/table:Table", "cp-metadata").inputs
+    (index,) = metadata["globalSecondaryIndexes"]
+    assert (index["name"], index["hashKey"], index["rangeKey"]) == (
+        INDEX_NAME,
+        INDEX_HASH,
+        INDEX_RANGE,
+    )
+    assert index["projectionType"] == "ALL"
+    declared = {a["name"]: a["type"] for a in metadata["attributes"]}
+    assert declared == {"tbl": "S", "key": "S", INDEX_HASH: "S", INDEX_RANGE: "S"}
+
+
 def test_the_metadata_table_expires_load_reports_by_their_ttl_attribute(plane) -> None:
     from control_plane.adapters.dynamodb_load_reports import TTL_ATTRIBUTE
 

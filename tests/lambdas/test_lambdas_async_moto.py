@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from control_plane.adapters.dynamodb_store import create_table_request
 from gpu_nodes.model_server.testing import ModelServerProcess, write_package
 from lambdas import api, async_worker
 from tests.support.cloud import moto_server
@@ -89,13 +90,7 @@ def aws(plinth_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         monkeypatch.setenv("PLINTH_ASYNC_API_KEY_SECRET_ARN", arn)
         monkeypatch.delenv("PLINTH_ASYNC_API_KEY", raising=False)
         dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint)
-        keys = [("tbl", "HASH"), ("key", "RANGE")]
-        dynamodb.create_table(
-            TableName=table,
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": n, "KeyType": t} for n, t in keys],
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n, _ in keys],
-        )
+        dynamodb.create_table(**create_table_request(table))
         sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint)
         _create_queues(sqs)
         yield Aws(endpoint, sqs, dynamodb, table)
