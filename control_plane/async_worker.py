@@ -17,6 +17,7 @@ import sys
 import threading
 from types import FrameType
 
+from control_plane.domain.async_processing import Outcome, busy_backoff_s
 from control_plane.domain.async_requests import PRIORITIES, queue_name
 from control_plane.ports.queue import Message, Queue
 from control_plane.settings import Settings
@@ -38,7 +39,8 @@ def next_message(queue: Queue) -> tuple[str, Message] | None:
     return None
 
 
-def handle(platform: Platform, name: str, message: Message) -> None:
+def handle(platform: Platform, name: str, message: Message) -> Outcome:
+    """Run one delivery; DONE also when it failed (left unacked, it is redelivered later)."""
     done = threading.Event()
 
     def heartbeat() -> None:
@@ -47,9 +49,13 @@ def handle(platform: Platform, name: str, message: Message) -> None:
 
     beat = threading.Thread(target=heartbeat, name="async-heartbeat", daemon=True)
     beat.start()
+    outcome = Outcome.DONE
     try:
         request_id = json.loads(message.body)["request_id"]
-        platform.async_processor.process(request_id)
+        # BUSY: the request went back to its queue with a fresh message, visible at once,
+        # so the next free slot goes to whatever is first in priority order when a thread
+        # polls, not to the message this thread held. Either way this delivery is done.
+        outcome = platform.async_processor.process(request_id)
         platform.queue.ack(name, message.receipt)
     except Exception:
         # Left unacked: the message reappears after its visibility timeout.
@@ -57,10 +63,12 @@ def handle(platform: Platform, name: str, message: Message) -> None:
     finally:
         done.set()
         beat.join()
+    return outcome
 
 
 def work(platform: Platform, stop: threading.Event, idle_s: float) -> None:
     next_purge = 0.0
+    busy = 0  # full-replica answers in a row: this thread backs off before polling again
     while not stop.is_set():
         if platform.clock() >= next_purge:
             platform.async_requests.purge()
@@ -69,7 +77,11 @@ def work(platform: Platform, stop: threading.Event, idle_s: float) -> None:
         if found is None:
             stop.wait(idle_s)
             continue
-        handle(platform, *found)
+        if handle(platform, *found) is Outcome.BUSY:
+            busy += 1
+            stop.wait(busy_backoff_s(busy))
+        else:
+            busy = 0
 
 
 def main(argv: list[str] | None = None) -> int:

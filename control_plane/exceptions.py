@@ -75,3 +75,16 @@ class AdapterUnavailable(ControlPlaneError):
     """The settings ask for an adapter this installation does not have."""
 
     code = "ADAPTER_UNAVAILABLE"
+
+
+class RetryLater(ControlPlaneError):
+    """An async request's next model attempt is due in ``delay_s``; raised instead of
+    sleeping where the worker must not wait (the SQS Lambda): the caller hides the message
+    of ``queue`` for that long and reports it as a batch item failure."""
+
+    code = "RETRY_LATER"
+
+    def __init__(self, request_id: str, queue: str, delay_s: float) -> None:
+        super().__init__(f"async request {request_id!r}: next attempt in {delay_s:g}s")
+        self.queue = queue
+        self.delay_s = delay_s

@@ -75,12 +75,21 @@ class Settings:
     # Async inference (docs/async.md). The worker calls models through the gateway with this
     # key (default: the bootstrap key); results are kept this long after a request finishes.
     async_api_key: str | None = None
+    # Or the ARN of the Secrets Manager secret holding it (the worker Lambda; read at start).
+    async_api_key_secret_arn: str | None = None
     async_result_ttl_s: float = 3600.0
     async_max_payload_bytes: int = 256 * 1024
     # Loopback / private webhook targets (link-local and metadata addresses never are).
     async_allow_private_webhooks: bool = False
     async_webhook_attempts: int = 5
     async_webhook_initial_delay_s: float = 1.0
+    # A request that met a full replica is queued again with a delay doubling up to this
+    # (per request). 0 in `plinth up`, whose worker threads back off instead; the worker
+    # Lambda (no threads to pause) sets it so a saturated deployment is not polled hot.
+    async_busy_requeue_max_s: float = 0.0
+    # Set by the worker Lambda (not read from the environment): between model attempts it
+    # hands the message back with a visibility delay instead of sleeping.
+    async_defer_retries: bool = False
     webhook_secret_rotation_s: float = 24 * 3600.0
 
     def __post_init__(self) -> None:
@@ -166,6 +175,7 @@ class Settings:
 def _async_settings(reader: _EnvReader, defaults: Settings) -> dict[str, Any]:
     return {
         "async_api_key": reader.optional("PLINTH_ASYNC_API_KEY"),
+        "async_api_key_secret_arn": reader.optional("PLINTH_ASYNC_API_KEY_SECRET_ARN"),
         "async_result_ttl_s": reader.number(
             "PLINTH_ASYNC_RESULT_TTL_S", defaults.async_result_ttl_s
         ),
@@ -183,6 +193,9 @@ def _async_settings(reader: _EnvReader, defaults: Settings) -> dict[str, Any]:
         ),
         "webhook_secret_rotation_s": reader.number(
             "PLINTH_WEBHOOK_SECRET_ROTATION_S", defaults.webhook_secret_rotation_s
+        ),
+        "async_busy_requeue_max_s": reader.number(
+            "PLINTH_ASYNC_BUSY_REQUEUE_MAX_S", defaults.async_busy_requeue_max_s
         ),
     }
 

@@ -235,9 +235,12 @@ class Platform:
         from control_plane.adapters.async_http import GatewayInvoker, post_webhook
 
         settings = self.settings
-        invoker = GatewayInvoker(
-            settings.gateway_url, settings.async_api_key or settings.bootstrap_api_key
-        )
+        api_key = settings.async_api_key
+        if api_key is None and settings.async_api_key_secret_arn:
+            from control_plane.adapters.aws_secret_value import read_secret_string
+
+            api_key = read_secret_string(settings.async_api_key_secret_arn, settings.aws_region)
+        invoker = GatewayInvoker(settings.gateway_url, api_key or settings.bootstrap_api_key)
         policy = WebhookPolicy(
             attempts=settings.async_webhook_attempts,
             initial_delay_s=settings.async_webhook_initial_delay_s,
@@ -251,6 +254,8 @@ class Platform:
             webhooks=policy,
             resolve=resolve_host,
             clock=self.clock,
+            busy_requeue_max_s=settings.async_busy_requeue_max_s,
+            defer_retries=settings.async_defer_retries,
         )
 
     # -- operations -------------------------------------------------------------------

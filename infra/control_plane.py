@@ -2,10 +2,13 @@
 
 - API: ``lambdas.api.handler`` (Mangum over ``create_app``) behind an API Gateway v2 HTTP
   API (``$default`` route and stage, Lambda proxy integration, payload format 2.0).
-- Async worker: ``lambdas.async_worker.handler`` fed by an SQS event source mapping that
-  reports partial batch failures; the queue redrives to a DLQ after ``max_receive_count``.
-  Its visibility timeout is at least 6x the worker timeout (AWS's guidance, so a message
-  is not redelivered while a slow batch is still running) -- enforced in the args.
+- Async worker: ``lambdas.async_worker.handler`` fed by one SQS event source mapping per
+  priority queue (``<name>-async-requests-p0``/``-p1``/``-p2``), each reporting partial batch
+  failures; each queue redrives to its own DLQ after ``max_receive_count``. Their visibility
+  timeout is at least 6x the worker timeout (AWS's guidance, so a message is not redelivered
+  while a slow batch is still running) -- enforced in the args. The worker calls models
+  through ``gateway_url`` with the API key kept in a Secrets Manager secret (never in its
+  environment).
 - Reconciler: ``lambdas.reconciler.handler`` on an EventBridge Scheduler schedule.
 Each function has its own role that can touch only its tables, queue and bucket.
 """
@@ -62,8 +65,20 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "worker": ("lambdas.async_worker.handler", "worker_timeout_s"),
     "reconciler": ("lambdas.reconciler.handler", "reconciler_timeout_s"),
 }
+# Async request priorities, one queue each (control_plane.domain.async_requests.queue_name).
+ASYNC_PRIORITIES = (0, 1, 2)
+# On Lambda every deferred model retry is one more delivery of the message: the redrive
+# limit must stay above the most attempts a request may ask for (inference_retry_config).
+MAX_MODEL_ATTEMPTS = 10
+# The worker Lambda requeues a request that met a full replica with a delay doubling up to
+# this (control_plane.settings: PLINTH_ASYNC_BUSY_REQUEUE_MAX_S).
+WORKER_BUSY_REQUEUE_MAX_S = 30
 # Consumers of the extra queues pass their own visibility timeout on every receive.
 EXTRA_QUEUE_VISIBILITY_S = 900
+# The metadata store's sparse secondary index (control_plane.adapters.dynamodb_store:
+# INDEX_NAME, INDEX_HASH, INDEX_RANGE): async requests by status and deployment, so queue
+# status and the purge never read the whole table.
+METADATA_INDEX = ("by_index", "ipk", "idx")
 # The attribute the control plane's DynamoDB load-report store sets on each report (epoch
 # seconds): with TTL on, DynamoDB deletes expired reports itself.
 LOAD_REPORT_TTL_ATTRIBUTE = "expires_at"
@@ -83,12 +98,17 @@ class ServerlessControlPlaneArgs:
     worker_timeout_s: int = 120
     reconciler_timeout_s: int = 300
     queue_visibility_timeout_s: int | None = None  # None: VISIBILITY_FACTOR x worker timeout
-    max_receive_count: int = 5
+    max_receive_count: int = 15
     worker_batch_size: int = 10
     reconcile_schedule: str = "rate(1 minute)"
     log_retention_days: int = 30
     cluster_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
-    queue_name: str = "async-requests"  # consumed by the async worker function
+    queue_name: str = "async-requests"  # + "-p<priority>": consumed by the async worker
+    # Where the worker calls models (a gateway's public URL); unset: the worker cannot run.
+    gateway_url: pulumi.Input[str] | None = None
+    # The worker's API key (a Pulumi secret, e.g. `pulumi config set --secret`); stored in
+    # Secrets Manager. Unset: the secret is declared empty and its value is put out of band.
+    async_api_key: pulumi.Input[str] | None = None
     # Other logical queues the API enqueues to (control_plane.domain: "builds"); each gets a
     # DLQ. Their consumers run in a cluster, not in Lambda.
     extra_queues: Sequence[str] = ("builds",)
@@ -118,8 +138,12 @@ class ServerlessControlPlaneArgs:
             )
         if self.visibility_timeout_s > 43200:
             raise InfraConfigError("queue_visibility_timeout_s", "SQS allows at most 43200 s")
-        if not 1 <= self.max_receive_count <= 1000:
-            raise InfraConfigError("max_receive_count", f"{self.max_receive_count} not in 1..1000")
+        if not MAX_MODEL_ATTEMPTS < self.max_receive_count <= 1000:
+            raise InfraConfigError(
+                "max_receive_count",
+                f"{self.max_receive_count} not in {MAX_MODEL_ATTEMPTS + 1}..1000 (each deferred "
+                f"model retry of an async request is one more delivery)",
+            )
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             raise InfraConfigError(
                 "log_retention_days", f"{self.log_retention_days} is not a CloudWatch value"
@@ -149,8 +173,9 @@ class ServerlessControlPlane(pulumi.ComponentResource):
     api_url: pulumi.Output[str]
     metadata_table_name: pulumi.Output[str]
     metadata_table_arn: pulumi.Output[str]
-    queue_url: pulumi.Output[str]
-    dlq_url: pulumi.Output[str]
+    queue_urls: dict[int, pulumi.Output[str]]  # async requests, by priority
+    dlq_urls: dict[int, pulumi.Output[str]]
+    async_api_key_secret_arn: pulumi.Output[str]
     reconciler_role_arn: pulumi.Output[str]
     secrets_kms_key_arn: pulumi.Output[str]
     function_names: dict[str, pulumi.Output[str]]
@@ -166,31 +191,50 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         self._tags = args.tags.aws("control-plane")
         # TTL: the load reports the autoscaler reads are items of this table that expire.
         metadata = self._table(
-            "metadata", hash_key="tbl", range_key="key", ttl_attribute=LOAD_REPORT_TTL_ATTRIBUTE
+            "metadata",
+            hash_key="tbl",
+            range_key="key",
+            ttl_attribute=LOAD_REPORT_TTL_ATTRIBUTE,
+            index=METADATA_INDEX,
         )
         requests = self._table("async-requests", hash_key="request_id", ttl_attribute="expires_at")
-        dlq, queue = self._queue_pair(args.queue_name, args.visibility_timeout_s)
+        pairs = {
+            priority: self._queue_pair(f"{args.queue_name}-p{priority}", args.visibility_timeout_s)
+            for priority in ASYNC_PRIORITIES
+        }
+        queues = [queue for _, queue in pairs.values()]
         extra = [self._queue_pair(name, EXTRA_QUEUE_VISIBILITY_S)[1] for name in args.extra_queues]
         code = code_archive(args.code_root, args.code_packages)
         secrets_key = self._secrets_key()
+        api_key_secret = self._async_api_key_secret()
         env = self._environment(metadata, secrets_key)
-        statements = self._statements([metadata.arn, requests.arn], queue, extra, secrets_key)
+        statements = self._statements([metadata.arn, requests.arn], queues, extra, secrets_key)
+        statements["worker"].append(
+            Statement(("secretsmanager:GetSecretValue",), [api_key_secret.arn], sid="ApiKey")
+        )
         functions = {
             role: self._function(
-                role, handler, getattr(args, timeout_field), code, env, statements[role]
+                role,
+                handler,
+                getattr(args, timeout_field),
+                code,
+                {**env, **(self._worker_environment(api_key_secret) if role == "worker" else {})},
+                statements[role],
             )
             for role, (handler, timeout_field) in HANDLERS.items()
         }
         api, worker, reconciler = functions["api"], functions["worker"], functions["reconciler"]
-        self._worker_trigger(worker, queue)
+        for priority, queue in zip(ASYNC_PRIORITIES, queues, strict=True):
+            self._worker_trigger(worker, queue, priority)
         self._schedule(reconciler)
         http_api = self._http_api(api)
 
         self.api_url = http_api.api_endpoint
         self.metadata_table_name = metadata.name
         self.metadata_table_arn = metadata.arn
-        self.queue_url = queue.url
-        self.dlq_url = dlq.url
+        self.queue_urls = {priority: queue.url for priority, (_, queue) in pairs.items()}
+        self.dlq_urls = {priority: dlq.url for priority, (dlq, _) in pairs.items()}
+        self.async_api_key_secret_arn = api_key_secret.arn
         self.reconciler_role_arn = reconciler.role.arn
         self.secrets_kms_key_arn = secrets_key.arn
         self.function_names = {
@@ -202,7 +246,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             {
                 "api_url": self.api_url,
                 "metadata_table_name": self.metadata_table_name,
-                "queue_url": self.queue_url,
+                "queue_urls": {str(p): url for p, url in self.queue_urls.items()},
                 "reconciler_role_arn": self.reconciler_role_arn,
                 "secrets_kms_key_arn": self.secrets_kms_key_arn,
             }
@@ -214,10 +258,20 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         hash_key: str,
         range_key: str | None = None,
         ttl_attribute: str | None = None,
+        index: tuple[str, str, str] | None = None,  # (name, hash key, range key)
     ) -> aws.dynamodb.Table:
-        attributes = [aws.dynamodb.TableAttributeArgs(name=hash_key, type="S")]
-        if range_key:
-            attributes.append(aws.dynamodb.TableAttributeArgs(name=range_key, type="S"))
+        keys = [hash_key, *([range_key] if range_key else []), *(index[1:] if index else ())]
+        attributes = [aws.dynamodb.TableAttributeArgs(name=key, type="S") for key in keys]
+        indexes = None
+        if index is not None:
+            indexes = [
+                aws.dynamodb.TableGlobalSecondaryIndexArgs(
+                    name=index[0],
+                    hash_key=index[1],
+                    range_key=index[2],
+                    projection_type="ALL",
+                )
+            ]
         return aws.dynamodb.Table(
             f"{self._name}-{suffix}",
             name=f"{self._name}-{suffix}",
@@ -225,6 +279,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             hash_key=hash_key,
             range_key=range_key,
             attributes=attributes,
+            global_secondary_indexes=indexes,
             point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
             ttl=(
@@ -241,7 +296,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         """Queue ``<name>-<logical>`` and its DLQ, named as control_plane's SqsQueue expects."""
         args, child = self._args, pulumi.ResourceOptions(parent=self)
         queue_name = f"{self._name}-{logical}"
-        suffix = "" if logical == args.queue_name else f"-{logical}"
+        suffix = f"-{logical}"
         dlq = aws.sqs.Queue(
             f"{self._name}{suffix}-dlq",
             name=f"{queue_name}-dlq",
@@ -274,6 +329,36 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             opts=child,
         )
         return dlq, queue
+
+    def _async_api_key_secret(self) -> aws.secretsmanager.Secret:
+        """The key the worker calls models with: a credential, so Secrets Manager (read by
+        the worker at start, PLINTH_ASYNC_API_KEY_SECRET_ARN), never the Lambda env."""
+        child = pulumi.ResourceOptions(parent=self)
+        secret = aws.secretsmanager.Secret(
+            f"{self._name}-async-api-key",
+            description=f"Plinth {self._name}: API key the async worker calls models with",
+            tags=self._tags,
+            opts=child,
+        )
+        if self._args.async_api_key is not None:
+            aws.secretsmanager.SecretVersion(
+                f"{self._name}-async-api-key",
+                secret_id=secret.id,
+                secret_string=pulumi.Output.secret(self._args.async_api_key),
+                opts=child,
+            )
+        return secret
+
+    def _worker_environment(
+        self, api_key_secret: aws.secretsmanager.Secret
+    ) -> dict[str, pulumi.Input[str]]:
+        env: dict[str, pulumi.Input[str]] = {
+            "PLINTH_ASYNC_API_KEY_SECRET_ARN": api_key_secret.arn,
+            "PLINTH_ASYNC_BUSY_REQUEUE_MAX_S": str(WORKER_BUSY_REQUEUE_MAX_S),
+        }
+        if self._args.gateway_url is not None:
+            env["PLINTH_GATEWAY_URL"] = self._args.gateway_url
+        return env
 
     def _secrets_key(self) -> aws.kms.Key:
         """The KEK of the secrets in the metadata table (envelope encryption, one data key
@@ -309,12 +394,13 @@ class ServerlessControlPlane(pulumi.ComponentResource):
     def _statements(
         self,
         tables: list[pulumi.Output[str]],
-        queue: aws.sqs.Queue,
+        queues: list[aws.sqs.Queue],
         extra_queues: list[aws.sqs.Queue],
         secrets_key: aws.kms.Key,
     ) -> dict[str, list[Statement]]:
         """Least privilege per function: only its tables, queues, bucket and clusters."""
-        send_to = [queue.arn, *(q.arn for q in extra_queues)]
+        async_arns = [q.arn for q in queues]
+        send_to = [*async_arns, *(q.arn for q in extra_queues)]
         clusters = list(self._args.cluster_arns)
         return {
             "api": [
@@ -331,7 +417,8 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             ],
             "worker": [
                 Statement(DYNAMODB_ITEM_ACTIONS, tables),
-                Statement(SQS_CONSUME_ACTIONS, [queue.arn]),
+                # Send: a request that met a full replica goes back with a fresh message.
+                Statement((*SQS_CONSUME_ACTIONS, "sqs:SendMessage", "sqs:GetQueueUrl"), async_arns),
                 *self._blob_statements(S3_READ_ACTIONS),
             ],
             "reconciler": [
@@ -449,9 +536,9 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         )
         return log_group, role, role_policy
 
-    def _worker_trigger(self, worker: _Function, queue: aws.sqs.Queue) -> None:
+    def _worker_trigger(self, worker: _Function, queue: aws.sqs.Queue, priority: int) -> None:
         aws.lambda_.EventSourceMapping(
-            f"{self._name}-worker-sqs",
+            f"{self._name}-worker-sqs-p{priority}",
             event_source_arn=queue.arn,
             function_name=worker.function.arn,
             batch_size=self._args.worker_batch_size,

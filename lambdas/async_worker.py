@@ -3,6 +3,11 @@
 Wired with ``function_response_types=["ReportBatchItemFailures"]``: the handler returns
 the ids of the records that failed, so SQS redelivers only those (and moves them to the
 DLQ after ``maxReceiveCount``) instead of the whole batch.
+
+A Lambda never sleeps between model attempts: a retryable answer (429/5xx) with attempts
+left hides the record's message for the backoff delay and reports it as a failure, so SQS
+delivers it again when the next attempt is due. A replica with no slot free of sync
+traffic puts the request back in its queue with a fresh message (not a failure).
 """
 
 from __future__ import annotations
@@ -64,14 +69,21 @@ def process_batch(event: dict[str, Any], process_record: RecordProcessor) -> dic
 
 def build_processor() -> RecordProcessor:
     """The control plane's async request processing, over a platform built from the env."""
+    import dataclasses
+
     from control_plane.domain import async_requests
+    from control_plane.exceptions import RetryLater
     from control_plane.settings import Settings
     from control_plane.wiring import Platform
 
-    platform = Platform(Settings.from_env())
+    platform = Platform(dataclasses.replace(Settings.from_env(), async_defer_retries=True))
 
     def process(record: SqsRecord) -> None:
-        async_requests.process_message(platform, record.body)
+        try:
+            async_requests.process_message(platform, record.body)
+        except RetryLater as later:
+            platform.queue.change_visibility(later.queue, record.receipt_handle, later.delay_s)
+            raise
 
     return process
 

@@ -1,8 +1,9 @@
 """HTTP transport of async requests: the gateway's sync predict path, and webhook POSTs.
 
 The worker calls a deployment exactly as a sync caller does (through the gateway), so async
-work is picked, balanced and counted like sync work and meets the same replica limits: a
-full replica answers 429 and the worker backs off (sync first).
+work is picked, balanced and counted like sync work and meets the same replica limits. Its
+calls carry ``ASYNC_WORK_HEADER``, so a replica with no slot free of sync traffic answers 429
+with ``REPLICA_BUSY_HEADER`` at once instead of queueing it (sync first).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 
 from control_plane.domain.async_processing import InvokeResult
+from plinth.contracts.async_work import ASYNC_WORK_HEADER, REPLICA_BUSY_HEADER
 
 REQUEST_ID_HEADER = "x-request-id"
 _PREDICT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
@@ -28,7 +30,7 @@ class GatewayInvoker:
         self, model_id: str, deployment_id: str, request_id: str, model_input: Any
     ) -> InvokeResult:
         url = f"{self._base}/models/{model_id}/deployment/{deployment_id}/predict"
-        headers = {**self._headers, REQUEST_ID_HEADER: request_id}
+        headers = {**self._headers, REQUEST_ID_HEADER: request_id, ASYNC_WORK_HEADER: "1"}
         try:
             response = self._client.post(url, json=model_input, headers=headers)
         except httpx.TransportError as exc:
@@ -38,7 +40,8 @@ class GatewayInvoker:
             body: Any = response.json()
         except ValueError:
             body = response.text
-        return InvokeResult(response.status_code, body)
+        busy = response.status_code == 429 and REPLICA_BUSY_HEADER in response.headers
+        return InvokeResult(response.status_code, body, busy=busy)
 
 
 def post_webhook(url: str, body: bytes, headers: dict[str, str]) -> int:

@@ -4,6 +4,10 @@ One table with partition key ``tbl`` and sort key ``key`` (strings), as ``infra/
 it; ``version`` is a number attribute and ``value`` the JSON document as a string (JSON
 keeps floats exact and avoids DynamoDB's Decimal types). Conditional writes are
 ``ConditionExpression``s, so the check and the write are one atomic request.
+
+A document's ``INDEX_FIELD`` is also written as ``ipk`` (its table) and ``idx`` (the entry),
+the keys of the sparse global secondary index ``INDEX_NAME`` that ``find`` queries (documents
+without one are not in it). ``infra/control_plane.py`` declares the index.
 """
 
 from __future__ import annotations
@@ -11,9 +15,40 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from control_plane.adapters._documents import encode_document
+from control_plane.adapters._documents import encode_document, index_of
 from control_plane.adapters.exceptions import AdapterError
 from control_plane.ports.store import ABSENT, Item, VersionConflict
+
+INDEX_NAME = "by_index"
+INDEX_HASH, INDEX_RANGE = "ipk", "idx"
+
+
+def create_table_request(name: str) -> dict[str, Any]:
+    """``create_table`` arguments for the table this store expects (tests, development);
+    production tables come from ``infra/control_plane.py`` with the same keys and index."""
+    string = "S"
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [
+            {"AttributeName": "tbl", "KeyType": "HASH"},
+            {"AttributeName": "key", "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": attribute, "AttributeType": string}
+            for attribute in ("tbl", "key", INDEX_HASH, INDEX_RANGE)
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": INDEX_NAME,
+                "KeySchema": [
+                    {"AttributeName": INDEX_HASH, "KeyType": "HASH"},
+                    {"AttributeName": INDEX_RANGE, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }
 
 
 class DynamoDbMetadataStore:
@@ -42,21 +77,31 @@ class DynamoDbMetadataStore:
         self, table: str, key: str, value: dict[str, Any], *, expected_version: int | None = None
     ) -> int:
         encoded = encode_document(table, key, value)
+        idx = index_of(table, key, value)
         if expected_version is None:
             # ADD creates the counter at 1 on a new item: one request, no read.
+            names = {"#v": "value", "#n": "version", "#ipk": INDEX_HASH, "#idx": INDEX_RANGE}
+            values: dict[str, Any] = {":v": {"S": encoded}, ":one": {"N": "1"}}
+            if idx is None:
+                update = "SET #v = :v REMOVE #ipk, #idx ADD #n :one"
+            else:
+                update = "SET #v = :v, #ipk = :ipk, #idx = :idx ADD #n :one"
+                values.update({":ipk": {"S": table}, ":idx": {"S": idx}})
             reply = self._call(
                 "update_item",
                 table,
                 key,
                 Key=_key(table, key),
-                UpdateExpression="SET #v = :v ADD #n :one",
-                ExpressionAttributeNames={"#v": "value", "#n": "version"},
-                ExpressionAttributeValues={":v": {"S": encoded}, ":one": {"N": "1"}},
+                UpdateExpression=update,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
                 ReturnValues="UPDATED_NEW",
             )
             return int(reply["Attributes"]["version"]["N"])
         new_version = 1 if expected_version == ABSENT else expected_version + 1
         record = {**_key(table, key), "version": {"N": str(new_version)}, "value": {"S": encoded}}
+        if idx is not None:
+            record.update({INDEX_HASH: {"S": table}, INDEX_RANGE: {"S": idx}})
         if expected_version == ABSENT:
             condition: dict[str, Any] = {
                 "ConditionExpression": "attribute_not_exists(#k)",
@@ -106,6 +151,23 @@ class DynamoDbMetadataStore:
             cursor = reply.get("LastEvaluatedKey")
             if not cursor:
                 return items  # the sort key keeps them ordered by key
+            request["ExclusiveStartKey"] = cursor
+
+    def find(self, table: str, index_prefix: str) -> list[Item]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": INDEX_NAME,
+            "KeyConditionExpression": "#h = :t AND begins_with(#r, :p)",
+            "ExpressionAttributeNames": {"#h": INDEX_HASH, "#r": INDEX_RANGE},
+            "ExpressionAttributeValues": {":t": {"S": table}, ":p": {"S": index_prefix}},
+        }
+        items: list[Item] = []
+        while True:
+            reply = self._call("query", table, index_prefix, **request)
+            items.extend(_item(raw) for raw in reply.get("Items", []))
+            cursor = reply.get("LastEvaluatedKey")
+            if not cursor:
+                return items
             request["ExclusiveStartKey"] = cursor
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ request is never run again, only its pending webhook is retried.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from control_plane.domain.async_requests import (
     WEBHOOK_SUCCEEDED,
     AsyncRequestService,
     RetryConfig,
+    queue_name,
 )
 from control_plane.domain.async_webhooks import (
     DELIVERY_ID_HEADER,
@@ -32,22 +34,36 @@ from control_plane.domain.async_webhooks import (
     signature,
     webhook_body,
 )
-from control_plane.exceptions import Conflict, ValidationFailed
+from control_plane.exceptions import Conflict, RetryLater, ValidationFailed
 from control_plane.ports.store import Item
 
 logger = logging.getLogger(__name__)
 
 # Only these model answers are worth another attempt (busy or transient); a 4xx is final.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Backoff while the replica is full (429): short at first, so a freed slot is taken soon.
+# Backoff of a worker whose last request found the replica full: short at first, so a freed
+# slot is taken soon; capped so other deployments' requests behind it are not held up long.
 BUSY_INITIAL_S = 0.05
-BUSY_MAX_S = 2.0
+BUSY_MAX_S = 1.0
+
+
+def busy_backoff_s(consecutive_busy: int) -> float:
+    """Pause after the ``consecutive_busy``-th (1, 2, ...) full-replica answer in a row."""
+    return min(BUSY_INITIAL_S * 2 ** max(0, consecutive_busy - 1), BUSY_MAX_S)
 
 
 @dataclass(frozen=True)
 class InvokeResult:
     status_code: int
     body: Any  # parsed JSON, or the text when the replica did not answer JSON
+    # The replica refused the call for want of a slot free of sync traffic (sync first):
+    # not an attempt, the request goes back to the queue. A model's own 429 is not "busy".
+    busy: bool = False
+
+
+class Outcome(enum.Enum):
+    DONE = "done"  # finished (or nothing to do): ack the message
+    BUSY = "busy"  # back in the queue, no attempt spent: release the message, back off
 
 
 # (model_id, deployment_id, request_id, model_input) -> the replica's answer
@@ -76,6 +92,8 @@ class AsyncProcessor:
         resolve: Resolver,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        busy_requeue_max_s: float = 0.0,
+        defer_retries: bool = False,
     ) -> None:
         self._service = service
         self._secrets = webhook_secrets
@@ -85,18 +103,26 @@ class AsyncProcessor:
         self._resolve = resolve
         self._clock = clock
         self._sleep = sleep
+        self._busy_requeue_max_s = busy_requeue_max_s
+        # True where the worker must not sleep (the SQS Lambda): RetryLater instead.
+        self._defer_retries = defer_retries
 
-    def process(self, request_id: str) -> None:
-        """Handle one delivery of ``request_id``'s message (raises to have it redelivered)."""
+    def process(self, request_id: str) -> Outcome:
+        """Handle one delivery of ``request_id``'s message (raises to have it redelivered).
+
+        BUSY: the replica had no slot free of sync traffic; the request is QUEUED again with
+        a fresh message (so busy rounds never count towards the queue's dead-letter limit),
+        and the caller acks this one and backs off."""
         item = self._service.claim(request_id)
         if item is None:
-            return  # deleted: nothing to do
-        if item.value["status"] not in FINISHED:
-            self._run(item)
+            return Outcome.DONE  # deleted: nothing to do
+        if item.value["status"] not in FINISHED and self._run(item) is Outcome.BUSY:
+            return Outcome.BUSY
         if self._service.item(request_id).value["webhook_status"] == WEBHOOK_PENDING:
             self.deliver(request_id)
+        return Outcome.DONE
 
-    def _run(self, item: Item) -> None:
+    def _run(self, item: Item) -> Outcome:
         retry = RetryConfig(**item.value["retry"])
         value = item.value
         busy = 0
@@ -104,23 +130,40 @@ class AsyncProcessor:
             result = self._invoke(
                 value["model_id"], value["deployment_id"], item.key, value["model_input"]
             )
-            if result.status_code == 429 and self._clock() < value["queue_deadline"]:
-                # Sync first: a full replica is not an attempt of this request; wait for a
-                # slot sync traffic leaves free, until the request's queue deadline.
+            if result.busy and int(item.value["attempts"]) == 0:
+                return self._not_started(item)
+            if result.busy:
+                # A retry (the model failed before) met a full replica: the request has
+                # started, so it waits; a busy answer is never an attempt.
                 busy += 1
-                self._sleep(min(BUSY_INITIAL_S * 2 ** (busy - 1), BUSY_MAX_S))
+                self._wait(item, busy_backoff_s(busy))
                 continue
             item = self._service.record_attempt(item)
             attempts = int(item.value["attempts"])
             if 200 <= result.status_code < 300:
                 self._service.complete(item, data=result.body)
-                return
+                return Outcome.DONE
             if result.status_code not in RETRYABLE_STATUSES or attempts >= retry.max_attempts:
                 message = f"the model answered {result.status_code} after {attempts} attempt(s)"
                 error = {"code": "MODEL_PREDICT_ERROR", "message": message}
                 self._service.complete(item, data=result.body, errors=[error])
-                return
-            self._sleep(retry.delay_s(attempts))
+                return Outcome.DONE
+            self._wait(item, retry.delay_s(attempts))
+
+    def _not_started(self, item: Item) -> Outcome:
+        """Sync first: a request still waiting for its first slot is still queued. Past its
+        queue deadline it expires like any request that never left the queue."""
+        if self._clock() < item.value["queue_deadline"]:
+            self._service.requeue(item, self._busy_requeue_max_s)
+            return Outcome.BUSY
+        self._service.expire(item)
+        return Outcome.DONE
+
+    def _wait(self, item: Item, delay_s: float) -> None:
+        if self._defer_retries:
+            # The record keeps its attempts; the redelivery's claim picks the request up.
+            raise RetryLater(item.key, queue_name(int(item.value["priority"])), delay_s)
+        self._sleep(delay_s)
 
     def deliver(self, request_id: str) -> str:
         """Send the webhook with retries; log every attempt; return the final webhook status."""

@@ -21,7 +21,7 @@ from typing import Any
 from control_plane.domain.async_backlog import AsyncBacklog
 from control_plane.exceptions import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from control_plane.ports.queue import Queue
-from control_plane.ports.store import ABSENT, Item, MetadataStore, VersionConflict
+from control_plane.ports.store import ABSENT, INDEX_FIELD, Item, MetadataStore, VersionConflict
 
 ASYNC_REQUESTS = "async_requests"
 QUEUED, IN_PROGRESS, SUCCEEDED, FAILED, EXPIRED, CANCELED = (
@@ -57,6 +57,25 @@ _RETRY_FIELDS = {"max_attempts", "initial_delay_ms", "max_delay_ms"}
 
 def queue_name(priority: int) -> str:
     return f"async-requests-p{priority}"
+
+
+# Index entries (the store's INDEX_FIELD): open requests by status and deployment, for
+# async_queue_status and expiry; finished ones only while their result is kept, for the purge.
+def _open_entry(status: str, model_id: str, deployment_id: str) -> str:
+    return f"{status}/{model_id}/{deployment_id}/"
+
+
+_KEPT_ENTRY = "KEPT/"
+
+
+def index_entry(record: dict[str, Any]) -> str | None:
+    status = record["status"]
+    if status in (QUEUED, IN_PROGRESS):
+        return _open_entry(status, record["model_id"], record["deployment_id"])
+    if record.get("data") is not None:
+        # Zero-padded expiry time: entries sort (and could be cut) by when they expire.
+        return f"{_KEPT_ENTRY}{float(record['result_expires_at']):020.3f}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -202,10 +221,15 @@ class AsyncRequestService:
             "errors": [],
             "webhook_deliveries": [],
         }
-        self._store.put(ASYNC_REQUESTS, request_id, record, expected_version=ABSENT)
+        self._write(request_id, record, ABSENT)
         self.backlog.add(model_id, deployment_id, request_id, record["queue_deadline"])
         self._queue.send(queue_name(spec.priority), json.dumps({"request_id": request_id}))
         return request_id
+
+    def _write(self, request_id: str, value: dict[str, Any], expected_version: int) -> int:
+        """Every write of a record: conditional, with its index entry set to match."""
+        value[INDEX_FIELD] = index_entry(value)
+        return self._store.put(ASYNC_REQUESTS, request_id, value, expected_version=expected_version)
 
     def item(self, request_id: str) -> Item:
         item = self._store.get(ASYNC_REQUESTS, request_id)
@@ -231,12 +255,13 @@ class AsyncRequestService:
                 continue  # a worker claimed it meanwhile: look again
 
     def queue_status(self, model_id: str, deployment_id: str) -> dict[str, Any]:
-        counts = {QUEUED: 0, IN_PROGRESS: 0}
-        for item in self._store.scan(ASYNC_REQUESTS):
-            value = item.value
-            ours = value["model_id"] == model_id and value["deployment_id"] == deployment_id
-            if ours and value["status"] in counts:
-                counts[value["status"]] += 1
+        # Indexed reads of this deployment's open requests only, never the whole table.
+        counts = {
+            status: len(
+                self._store.find(ASYNC_REQUESTS, _open_entry(status, model_id, deployment_id))
+            )
+            for status in (QUEUED, IN_PROGRESS)
+        }
         return {
             "model_id": model_id,
             "deployment_id": deployment_id,
@@ -254,17 +279,39 @@ class AsyncRequestService:
             return item
         now = self._clock()
         if item.value["status"] == QUEUED and now >= item.value["queue_deadline"]:
-            error = {"code": "EXPIRED", "message": "max_time_in_queue_seconds passed in queue"}
-            self._finish(item, EXPIRED, errors=[error])
+            self.expire(item)
             return self._store.get(ASYNC_REQUESTS, request_id)
         value = {**item.value, "status": IN_PROGRESS, "started_at": now}
-        version = self._store.put(ASYNC_REQUESTS, request_id, value, expected_version=item.version)
+        version = self._write(request_id, value, item.version)
         self._left_queue(item)
         return Item(request_id, version, value)
 
+    def expire(self, item: Item) -> None:
+        """-> EXPIRED: it never got a slot before its max_time_in_queue_seconds passed."""
+        error = {"code": "EXPIRED", "message": "max_time_in_queue_seconds passed in queue"}
+        self._finish(item, EXPIRED, errors=[error])
+
+    def requeue(self, item: Item, max_delay_s: float = 0.0) -> None:
+        """IN_PROGRESS -> QUEUED before any attempt: the replica had no slot (sync first).
+
+        A fresh message goes to the request's priority queue, visible after a delay that
+        doubles with each requeue (from 0.5 s) up to ``max_delay_s``; the caller acks the
+        delivery it holds. Sent after the write: a crash in between leaves the old message
+        to be redelivered, never a QUEUED request without one."""
+        busy_rounds = int(item.value.get("busy_requeues", 0)) + 1
+        value = {k: v for k, v in item.value.items() if k != "started_at"}
+        value.update(status=QUEUED, busy_requeues=busy_rounds)
+        self._write(item.key, value, item.version)
+        self.backlog.add(
+            value["model_id"], value["deployment_id"], item.key, value["queue_deadline"]
+        )
+        delay_s = min(0.5 * 2 ** (busy_rounds - 1), max_delay_s)
+        body = json.dumps({"request_id": item.key})
+        self._queue.send(queue_name(int(value["priority"])), body, delay_s=delay_s)
+
     def record_attempt(self, item: Item) -> Item:
         value = {**item.value, "attempts": int(item.value["attempts"]) + 1}
-        version = self._store.put(ASYNC_REQUESTS, item.key, value, expected_version=item.version)
+        version = self._write(item.key, value, item.version)
         return Item(item.key, version, value)
 
     def complete(
@@ -284,7 +331,7 @@ class AsyncRequestService:
         value["result_expires_at"] = now + self.result_ttl_s
         if status == CANCELED and value["webhook_status"] == WEBHOOK_PENDING:
             value["webhook_status"] = NO_WEBHOOK  # nothing ran: nothing to report
-        self._store.put(ASYNC_REQUESTS, item.key, value, expected_version=item.version)
+        self._write(item.key, value, item.version)
         self._left_queue(item)
         return public_view(value, now)
 
@@ -301,7 +348,7 @@ class AsyncRequestService:
             value["webhook_deliveries"] = [*value.get("webhook_deliveries", []), delivery]
             value["webhook_status"] = status
             try:
-                self._store.put(ASYNC_REQUESTS, request_id, value, expected_version=item.version)
+                self._write(request_id, value, item.version)
                 return
             except VersionConflict:
                 continue
@@ -309,7 +356,10 @@ class AsyncRequestService:
     def purge(self) -> int:
         """Drop results past their window and expire queued requests past their deadline."""
         now, changed = self._clock(), 0
-        for item in self._store.scan(ASYNC_REQUESTS):
+        # Indexed: queued requests and kept results only (finished, purged ones are not read).
+        candidates = [*self._store.find(ASYNC_REQUESTS, f"{QUEUED}/")]
+        candidates += self._store.find(ASYNC_REQUESTS, _KEPT_ENTRY)
+        for item in candidates:
             value = item.value
             try:
                 if value["status"] == QUEUED and now >= value["queue_deadline"]:
@@ -318,7 +368,7 @@ class AsyncRequestService:
                     changed += 1
                 elif value.get("data") is not None and now >= value["result_expires_at"]:
                     kept = {**value, "data": None}
-                    self._store.put(ASYNC_REQUESTS, item.key, kept, expected_version=item.version)
+                    self._write(item.key, kept, item.version)
                     changed += 1
             except VersionConflict:
                 continue  # someone else changed it; the next purge looks again

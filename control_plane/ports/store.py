@@ -35,6 +35,10 @@ class Item:
 
 # ``expected_version`` sentinel meaning "the item must not exist yet".
 ABSENT = 0
+# A document's field naming its place in the table's secondary index (a string; absent or
+# None: not indexed). Written atomically with the document, so it never drifts from it;
+# ``find`` reads by it without reading the whole table (a GSI on DynamoDB, an index on SQLite).
+INDEX_FIELD = "_index"
 
 
 class MetadataStore(Protocol):
@@ -58,6 +62,11 @@ class MetadataStore(Protocol):
 
     def scan(self, table: str, *, prefix: str = "") -> list[Item]:
         """Every item of ``table`` whose key starts with ``prefix``, ordered by key."""
+        ...
+
+    def find(self, table: str, index_prefix: str) -> list[Item]:
+        """The items of ``table`` whose ``INDEX_FIELD`` starts with ``index_prefix``, in
+        index order; reads only those. May lag a write by a moment (DynamoDB's GSI)."""
         ...
 
     def close(self) -> None: ...

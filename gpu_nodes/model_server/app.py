@@ -24,6 +24,7 @@ from gpu_nodes.model_server.exceptions import (
     InputError,
     PackageError,
     PredictTimeoutError,
+    ReplicaBusyError,
     ResultNotSerializableError,
 )
 from gpu_nodes.model_server.package_config import ServingConfig, load_serving_config
@@ -32,6 +33,11 @@ from gpu_nodes.model_server.tracebacks import format_user_traceback
 from gpu_nodes.serving.metrics import METRICS_PATH, metrics_response
 from gpu_nodes.serving.replica_metrics import ReplicaMetrics, ReplicaMetricsMiddleware
 from gpu_nodes.serving.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
+from plinth.contracts.async_work import (
+    ASYNC_WORK_HEADER,
+    BUSY_RETRY_AFTER_S,
+    REPLICA_BUSY_HEADER,
+)
 from plinth.contracts.replica_env import ReplicaVar
 
 log = logging.getLogger("plinth.model_server")
@@ -159,7 +165,10 @@ async def _predict(runner: TrussModelHost, request: Request, request_id: str) ->
         return _error(503, detail, status=state.status.value)
     try:
         payload = await _parse_body(request)
-        outcome = await cancel_on_disconnect(request, lambda: runner.run(payload, request))
+        async_work = ASYNC_WORK_HEADER in request.headers
+        outcome = await cancel_on_disconnect(
+            request, lambda: runner.run(payload, request, async_work=async_work)
+        )
         if outcome.disconnected:
             log.info("predict request_id=%s cancelled: the client disconnected", request_id)
             return Response(status_code=CLIENT_CLOSED_STATUS)
@@ -175,6 +184,9 @@ async def _predict(runner: TrussModelHost, request: Request, request_id: str) ->
         return Response(_encode_json(result), media_type="application/json")
     except InputError as exc:
         return _error(exc.status_code, exc.message)
+    except ReplicaBusyError as exc:
+        busy = {"Retry-After": str(BUSY_RETRY_AFTER_S), REPLICA_BUSY_HEADER: "1"}
+        return JSONResponse({"error": str(exc)}, status_code=429, headers=busy)
     except PredictTimeoutError as exc:
         log.error("predict request_id=%s: %s", request_id, exc)
         return _error(504, str(exc))

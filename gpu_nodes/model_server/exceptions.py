@@ -48,3 +48,7 @@ class ResultNotSerializableError(ModelServerError):
 
 class PredictTimeoutError(ModelServerError):
     """A predict request ran past ``runtime.predict_timeout``: answered 504."""
+
+
+class ReplicaBusyError(ModelServerError):
+    """An async call found no predict_concurrency slot free of sync traffic: answered 429."""

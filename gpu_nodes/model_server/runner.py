@@ -24,6 +24,7 @@ from gpu_nodes.model_server.exceptions import (
     InputError,
     PackageError,
     PredictTimeoutError,
+    ReplicaBusyError,
     WeightsFetchError,
 )
 from gpu_nodes.model_server.loader import import_model_class, instantiate_model, package_roots
@@ -235,18 +236,23 @@ class TrussModelHost:
             )
             raise InputError(f"invalid input for {input_model.__name__}: {problems}") from exc
 
-    async def run(self, payload: Any, request: Any = None) -> Any:
+    def has_free_slot(self) -> bool:
+        """A predict_concurrency slot is free and no call is waiting for one."""
+        return not self._semaphore.locked()  # locked() also counts waiters (py >= 3.11)
+
+    async def run(self, payload: Any, request: Any = None, *, async_work: bool = False) -> Any:
         """Run the pipeline. Returns the (post-processed) result, or a ``PredictionStream``.
 
         Raises PredictTimeoutError past ``runtime.predict_timeout`` (a stream: until its first
         chunk). Cancelling the caller (the client went away) cancels an async predict and gives
-        its predict_concurrency permit back at once.
+        its predict_concurrency permit back at once. ``async_work`` calls never wait for a
+        slot: ReplicaBusyError when none is free of sync traffic (sync first).
         """
         timeout = self.cfg.predict_timeout
         scope: anyio.CancelScope | None = None
         try:
             with anyio.fail_after(timeout) as scope:
-                return await self._pipeline(payload, request)
+                return await self._pipeline(payload, request, async_work)
         except TimeoutError:
             if scope is None or not scope.cancelled_caught:
                 raise  # the model's own TimeoutError
@@ -254,11 +260,17 @@ class TrussModelHost:
                 f"predict did not finish within runtime.predict_timeout={timeout:g}s"
             ) from None
 
-    async def _pipeline(self, payload: Any, request: Any) -> Any:
+    async def _pipeline(self, payload: Any, request: Any, async_work: bool) -> Any:
+        if async_work and not self.has_free_slot():
+            raise ReplicaBusyError("no predict_concurrency slot is free of sync traffic")
         has_preprocess = callable(getattr(self._model, "preprocess", None))
         payload = self._validate_input("preprocess" if has_preprocess else "predict", payload)
         if has_preprocess:
             payload = await self._call("preprocess", payload, request)
+        if async_work and not self.has_free_slot():
+            # Checked again after preprocess: sync calls may have taken the slot meanwhile.
+            # No await between this check and acquire(), so the slot cannot be lost.
+            raise ReplicaBusyError("no predict_concurrency slot is free of sync traffic")
         await self._semaphore.acquire()
         permit = _Permit(self._semaphore)
         try:

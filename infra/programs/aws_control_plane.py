@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pulumi
 from pydantic import Field
 
 from infra.buckets import S3WeightBucket, S3WeightBucketArgs
@@ -22,7 +23,10 @@ class AwsControlPlaneConfig(StackConfig):
     layer_arns: list[str] = Field(default_factory=list)
     worker_timeout_s: int = 120
     queue_visibility_timeout_s: int | None = None
-    max_receive_count: int = 5
+    max_receive_count: int = 15
+    gateway_url: str | None = Field(
+        default=None, description="A gateway's public URL: where the async worker calls models"
+    )
     reconcile_schedule: str = "rate(1 minute)"
     log_retention_days: int = 30
     blob_bucket_name: str | None = None
@@ -36,8 +40,14 @@ class AwsControlPlaneConfig(StackConfig):
     )
 
 
-def build(config: AwsControlPlaneConfig, *, stack_dir: Path | None = None) -> dict[str, Any]:
-    """``stack_dir`` anchors a relative ``codeRoot`` (default: the working directory)."""
+def build(
+    config: AwsControlPlaneConfig,
+    *,
+    stack_dir: Path | None = None,
+    async_api_key: pulumi.Input[str] | None = None,
+) -> dict[str, Any]:
+    """``stack_dir`` anchors a relative ``codeRoot`` (default: the working directory);
+    ``async_api_key`` (a secret) goes to Secrets Manager for the async worker."""
     tags = standard_tags(config.region)
     code_root = ((stack_dir or Path.cwd()) / config.code_root).resolve()
     blobs = S3WeightBucket(
@@ -64,14 +74,17 @@ def build(config: AwsControlPlaneConfig, *, stack_dir: Path | None = None) -> di
             cluster_name=config.cluster_name,
             cluster_endpoint=config.cluster_endpoint,
             cluster_ca_data=config.cluster_ca_data,
+            gateway_url=config.gateway_url,
+            async_api_key=async_api_key,
         ),
     )
     return {
         "apiUrl": plane.api_url,
         "metadataTableName": plane.metadata_table_name,
         "metadataTableArn": plane.metadata_table_arn,
-        "queueUrl": plane.queue_url,
-        "dlqUrl": plane.dlq_url,
+        "asyncQueueUrls": {f"p{p}": url for p, url in plane.queue_urls.items()},
+        "asyncDlqUrls": {f"p{p}": url for p, url in plane.dlq_urls.items()},
+        "asyncApiKeySecretArn": plane.async_api_key_secret_arn,
         "reconcilerRoleArn": plane.reconciler_role_arn,
         "secretsKmsKeyArn": plane.secrets_kms_key_arn,
         "blobBucketName": blobs.bucket_name,
@@ -80,8 +93,13 @@ def build(config: AwsControlPlaneConfig, *, stack_dir: Path | None = None) -> di
 
 
 def program(stack_dir: Path) -> dict[str, Any]:
-    """Read the stack config and build (what ``pulumi up`` runs)."""
-    return build(AwsControlPlaneConfig.from_pulumi(region=aws_region()), stack_dir=stack_dir)
+    """Read the stack config and build (what ``pulumi up`` runs). The async worker's API key
+    is read apart from the model, as a secret (`pulumi config set --secret asyncApiKey`)."""
+    return build(
+        AwsControlPlaneConfig.from_pulumi(region=aws_region()),
+        stack_dir=stack_dir,
+        async_api_key=pulumi.Config().get_secret("asyncApiKey"),
+    )
 
 
 def main(stack_dir: Path) -> None:

@@ -6,6 +6,7 @@
   are cut into chunks (the mirror writes them, the node agent and cluster cache read them).
 - ``http_ranges``: the Range / digest rules of the weight origin's HTTP protocol, shared by the
   control plane's origin and the cluster cache.
+- ``async_work``: the headers by which async calls take only slots sync traffic leaves free.
 - ``exceptions``: errors raised on both sides of these contracts.
 
 The package spec (config.yaml schema, archives) is the other shared contract: ``plinth.spec``.

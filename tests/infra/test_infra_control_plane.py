@@ -56,20 +56,71 @@ def test_functions_handlers_and_log_groups(plane) -> None:
     assert _function(plane, "api")["environment"]["variables"]["PLINTH_STORE"] == "dynamodb"
 
 
-def test_queue_redrive_and_visibility_timeout(plane) -> None:
-    queue = plane.one("aws:sqs/queue:Queue", "cp-queue").inputs
-    dlq = plane.one("aws:sqs/queue:Queue", "cp-dlq")
+def _async_queue(plane, priority: int):
+    return plane.one("aws:sqs/queue:Queue", f"cp-async-requests-p{priority}-queue")
+
+
+def test_one_queue_per_priority_each_with_its_dlq_and_a_worker_mapping(plane) -> None:
     worker_timeout = _function(plane, "worker")["timeout"]
-    assert queue["visibilityTimeoutSeconds"] >= 6 * worker_timeout
-    redrive = json.loads(queue["redrivePolicy"])
-    assert redrive == {"deadLetterTargetArn": dlq.outputs["arn"], "maxReceiveCount": 5}
-    assert queue["sqsManagedSseEnabled"] is True and dlq.inputs["sqsManagedSseEnabled"] is True
-    (mapping,) = plane.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
-    assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert (
-        mapping.inputs["eventSourceArn"]
-        == plane.one("aws:sqs/queue:Queue", "cp-queue").outputs["arn"]
+    mappings = {
+        m.inputs["eventSourceArn"]: m.inputs
+        for m in plane.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    }
+    assert len(mappings) == 3
+    for priority in (0, 1, 2):
+        queue = _async_queue(plane, priority)
+        dlq = plane.one("aws:sqs/queue:Queue", f"cp-async-requests-p{priority}-dlq")
+        assert queue.inputs["visibilityTimeoutSeconds"] >= 6 * worker_timeout
+        redrive = json.loads(queue.inputs["redrivePolicy"])
+        # Above the 10 model attempts a request may ask for: each deferred retry is a delivery.
+        assert redrive == {"deadLetterTargetArn": dlq.outputs["arn"], "maxReceiveCount": 15}
+        assert queue.inputs["sqsManagedSseEnabled"] is True
+        assert dlq.inputs["sqsManagedSseEnabled"] is True
+        mapping = mappings[queue.outputs["arn"]]
+        assert mapping["functionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert (
+            mapping["functionName"]
+            == plane.one("aws:lambda/function:Function", "cp-worker").outputs["arn"]
+        )
+
+
+def test_a_redrive_limit_within_the_model_attempts_is_rejected(tags) -> None:
+    with pytest.raises(InfraConfigError) as excinfo:
+        _args(tags, max_receive_count=10)
+    assert excinfo.value.field == "max_receive_count"
+
+
+def test_the_worker_gets_the_gateway_url_and_its_api_key_from_secrets_manager(run, tags) -> None:
+    plane = run(
+        lambda: {
+            "url": ServerlessControlPlane(
+                "cp",
+                _args(
+                    tags,
+                    gateway_url="https://gw.example.com",
+                    async_api_key=pulumi.Output.secret("pk-worker-key-0123456789"),
+                ),
+            ).api_url
+        }
     )
+    secret = plane.one("aws:secretsmanager/secret:Secret", "cp-async-api-key")
+    version = plane.one("aws:secretsmanager/secretVersion:SecretVersion", "cp-async-api-key")
+    assert version.inputs["secretId"] == secret.id
+    env = _function(plane, "worker")["environment"]["variables"]
+    assert env["PLINTH_GATEWAY_URL"] == "https://gw.example.com"
+    assert env["PLINTH_ASYNC_API_KEY_SECRET_ARN"] == secret.outputs["arn"]
+    assert float(env["PLINTH_ASYNC_BUSY_REQUEUE_MAX_S"]) > 0
+    # The key itself is in no function's environment.
+    for role in ("api", "worker", "reconciler"):
+        assert "pk-worker-key" not in json.dumps(_function(plane, role)["environment"])
+    grants = [
+        s
+        for s in _policy(plane, "worker")["Statement"]
+        if "secretsmanager:GetSecretValue" in s["Action"]
+    ]
+    assert [g["Resource"] for g in grants] == [[secret.outputs["arn"]]]
+    for role in ("api", "reconciler"):
+        assert secret.outputs["arn"] not in json.dumps(_policy(plane, role))
 
 
 def test_visibility_timeout_below_six_times_worker_timeout_is_rejected(tags) -> None:
@@ -91,6 +142,21 @@ def test_tables_have_pitr_and_sse(plane) -> None:
         assert table.inputs["serverSideEncryption"]["enabled"] is True
     metadata = plane.one("aws:dynamodb/table:Table", "cp-metadata").inputs
     assert (metadata["hashKey"], metadata["rangeKey"]) == ("tbl", "key")
+
+
+def test_the_metadata_table_has_the_stores_secondary_index(plane) -> None:
+    from control_plane.adapters.dynamodb_store import INDEX_HASH, INDEX_NAME, INDEX_RANGE
+
+    metadata = plane.one("aws:dynamodb/table:Table", "cp-metadata").inputs
+    (index,) = metadata["globalSecondaryIndexes"]
+    assert (index["name"], index["hashKey"], index["rangeKey"]) == (
+        INDEX_NAME,
+        INDEX_HASH,
+        INDEX_RANGE,
+    )
+    assert index["projectionType"] == "ALL"
+    declared = {a["name"]: a["type"] for a in metadata["attributes"]}
+    assert declared == {"tbl": "S", "key": "S", INDEX_HASH: "S", INDEX_RANGE: "S"}
 
 
 def test_the_metadata_table_expires_load_reports_by_their_ttl_attribute(plane) -> None:
@@ -137,19 +203,26 @@ def test_reconciler_schedule_has_its_own_role(plane) -> None:
 
 
 def test_each_function_reaches_only_its_own_resources(plane) -> None:
-    queue_arn = plane.one("aws:sqs/queue:Queue", "cp-queue").outputs["arn"]
+    queue_arns = {_async_queue(plane, p).outputs["arn"] for p in (0, 1, 2)}
+    api_key_secret_arn = plane.one("aws:secretsmanager/secret:Secret", "cp-async-api-key").outputs[
+        "arn"
+    ]
     builds_arn = plane.one("aws:sqs/queue:Queue", "cp-builds-queue").outputs["arn"]
     table_arns = {t.outputs["arn"] for t in plane.of_type("aws:dynamodb/table:Table")}
     secrets_key_arn = plane.one("aws:kms/key:Key", "cp-secrets").outputs["arn"]
-    allowed = table_arns | {
-        secrets_key_arn,
-        queue_arn,
-        builds_arn,
-        BUCKET_ARN,
-        BUCKET_ARN + "/*",
-        BUCKET_ARN + "/logs/*",  # the reconciler's build-log writes
-        "arn:aws:eks:us-east-1:111122223333:cluster/plinth",
-    }
+    allowed = (
+        table_arns
+        | queue_arns
+        | {
+            secrets_key_arn,
+            api_key_secret_arn,
+            builds_arn,
+            BUCKET_ARN,
+            BUCKET_ARN + "/*",
+            BUCKET_ARN + "/logs/*",  # the reconciler's build-log writes
+            "arn:aws:eks:us-east-1:111122223333:cluster/plinth",
+        }
+    )
     for role in ("api", "worker", "reconciler"):
         statements = _policy(plane, role)["Statement"]
         log_group_arn = plane.one("aws:cloudwatch/logGroup:LogGroup", f"cp-{role}").outputs["arn"]
@@ -179,13 +252,20 @@ def test_each_function_reaches_only_its_own_resources(plane) -> None:
         if "sqs:ReceiveMessage" in s["Action"]
         for r in s["Resource"]
     }
-    assert worker_queues == {queue_arn}
+    assert worker_queues == queue_arns
     assert check(plane.resources) == []
 
 
 def test_queue_names_match_the_sqs_adapter_convention(plane) -> None:
     names = sorted(q.inputs["name"] for q in plane.of_type("aws:sqs/queue:Queue"))
-    assert names == ["cp-async-requests", "cp-async-requests-dlq", "cp-builds", "cp-builds-dlq"]
+    assert names == [
+        *(f"cp-async-requests-p{p}{dlq}" for p in (0, 1, 2) for dlq in ("", "-dlq")),
+        "cp-builds",
+        "cp-builds-dlq",
+    ]
+    from control_plane.domain.async_requests import PRIORITIES, queue_name
+
+    assert {f"cp-{queue_name(p)}" for p in PRIORITIES} <= set(names)
     env = _function(plane, "api")["environment"]["variables"]
     assert env["PLINTH_SQS_QUEUE_PREFIX"] == "cp-"
     assert env["PLINTH_QUEUE"] == "sqs" and env["PLINTH_BLOB_BUCKET"] == "plinth-blobs"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -65,7 +66,24 @@ def _create_table(client: Any, recorded: Any) -> None:
             {"AttributeName": a["name"], "AttributeType": a["type"]} for a in inputs["attributes"]
         ],
         BillingMode=inputs["billingMode"],
+        **_secondary_indexes(inputs),
     )
+
+
+def _secondary_indexes(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The table's global secondary indexes as the stack declares them."""
+    indexes = [
+        {
+            "IndexName": index["name"],
+            "KeySchema": [
+                {"AttributeName": index["hashKey"], "KeyType": "HASH"},
+                {"AttributeName": index["rangeKey"], "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": index["projectionType"]},
+        }
+        for index in inputs.get("globalSecondaryIndexes") or []
+    ]
+    return {"GlobalSecondaryIndexes": indexes} if indexes else {}
 
 
 def test_stack_registrations_read_back_through_the_cluster_registry(runs, moto_endpoint) -> None:
@@ -126,7 +144,10 @@ def test_sqs_queue_adapter_finds_the_queues_the_stack_creates(runs, moto_endpoin
         "variables"
     ]
     queue = SqsQueue(client, queue_prefix=env["PLINTH_SQS_QUEUE_PREFIX"])  # create_missing off
-    for logical in ("async-requests", "builds"):
+    # The queue names the control plane really uses: the async priorities, and builds.
+    from control_plane.domain.async_requests import PRIORITIES, queue_name
+
+    for logical in (*(queue_name(p) for p in PRIORITIES), "builds"):
         queue.send(logical, json.dumps({"probe": logical}))
         (message,) = queue.receive(logical, max_messages=1, visibility_timeout_s=5)
         assert json.loads(message.body) == {"probe": logical}
@@ -135,3 +156,24 @@ def test_sqs_queue_adapter_finds_the_queues_the_stack_creates(runs, moto_endpoin
     listed = client.list_queues(QueueNamePrefix=env["PLINTH_SQS_QUEUE_PREFIX"])["QueueUrls"]
     names = sorted(url.rsplit("/", 1)[-1] for url in listed)
     assert names == sorted(q.inputs["name"] for q in run.of_type("aws:sqs/queue:Queue"))
+
+
+def test_async_queue_status_reads_the_stacks_table_by_its_index(
+    runs, moto_endpoint, tmp_path
+) -> None:
+    """The metadata table as the stack declares it serves the async requests' indexed reads
+    (the GSI the DynamoDB store queries), so queue status never scans the table."""
+    from control_plane.adapters.dynamodb_store import DynamoDbMetadataStore
+    from control_plane.adapters.sqlite_queue import SqliteQueue
+    from control_plane.domain.async_requests import AsyncRequestService, parse_request
+
+    client = _client(moto_endpoint, "dynamodb")
+    table = runs["control-plane"].one("aws:dynamodb/table:Table", "plinth-prod-metadata")
+    recorded = {**table.inputs, "name": f"{table.inputs['name']}-async"}  # moto is shared
+    _create_table(client, SimpleNamespace(inputs=recorded))
+    store = DynamoDbMetadataStore(recorded["name"], client)
+    service = AsyncRequestService(store, SqliteQueue(tmp_path / "q.db"), lambda: 1000.0)
+    spec = parse_request(b'{"model_input": 1}', check_webhook=print)
+    for deployment in ("d1", "d1", "d2"):
+        service.submit("m1", deployment, spec)
+    assert service.queue_status("m1", "d1")["num_queued_requests"] == 2

@@ -63,22 +63,11 @@ def _aws_client(ctx: AdapterContext, service: str) -> Any:
 
 
 def _dynamodb_store(ctx: AdapterContext) -> MetadataStore:
-    from control_plane.adapters.dynamodb_store import DynamoDbMetadataStore
+    from control_plane.adapters.dynamodb_store import DynamoDbMetadataStore, create_table_request
 
     client = _aws_client(ctx, "dynamodb")
     name = f"metadata-{uuid.uuid4().hex[:12]}"  # the moto server is shared: one table per test
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[
-            {"AttributeName": "tbl", "KeyType": "HASH"},
-            {"AttributeName": "key", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "tbl", "AttributeType": "S"},
-            {"AttributeName": "key", "AttributeType": "S"},
-        ],
-    )
+    client.create_table(**create_table_request(name))
     return DynamoDbMetadataStore(name, client)
 
 

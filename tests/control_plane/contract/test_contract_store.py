@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from control_plane.ports.store import ABSENT, MetadataStore, VersionConflict
+from control_plane.ports.store import ABSENT, INDEX_FIELD, MetadataStore, VersionConflict
 
 
 def test_get_absent_is_none(metadata_store: MetadataStore) -> None:
@@ -80,6 +80,33 @@ def test_prefix_with_like_wildcards_is_literal(metadata_store: MetadataStore) ->
     metadata_store.put("t", "axb", {})
     assert [i.key for i in metadata_store.scan("t", prefix="a%")] == ["a%b"]
     assert [i.key for i in metadata_store.scan("t", prefix="a_")] == ["a_c"]
+
+
+def test_find_reads_by_index_prefix_and_follows_every_write(metadata_store: MetadataStore) -> None:
+    """The index entry is written with the document (each write path), dropped with it,
+    per table, literal (no wildcards), ordered by entry."""
+    put = metadata_store.put
+    put("t", "r1", {INDEX_FIELD: "QUEUED/m/d1/", "n": 1}, expected_version=ABSENT)
+    put("t", "r2", {INDEX_FIELD: "QUEUED/m/d2/", "n": 2})
+    put("t", "r3", {INDEX_FIELD: "QUEUED/m/d1/", "n": 3})
+    put("t", "plain", {"n": 4})
+    put("other", "r9", {INDEX_FIELD: "QUEUED/m/d1/"})
+    put("t", "pct", {INDEX_FIELD: "QUEUED/m/d%/"})
+    assert sorted(i.key for i in metadata_store.find("t", "QUEUED/m/d1/")) == ["r1", "r3"]
+    assert len(metadata_store.find("t", "QUEUED/")) == 4
+    assert [i.key for i in metadata_store.find("t", "QUEUED/m/d%")] == ["pct"]
+    item = metadata_store.get("t", "r1")
+    assert item is not None
+    # A conditional write moves the entry; an unconditional one without the field drops it.
+    moved = {INDEX_FIELD: "IN_PROGRESS/m/d1/", "n": 1}
+    put("t", "r1", moved, expected_version=item.version)
+    put("t", "r3", {"n": 3})
+    assert metadata_store.find("t", "QUEUED/m/d1/") == []
+    assert [i.value for i in metadata_store.find("t", "IN_PROGRESS/")] == [moved]
+    metadata_store.delete("t", "r1")
+    assert metadata_store.find("t", "IN_PROGRESS/") == []
+    with pytest.raises((TypeError, ValueError)):
+        put("t", "bad", {INDEX_FIELD: 7})
 
 
 def test_non_json_value_is_rejected(metadata_store: MetadataStore) -> None:

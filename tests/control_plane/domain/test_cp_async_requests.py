@@ -22,6 +22,7 @@ from control_plane.domain import async_requests as ar
 from control_plane.domain.async_processing import (
     AsyncProcessor,
     InvokeResult,
+    Outcome,
     WebhookPolicy,
 )
 from control_plane.domain.async_webhooks import (
@@ -91,12 +92,14 @@ def env(tmp_path):
     queue = SqliteQueue(tmp_path / "db", clock=clock)
     service = ar.AsyncRequestService(store, queue, clock, result_ttl_s=3600)
     secrets = WebhookSecretService(store, clock, rotation_s=600)
-    answers: list[InvokeResult] = []
+    # Scripted answers; a callable one is called (it may move the clock mid-call).
+    answers: list[Any] = []
     calls: list[str] = []
 
     def invoke(model_id: str, deployment_id: str, request_id: str, model_input: Any):
         calls.append(request_id)
-        return answers.pop(0) if answers else InvokeResult(200, {"echo": model_input})
+        answer = answers.pop(0) if answers else InvokeResult(200, {"echo": model_input})
+        return answer() if callable(answer) else answer
 
     processor = AsyncProcessor(
         service,
@@ -317,18 +320,83 @@ def test_rotation_signs_with_both_secrets(env, receiver) -> None:
     assert env["service"].view(request_id)["webhook_status"] == "SUCCEEDED"
 
 
-def test_a_full_replica_is_waited_for_without_using_attempts(env) -> None:
-    """Sync first: 429s back off (not attempts) until the queue deadline, then count."""
-    env["answers"].extend([InvokeResult(429, "full")] * 4 + [InvokeResult(200, "done")])
+BUSY = InvokeResult(429, {"error": "no slot"}, busy=True)
+
+
+def deliver_once(env, request_id: str) -> Outcome:
+    """Take the request's one visible message, process it, ack it (as the worker does)."""
+    name = ar.queue_name(1)
+    [message] = env["queue"].receive(name)
+    assert json.loads(message.body)["request_id"] == request_id
+    outcome: Outcome = env["processor"].process(request_id)
+    env["queue"].ack(name, message.receipt)
+    return outcome
+
+
+def test_a_full_replica_puts_the_request_back_without_using_attempts(env) -> None:
+    """Sync first: a busy replica's 429 requeues the request (QUEUED, a fresh message, no
+    attempt); a model's own 429 is an attempt like any retryable status."""
+    env["answers"].extend([BUSY] * 3 + [InvokeResult(200, "done")])
     request_id = env["service"].submit("m", "d", spec({"model_input": 1}))
-    run_queue(env)
+    for _ in range(3):
+        assert deliver_once(env, request_id) is Outcome.BUSY
+        view = env["service"].view(request_id)
+        assert (view["status"], view["attempts"], view["started_at"]) == ("QUEUED", 0, None)
+    assert deliver_once(env, request_id) is Outcome.DONE
     view = env["service"].view(request_id)
     assert (view["status"], view["attempts"], view["data"]) == ("SUCCEEDED", 1, "done")
-    assert len(env["calls"]) == 5
-    env["answers"].extend([InvokeResult(429, "full")] * 100)
-    late = env["service"].submit(
+    assert env["queue"].receive(ar.queue_name(1)) == []  # nothing left over
+    env["answers"].append(InvokeResult(429, {"error": "model says slow down"}))
+    throttled = env["service"].submit("m", "d", spec({"model_input": 1}))
+    assert deliver_once(env, throttled) is Outcome.DONE
+    view = env["service"].view(throttled)
+    assert (view["status"], view["attempts"]) == ("FAILED", 1)
+
+
+def test_busy_past_the_queue_deadline_expires(env) -> None:
+    def busy_while_the_deadline_passes() -> InvokeResult:
+        env["clock"].now += 11
+        return BUSY
+
+    env["answers"].append(busy_while_the_deadline_passes)
+    request_id = env["service"].submit(
         "m", "d", spec({"model_input": 1, "max_time_in_queue_seconds": 10})
     )
-    run_queue(env)
-    view = env["service"].view(late)
-    assert (view["status"], view["attempts"]) == ("FAILED", 1)  # 429 after the deadline
+    assert deliver_once(env, request_id) is Outcome.DONE
+    view = env["service"].view(request_id)
+    assert (view["status"], view["attempts"]) == ("EXPIRED", 0)
+    assert view["errors"][0]["code"] == "EXPIRED"
+
+
+def test_a_started_request_waits_out_a_busy_replica_in_place(env) -> None:
+    """After a failed attempt the request has run: busy answers are waited out, not counted."""
+    env["answers"].extend([InvokeResult(503, "down"), BUSY, BUSY, InvokeResult(200, 5)])
+    retry = {"max_attempts": 2, "initial_delay_ms": 100}
+    request_id = env["service"].submit(
+        "m", "d", spec({"model_input": 1, "inference_retry_config": retry})
+    )
+    assert deliver_once(env, request_id) is Outcome.DONE
+    view = env["service"].view(request_id)
+    assert (view["status"], view["attempts"], view["data"]) == ("SUCCEEDED", 2, 5)
+
+
+def test_requeue_delay_doubles_up_to_the_setting(env) -> None:
+    """The worker Lambda's setting: each busy round makes the fresh message wait longer."""
+    processor = AsyncProcessor(
+        env["service"],
+        env["secrets"],
+        lambda *args: BUSY,
+        post,
+        webhooks=WebhookPolicy(),
+        resolve=resolve_host,
+        clock=env["clock"],
+        sleep=env["clock"].sleep,
+        busy_requeue_max_s=1.5,
+    )
+    env["processor"] = processor
+    request_id = env["service"].submit("m", "d", spec({"model_input": 1}))
+    for expected_delay in (0.5, 1.0, 1.5, 1.5):
+        assert deliver_once(env, request_id) is Outcome.BUSY
+        env["clock"].now += expected_delay - 0.01
+        assert env["queue"].receive(ar.queue_name(1), visibility_timeout_s=0) == []
+        env["clock"].now += 0.01
