@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from control_plane.domain.records import DeploymentRecord
@@ -47,6 +48,23 @@ def requirements_of(config: TrussConfig, package_dir: Path) -> list[str]:
             if stripped:
                 requirements.append(stripped)
     return requirements
+
+
+def write_pushed_name(package_dir: Path, model_name: str | None) -> None:
+    """Record the pushed name in the extracted package's config.yaml.
+
+    `plinth push --model-name` names a package whose config.yaml has none (or overrides it);
+    the replica reads config.yaml, and must answer to (and hand ``Model(config=...)``) the
+    name the model was pushed as.
+    """
+    path = package_dir / "config.yaml"
+    if not model_name or not path.is_file():
+        return
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict) or raw.get("model_name") == model_name:
+        return
+    raw["model_name"] = model_name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
 
 
 def replica_spec_for(

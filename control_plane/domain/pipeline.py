@@ -21,7 +21,7 @@ from control_plane.domain import lifecycle
 from control_plane.domain.archives import archive_key
 from control_plane.domain.build_log import BuildLogWriter
 from control_plane.domain.deployments import BUILD_QUEUE
-from control_plane.domain.package import requirements_of, validate_config
+from control_plane.domain.package import requirements_of, validate_config, write_pushed_name
 from control_plane.domain.records import DeploymentRecord, DeploymentStatus
 from control_plane.domain.repository import Repository
 from control_plane.exceptions import BuildFailed, NotFound
@@ -204,6 +204,7 @@ class BuildWorker:
         extract_archive(archive_path, src)
         archive_path.unlink()
         config = validate_config(dep.config)
+        write_pushed_name(src, config.model_name)
         requirements = requirements_of(config, src)
         # Before the environment: a bad weights source fails the deploy in seconds.
         manifests = self._mirror_weights(config.weights, self._blobs, self._secret_values, log)
