@@ -13,6 +13,8 @@ from control_plane.domain.records import DeploymentRecord
 from control_plane.exceptions import ValidationFailed
 from control_plane.ports.cluster import ReplicaSpec
 from plinth.contracts.replica_env import ReplicaEnv, WeightsDelivery
+from plinth.contracts.routing import TRUSS_PREDICT_PATH
+from plinth.spec.checks import OPENAI_METHOD_NAMES, model_class_methods
 from plinth.spec.config import TrussConfig
 
 
@@ -48,6 +50,23 @@ def requirements_of(config: TrussConfig, package_dir: Path) -> list[str]:
             if stripped:
                 requirements.append(stripped)
     return requirements
+
+
+def serves_openai_api(config: TrussConfig, package_dir: Path) -> bool:
+    """Whether the deployment answers OpenAI-style /v1 routes: an engine, a custom server, or
+    a Model class defining one of Truss's OpenAI methods (when reading the class cannot tell,
+    yes: the replica then answers an OpenAI-shaped 404 itself for a method it lacks)."""
+    if config.engine is not None or config.docker_server is not None:
+        return True
+    methods = model_class_methods(package_dir, config)
+    return methods is None or bool(methods & OPENAI_METHOD_NAMES)
+
+
+def predict_path_of(config: dict[str, Any]) -> str:
+    """The replica path `predict` reaches: a custom server's predict_endpoint, else Truss's."""
+    server = config.get("docker_server") or {}
+    endpoint = server.get("predict_endpoint") if isinstance(server, dict) else None
+    return str(endpoint) if endpoint else TRUSS_PREDICT_PATH
 
 
 def write_pushed_name(package_dir: Path, model_name: str | None) -> None:

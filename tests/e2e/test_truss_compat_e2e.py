@@ -12,9 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
+from openai import OpenAI
+
+from plinth.local import LocalPlatform
 
 pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -54,3 +60,36 @@ def test_push_model_name_names_a_nameless_package(
     assert resp.status_code == 200, resp.text
     # The replica's config (handed to Model(config=...)) carries the pushed name too.
     assert resp.json() == {"served_as": "given-name"}
+
+
+def openai_client(platform: LocalPlatform, base_path: str) -> OpenAI:
+    ep = platform.endpoints
+    return OpenAI(base_url=ep.gateway_url + base_path, api_key=ep.api_key, max_retries=0)
+
+
+def test_model_class_openai_methods_through_the_gateway(
+    cli: Cli, api: httpx.Client, platform: LocalPlatform
+) -> None:
+    cli("push", str(EXAMPLES / "openai-methods"), "--promote")
+    mid = model_id(api, "echo-chat")
+    dep = api.get(f"/v1/models/{mid}/environments/production").json()["current_deployment"]
+    messages = [{"role": "user", "content": "hi there"}]
+    for base in (
+        f"/models/{mid}/production/v1",
+        f"/models/{mid}/production/sync/v1",
+        f"/models/{mid}/deployment/{dep['id']}/v1",
+        f"/models/{mid}/deployment/{dep['id']}/sync/v1",
+        "/v1",  # the gateway's own OpenAI API: the body's model picks the deployment
+    ):
+        client = openai_client(platform, base)
+        reply = client.chat.completions.create(model="echo-chat", messages=messages)
+        assert reply.choices[0].message.content == "echo: hi there", base
+        stream = client.chat.completions.create(model="echo-chat", messages=messages, stream=True)
+        chunks = [chunk.choices[0].delta.content or "" for chunk in stream]
+        assert "".join(chunks) == "echo: hi there" and len(chunks) == 4, base
+    client = openai_client(platform, "/v1")
+    assert client.embeddings.create(model="echo-chat", input="a").data[0].embedding
+    assert "echo-chat" in [m.id for m in client.models.list().data]
+    # A method the class lacks: the replica's OpenAI-shaped 404 reaches the SDK.
+    with pytest.raises(openai.NotFoundError, match="defines no responses"):
+        client.responses.create(model="echo-chat", input="hi")
