@@ -148,6 +148,8 @@ def _deploy(
     created = client.create_deployment(
         model_name, info.sha256, config.to_dict(), options.environment, options.promote
     )
+    for warning in created.get("warnings") or []:
+        make_console(stderr=True).print(f"[yellow]warning:[/] {escape(str(warning))}")
     model_id = str(created["model_id"])
     deployment = created["deployment"]
     deployment_id = str(deployment["id"])

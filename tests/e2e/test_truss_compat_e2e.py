@@ -47,14 +47,20 @@ def model_id(api: httpx.Client, name: str) -> str:
     return str(next(m["id"] for m in models if m["name"] == name))
 
 
-def test_push_model_name_names_a_nameless_package(
+def test_push_model_name_names_a_nameless_package_and_warns(
     cli: Cli, api: httpx.Client, gateway: httpx.Client, tmp_path: Path
 ) -> None:
-    package = write_package(tmp_path, "nameless", "requirements: []\n", NAMED_BY_CONFIG_MODEL)
+    config = "requirements: []\nsystem_packages: [ffmpeg]\n"
+    package = write_package(tmp_path, "nameless", config, NAMED_BY_CONFIG_MODEL)
     refused = cli("push", str(package), check=False)
     assert refused.returncode == 1
     assert "--model-name" in refused.stderr
-    cli("push", str(package), "--model-name", "given-name", "--promote")
+    pushed = cli("push", str(package), "--model-name", "given-name", "--promote")
+    # Accepted, deployed, and the field the local runtime cannot honour is named.
+    assert (
+        "warning: config field 'system_packages' (['ffmpeg']) is recorded but not honoured"
+        in pushed.stderr
+    )
     mid = model_id(api, "given-name")
     resp = gateway.post(f"/models/{mid}/production/predict", json={})
     assert resp.status_code == 200, resp.text
