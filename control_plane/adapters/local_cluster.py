@@ -21,6 +21,7 @@ import httpx
 
 from control_plane.adapters._local_replica import (
     ReplicaProcess,
+    ServerPortBusy,
     note,
     probe,
     start_process,
@@ -28,7 +29,7 @@ from control_plane.adapters._local_replica import (
     tail_lines,
 )
 from control_plane.adapters.exceptions import ClusterError
-from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec, ReplicaState
+from control_plane.ports.cluster import CustomServer, ReplicaPhase, ReplicaSpec, ReplicaState
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,10 @@ class LocalProcessDriver:
             current = deployment.replicas
             while len(current) < replicas:
                 replica = self._new_replica(spec.deployment_id)
-                start_process(replica, spec)  # raises before any process exists, or not at all
+                try:
+                    start_process(replica, spec)  # raises before any process exists, or not at all
+                except ServerPortBusy as exc:  # waits, with backoff, for the port to be free
+                    self._schedule_restart(replica, time.monotonic(), str(exc))
                 current.append(replica)
             # Scale down newest first: the oldest replicas are the warmest.
             doomed = current[replicas:]
@@ -170,16 +174,17 @@ class LocalProcessDriver:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        to_probe: list[tuple[ReplicaProcess, int, str]] = []
+        to_probe: list[tuple[ReplicaProcess, int, str, CustomServer | None]] = []
         with self._lock:
             for deployment in self._deployments.values():
+                server = deployment.spec.custom_server
                 for replica in deployment.replicas:
                     if self._check_process(replica, deployment.spec, now):
-                        to_probe.append((replica, replica.generation, replica.url))
-        for replica, generation, url in to_probe:
+                        to_probe.append((replica, replica.generation, replica.url, server))
+        for replica, generation, url, server in to_probe:
             if self._stop.is_set():
                 return
-            result = probe(self._client, url)  # network I/O outside the lock
+            result = probe(self._client, url, server)  # network I/O outside the lock
             with self._lock:
                 if replica.generation == generation and replica.phase is not ReplicaPhase.STOPPED:
                     self._apply_probe(replica, result.phase, result.message)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from control_plane.domain.records import DeploymentRecord
 from control_plane.exceptions import ValidationFailed
-from control_plane.ports.cluster import ReplicaSpec
+from control_plane.ports.cluster import CustomServer, ReplicaSpec
 from plinth.contracts.replica_env import ReplicaEnv, WeightsDelivery
 from plinth.contracts.routing import TRUSS_PREDICT_PATH
 from plinth.spec.checks import OPENAI_METHOD_NAMES, model_class_methods
@@ -120,4 +120,17 @@ def replica_spec_for(
         memory=config.resources.memory,
         accelerator=config.resources.accelerator,
         predict_concurrency=config.runtime.predict_concurrency,
+        custom_server=_custom_server(config),
+    )
+
+
+def _custom_server(config: TrussConfig) -> CustomServer | None:
+    server = config.docker_server
+    if server is None:
+        return None
+    return CustomServer(
+        start_command=server.start_command,
+        server_port=server.server_port,
+        readiness_path=server.readiness_endpoint,
+        liveness_path=server.liveness_endpoint,
     )

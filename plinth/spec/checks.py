@@ -42,8 +42,8 @@ def top_level_names(source: str) -> set[str]:
 def check_model_class(package_dir: Path, config: TrussConfig) -> None:
     """The model file exists, parses, and binds `model_class_name` (read, never imported:
     importing would run the user's code and need its requirements)."""
-    if config.engine is not None:
-        return  # served by the LLM engine: there is no Model class
+    if config.engine is not None or config.docker_server is not None:
+        return  # served by the LLM engine or the user's own server: there is no Model class
     path = package_dir / config.model_class_path
     if not path.is_file():
         raise ConfigError(

@@ -8,6 +8,7 @@ through the gateway, warnings for config fields Plinth cannot honour, and a cust
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -99,3 +100,106 @@ def test_model_class_openai_methods_through_the_gateway(
     # A method the class lacks: the replica's OpenAI-shaped 404 reaches the SDK.
     with pytest.raises(openai.NotFoundError, match="defines no responses"):
         client.responses.create(model="echo-chat", input="hi")
+
+
+CUSTOM_SERVER = '''
+"""A custom server as a Truss user writes one: stdlib only, listening on $PORT."""
+import json
+import os
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+STARTED = time.monotonic()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def _send(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"null")
+
+    def do_GET(self):
+        if self.path == "/health/live":
+            return self._send(200, {})
+        if self.path == "/health/ready":  # ready a moment after start, as after a load
+            return self._send(200 if time.monotonic() - STARTED > 1 else 503, {})
+        self._send(200, {"route": self.path, "method": "GET"})
+
+    def do_POST(self):
+        body = self._body()
+        if self.path == "/predict":
+            return self._send(200, {
+                "echo": body,
+                "greeting": os.environ.get("GREETING"),
+                "cwd_has_server": os.path.exists("server.py"),
+                "python": sys.executable,
+            })
+        if self.path == "/v1/chat/completions":
+            text = "custom: " + body["messages"][-1]["content"]
+            message = {"role": "assistant", "content": text}
+            return self._send(200, {
+                "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            })
+        self._send(404, {"error": "no route " + self.path})
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer((os.environ["HOST"], int(sys.argv[1])), Handler).serve_forever()
+'''
+
+CUSTOM_CONFIG = """model_name: custom-echo
+environment_variables:
+  GREETING: hello
+docker_server:
+  start_command: python server.py "$PORT"
+  server_port: 8000
+  predict_endpoint: /predict
+  readiness_endpoint: /health/ready
+  liveness_endpoint: /health/live
+"""
+
+
+def test_custom_server_predict_sync_routes_and_openai(
+    cli: Cli, api: httpx.Client, gateway: httpx.Client, platform: LocalPlatform, tmp_path: Path
+) -> None:
+    package = tmp_path / "custom-echo"
+    package.mkdir()
+    (package / "server.py").write_text(CUSTOM_SERVER, encoding="utf-8")
+    (package / "config.yaml").write_text(CUSTOM_CONFIG, encoding="utf-8")
+    pushed = cli("push", str(package), "--promote")
+    assert "warning" not in pushed.stderr  # docker_server is honoured
+    mid = model_id(api, "custom-echo")
+    resp = gateway.post(f"/models/{mid}/production/predict", json={"x": 1})
+    assert resp.status_code == 200, resp.text
+    answer = resp.json()
+    # predict reached predict_endpoint, in the package dir, with the deployment's env and venv.
+    assert answer["echo"] == {"x": 1} and answer["greeting"] == "hello"
+    assert answer["cwd_has_server"] and "/envs/" in answer["python"]
+    # Baseten's sync/{route}: any route, any method, query string kept.
+    routed = gateway.get(f"/models/{mid}/production/sync/some/route?q=1")
+    assert routed.json() == {"route": "/some/route?q=1", "method": "GET"}
+    client = openai_client(platform, f"/models/{mid}/production/sync/v1")
+    reply = client.chat.completions.create(
+        model="custom-echo", messages=[{"role": "user", "content": "yo"}]
+    )
+    assert reply.choices[0].message.content == "custom: yo"
+    # The async path reaches predict_endpoint too (the worker calls the deployment's predict).
+    queued = gateway.post(f"/models/{mid}/production/async_predict", json={"model_input": {"y": 2}})
+    assert queued.status_code == 201, queued.text
+    url = f"/async_request/{queued.json()['request_id']}"
+    deadline = time.monotonic() + 60
+    while (view := gateway.get(url).json())["status"] in ("QUEUED", "IN_PROGRESS"):
+        assert time.monotonic() < deadline, view
+        time.sleep(0.2)
+    assert view["status"] == "SUCCEEDED" and view["data"]["echo"] == {"y": 2}, view

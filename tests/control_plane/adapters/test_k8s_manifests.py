@@ -18,7 +18,7 @@ from control_plane.adapters.k8s_manifests import (
     parse_accelerator,
     render_manifests,
 )
-from control_plane.ports.cluster import ReplicaSpec
+from control_plane.ports.cluster import CustomServer, ReplicaSpec
 
 K8S_VERSION = "1.30.0"
 
@@ -258,3 +258,30 @@ def test_replica_pods_announce_their_metrics_endpoint() -> None:
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == "9000"
     assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_custom_server_runs_its_command_on_its_port_with_its_probes() -> None:
+    server = CustomServer(
+        start_command="vllm serve /models/x --port 8000",
+        server_port=8000,
+        readiness_path="/health/ready",
+        liveness_path="/health/live",
+    )
+    spec = ReplicaSpec(
+        deployment_id="dep-c", model_id="m1", model_dir="/srv/model", python="python",
+        custom_server=server,
+    )  # fmt: skip
+    manifests = render_manifests(spec, 2)
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    deployment = _by_kind(manifests)["Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["/bin/sh", "-c", "vllm serve /models/x --port 8000"]
+    assert "args" not in container
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert {"name": "PORT", "value": "8000"} in container["env"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert "prometheus.io/scrape" not in annotations  # it serves no Plinth /metrics
