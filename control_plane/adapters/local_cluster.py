@@ -1,6 +1,7 @@
 """Local cluster driver: one OS process per replica on this machine.
 
-Each replica runs ``<spec.python> -m gpu_nodes.model_server`` on a free loopback port,
+Each replica runs ``<spec.python> -m gpu_nodes.model_server`` on a free loopback port (or a
+custom server's ``start_command``, see ``_local_replica.server_port_for`` for its port),
 with its log and secrets under ``<state_dir>/replicas/<replica_id>/``. A supervisor
 thread probes the Truss health routes to move replicas STARTING -> LOADING -> READY
 (or FAILED when ``load()`` raised) and restarts processes that die, with exponential
