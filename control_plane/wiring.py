@@ -47,6 +47,7 @@ from control_plane.ports.store import MetadataStore
 from control_plane.settings import Settings
 from control_plane.weights.build import mirror_for_build
 from control_plane.weights.delivery import weights_delivery_for
+from plinth.spec.honoured import KUBERNETES_RUNTIME, PROCESS_RUNTIME
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,9 @@ class Platform:
 
     @cached_property
     def deployments(self) -> DeploymentService:
-        return DeploymentService(self.repo, self.archives, self.queue, self.clock)
+        return DeploymentService(
+            self.repo, self.archives, self.queue, self.clock, runtime=replica_runtime(self.settings)
+        )
 
     @cached_property
     def deletion(self) -> DeletionService:
@@ -391,6 +394,11 @@ def _build_queue(settings: Settings) -> Queue:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         return SqliteQueue(settings.database_path)
     return _import_adapter("control_plane.adapters.sqs_queue", "SqsQueue", settings)
+
+
+def replica_runtime(settings: Settings) -> str:
+    """What runs replicas (``plinth.spec.honoured``): the honoured config fields depend on it."""
+    return PROCESS_RUNTIME if settings.cluster_kind == "local" else KUBERNETES_RUNTIME
 
 
 def _build_driver(settings: Settings) -> ClusterDriver:

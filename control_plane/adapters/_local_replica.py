@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +22,7 @@ import httpx
 
 from control_plane.adapters.exceptions import ClusterError
 from control_plane.adapters.model_runtime import refresh_runtime
-from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec
+from control_plane.ports.cluster import CustomServer, ReplicaPhase, ReplicaSpec
 from plinth.contracts.replica_env import ReplicaEnv, ReplicaVar
 
 # Variables a replica inherits from the control plane; everything else (cloud credentials,
@@ -97,26 +98,73 @@ def replica_env(spec: ReplicaSpec, secrets_dir: Path) -> dict[str, str]:
     return env
 
 
-def start_process(replica: ReplicaProcess, spec: ReplicaSpec) -> None:
-    """Launch the model server for ``replica`` on a fresh free port."""
-    replica.directory.mkdir(parents=True, exist_ok=True)
-    secrets_dir = replica.directory / "secrets"
-    write_secrets(secrets_dir, spec.secrets)
-    replica.port = free_port(replica.host)
-    if replica.log_file is None:
-        replica.log_file = replica.log_path.open("ab")
-    # An environment built by an earlier platform version links that version's runtime.
-    if refresh_runtime(Path(spec.python).parent.parent):
-        note(replica, "relinked the environment's model-server runtime (the platform changed)")
+class ServerPortBusy(ClusterError):
+    """A custom server's fixed ``server_port`` is taken on this host (another replica?)."""
+
+
+_USES_PORT = re.compile(r"\$\{?PORT\b")
+
+
+def server_port_for(server: CustomServer | None, host: str) -> int:
+    """The port a replica listens on: a free one, unless a custom server's start_command
+    never reads ``$PORT``. Then it is the fixed ``server_port``, so this host runs one such
+    replica at a time (a second would answer the first one's probes); busy, it waits."""
+    if server is None or _USES_PORT.search(server.start_command):
+        return free_port(host)
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, server.server_port))
+        except OSError:
+            raise ServerPortBusy(
+                f"server_port {server.server_port} is in use on {host} (another replica or "
+                "process); the local runtime runs one replica of a fixed-port server at a time:"
+                " listen on $PORT in start_command to run more"
+            ) from None
+    return server.server_port
+
+
+def _command(replica: ReplicaProcess, spec: ReplicaSpec) -> tuple[list[str], Path]:
+    """What the replica runs, and in which directory."""
+    if spec.custom_server is not None:
+        # The user's server, in the package directory, as Truss runs it in the image.
+        return ["/bin/sh", "-c", spec.custom_server.start_command], Path(spec.model_dir)
     command = [
         spec.python, "-m", "gpu_nodes.model_server", "--model-dir", spec.model_dir,
         "--port", str(replica.port), "--host", replica.host,
     ]  # fmt: skip
+    return command, replica.directory
+
+
+def _process_env(replica: ReplicaProcess, spec: ReplicaSpec, secrets_dir: Path) -> dict[str, str]:
+    env = replica_env(spec, secrets_dir)
+    if spec.custom_server is not None:
+        env["PORT"] = str(replica.port)
+        env["HOST"] = replica.host
+        # `python`, `pip` and console scripts of the deployment's requirements come first.
+        venv_bin = str(Path(spec.python).parent) if spec.python else ""
+        env["PATH"] = os.pathsep.join(p for p in (venv_bin, env.get("PATH", os.defpath)) if p)
+    return env
+
+
+def start_process(replica: ReplicaProcess, spec: ReplicaSpec) -> None:
+    """Launch the model server (or the custom server) for ``replica`` on its port."""
+    replica.directory.mkdir(parents=True, exist_ok=True)
+    secrets_dir = replica.directory / "secrets"
+    write_secrets(secrets_dir, spec.secrets)
+    # Before the port check: a replica waiting for a busy port counts as a crash loop.
+    replica.started_at = time.monotonic()
+    replica.port = server_port_for(spec.custom_server, replica.host)
+    if replica.log_file is None:
+        replica.log_file = replica.log_path.open("ab")
+    # An environment built by an earlier platform version links that version's runtime.
+    if spec.python and refresh_runtime(Path(spec.python).parent.parent):
+        note(replica, "relinked the environment's model-server runtime (the platform changed)")
+    command, cwd = _command(replica, spec)
     try:
         replica.proc = subprocess.Popen(
             command,
-            cwd=replica.directory,
-            env=replica_env(spec, secrets_dir),
+            cwd=cwd,
+            env=_process_env(replica, spec, secrets_dir),
             stdin=subprocess.DEVNULL,
             stdout=replica.log_file,
             stderr=subprocess.STDOUT,
@@ -176,13 +224,16 @@ class ProbeResult:
     phase_times: Mapping[str, float] = field(default_factory=dict)
 
 
-def probe(client: httpx.Client, url: str) -> ProbeResult:
-    """Truss health routes: ``GET /`` is liveness, ``GET /v1/models/model`` readiness."""
+def probe(client: httpx.Client, url: str, server: CustomServer | None = None) -> ProbeResult:
+    """Truss health routes: ``GET /`` is liveness, ``GET /v1/models/model`` readiness; a
+    custom server's own liveness and readiness endpoints instead."""
     try:
-        client.get(f"{url}/").raise_for_status()
-        ready = client.get(f"{url}/v1/models/model")
+        client.get(url + (server.liveness_path if server else "/")).raise_for_status()
+        ready = client.get(url + (server.readiness_path if server else "/v1/models/model"))
     except httpx.HTTPError:
         return ProbeResult(None)
+    if server is not None:  # its own server: no Truss status body, no cold-start phases
+        return ProbeResult(ReplicaPhase.READY if ready.status_code == 200 else ReplicaPhase.LOADING)
     body: dict[str, object] = {}
     with contextlib.suppress(ValueError):
         parsed = ready.json()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from control_plane.adapters.exceptions import ClusterError
-from control_plane.ports.cluster import ReplicaSpec
+from control_plane.ports.cluster import CustomServer, ReplicaSpec
 from plinth.accelerators import (
     ACCELERATORS,
     GPU_RESOURCE,
@@ -244,7 +244,11 @@ def _deployment(
             "template": {
                 "metadata": {
                     "labels": metadata["labels"],
-                    "annotations": {**metadata["annotations"], **_scrape_annotations(opts)},
+                    "annotations": {
+                        **metadata["annotations"],
+                        # A custom server serves no Plinth /metrics.
+                        **({} if spec.custom_server else _scrape_annotations(opts)),
+                    },
                 },
                 "spec": pod_spec,
             },
@@ -300,6 +304,8 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
     }
     if mounts:
         container["volumeMounts"] = mounts
+    if spec.custom_server is not None:
+        _run_custom_server(container, spec.custom_server)
     return container
 
 
@@ -309,6 +315,19 @@ def _drain_command(opts: KubernetesOptions) -> list[str]:
         "python", "-m", "gpu_nodes.model_server.drain", "--port", str(opts.container_port),
         "--settle", str(opts.drain_settle_s), "--timeout", str(opts.drain_timeout_s),
     ]  # fmt: skip
+
+
+def _run_custom_server(container: dict[str, Any], server: CustomServer) -> None:
+    """Truss ``docker_server``: the user's command on its own port, probed at its endpoints."""
+    container["command"] = ["/bin/sh", "-c", server.start_command]
+    container.pop("args", None)
+    # The drain hook reads Plinth's in-flight gauge, which the user's server does not serve.
+    container.pop("lifecycle", None)
+    container["ports"] = [{"name": "http", "containerPort": server.server_port, "protocol": "TCP"}]
+    container["env"].append({"name": "PORT", "value": str(server.server_port)})
+    container["livenessProbe"]["httpGet"]["path"] = server.liveness_path
+    container["startupProbe"]["httpGet"]["path"] = server.liveness_path
+    container["readinessProbe"]["httpGet"]["path"] = server.readiness_path
 
 
 def _node_cache_env(spec: ReplicaSpec, opts: KubernetesOptions) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Local cluster driver: one OS process per replica on this machine.
 
-Each replica runs ``<spec.python> -m gpu_nodes.model_server`` on a free loopback port,
+Each replica runs ``<spec.python> -m gpu_nodes.model_server`` on a free loopback port (or a
+custom server's ``start_command``, see ``_local_replica.server_port_for`` for its port),
 with its log and secrets under ``<state_dir>/replicas/<replica_id>/``. A supervisor
 thread probes the Truss health routes to move replicas STARTING -> LOADING -> READY
 (or FAILED when ``load()`` raised) and restarts processes that die, with exponential
@@ -24,6 +25,7 @@ import httpx
 from control_plane.adapters._local_drain import DrainPolicy, in_flight, removal_order
 from control_plane.adapters._local_replica import (
     ReplicaProcess,
+    ServerPortBusy,
     note,
     probe,
     start_process,
@@ -31,7 +33,13 @@ from control_plane.adapters._local_replica import (
     tail_lines,
 )
 from control_plane.adapters.exceptions import ClusterError
-from control_plane.ports.cluster import ColdStart, ReplicaPhase, ReplicaSpec, ReplicaState
+from control_plane.ports.cluster import (
+    ColdStart,
+    CustomServer,
+    ReplicaPhase,
+    ReplicaSpec,
+    ReplicaState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +121,10 @@ class LocalProcessDriver:
                 current.append(revived)
             while len(current) < replicas:
                 replica = self._new_replica(spec.deployment_id)
-                start_process(replica, spec)  # raises before any process exists, or not at all
+                try:
+                    start_process(replica, spec)  # raises before any process exists, or not at all
+                except ServerPortBusy as exc:  # waits, with backoff, for the port to be free
+                    self._schedule_restart(replica, time.monotonic(), str(exc))
                 current.append(replica)
             removed = removal_order(current, busy)[: len(current) - replicas]
             removed_ids = {r.replica_id for r in removed}
@@ -227,16 +238,17 @@ class LocalProcessDriver:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        to_probe: list[tuple[ReplicaProcess, int, str]] = []
+        to_probe: list[tuple[ReplicaProcess, int, str, CustomServer | None]] = []
         with self._lock:
             for deployment in self._deployments.values():
+                server = deployment.spec.custom_server
                 for replica in deployment.replicas:
                     if self._check_process(replica, deployment.spec, now):
-                        to_probe.append((replica, replica.generation, replica.url))
-        for replica, generation, url in to_probe:
+                        to_probe.append((replica, replica.generation, replica.url, server))
+        for replica, generation, url, server in to_probe:
             if self._stop.is_set():
                 return
-            result = probe(self._client, url)  # network I/O outside the lock
+            result = probe(self._client, url, server)  # network I/O outside the lock
             with self._lock:
                 if replica.generation == generation and replica.phase is not ReplicaPhase.STOPPED:
                     self._apply_probe(replica, result.phase, result.message)

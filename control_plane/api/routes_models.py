@@ -55,6 +55,7 @@ def push_deployment(body: PushBody, request: Request) -> PushOut:
         model_id=model.id,
         deployment=present_deployment(platform, dep),
         predict_url=f"{gateway}/models/{model.id}/{env_path}/predict",
+        warnings=platform.deployments.config_warnings(body.config),
     )
 
 

@@ -189,6 +189,11 @@ class PushOut(BaseModel):
     model_id: str
     deployment: DeploymentOut
     predict_url: str
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Config fields this platform records but cannot honour, one sentence each "
+        "naming the field.",
+    )
 
 
 class PromotionOut(BaseModel):

@@ -22,6 +22,7 @@ from control_plane.exceptions import Conflict, NotFound, ValidationFailed
 from control_plane.ports.queue import Queue
 from control_plane.ports.store import VersionConflict
 from plinth.spec.checks import MODEL_NAME_PATTERN, MODEL_NAME_RULE
+from plinth.spec.honoured import PROCESS_RUNTIME, unhonoured_warnings
 
 BUILD_QUEUE = "builds"
 
@@ -49,11 +50,17 @@ class DeploymentService:
         archives: ArchiveService,
         queue: Queue,
         clock: Callable[[], float],
+        runtime: str = PROCESS_RUNTIME,
     ) -> None:
         self._repo = repo
         self._archives = archives
         self._queue = queue
         self._clock = clock
+        self._runtime = runtime  # what runs replicas: which config fields it cannot honour
+
+    def config_warnings(self, config: dict[str, Any]) -> list[str]:
+        """Config fields this platform's runtime records but cannot honour (a push warns)."""
+        return unhonoured_warnings(validate_config(config), self._runtime)
 
     # -- push -------------------------------------------------------------------------
     def push(self, request: PushRequest) -> tuple[ModelRecord, DeploymentRecord]:

@@ -6,12 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from control_plane.domain.records import DeploymentRecord
 from control_plane.exceptions import ValidationFailed
-from control_plane.ports.cluster import ReplicaSpec
+from control_plane.ports.cluster import CustomServer, ReplicaSpec
 from plinth.contracts.replica_env import ReplicaEnv, WeightsDelivery
+from plinth.contracts.routing import TRUSS_PREDICT_PATH
+from plinth.spec.checks import OPENAI_METHOD_NAMES, model_class_methods
 from plinth.spec.config import TrussConfig
 
 
@@ -49,6 +52,40 @@ def requirements_of(config: TrussConfig, package_dir: Path) -> list[str]:
     return requirements
 
 
+def serves_openai_api(config: TrussConfig, package_dir: Path) -> bool:
+    """Whether the deployment answers OpenAI-style /v1 routes: an engine, a custom server, or
+    a Model class defining one of Truss's OpenAI methods (when reading the class cannot tell,
+    yes: the replica then answers an OpenAI-shaped 404 itself for a method it lacks)."""
+    if config.engine is not None or config.docker_server is not None:
+        return True
+    methods = model_class_methods(package_dir, config)
+    return methods is None or bool(methods & OPENAI_METHOD_NAMES)
+
+
+def predict_path_of(config: dict[str, Any]) -> str:
+    """The replica path `predict` reaches: a custom server's predict_endpoint, else Truss's."""
+    server = config.get("docker_server") or {}
+    endpoint = server.get("predict_endpoint") if isinstance(server, dict) else None
+    return str(endpoint) if endpoint else TRUSS_PREDICT_PATH
+
+
+def write_pushed_name(package_dir: Path, model_name: str | None) -> None:
+    """Record the pushed name in the extracted package's config.yaml.
+
+    `plinth push --model-name` names a package whose config.yaml has none (or overrides it);
+    the replica reads config.yaml, and must answer to (and hand ``Model(config=...)``) the
+    name the model was pushed as.
+    """
+    path = package_dir / "config.yaml"
+    if not model_name or not path.is_file():
+        return
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict) or raw.get("model_name") == model_name:
+        return
+    raw["model_name"] = model_name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+
+
 def replica_spec_for(
     deployment: DeploymentRecord,
     secret_values: Callable[[list[str]], dict[str, str]],
@@ -83,4 +120,17 @@ def replica_spec_for(
         memory=config.resources.memory,
         accelerator=config.resources.accelerator,
         predict_concurrency=config.runtime.predict_concurrency,
+        custom_server=_custom_server(config),
+    )
+
+
+def _custom_server(config: TrussConfig) -> CustomServer | None:
+    server = config.docker_server
+    if server is None:
+        return None
+    return CustomServer(
+        start_command=server.start_command,
+        server_port=server.server_port,
+        readiness_path=server.readiness_endpoint,
+        liveness_path=server.liveness_endpoint,
     )

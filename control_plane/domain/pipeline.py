@@ -21,7 +21,12 @@ from control_plane.domain import lifecycle
 from control_plane.domain.archives import archive_key
 from control_plane.domain.build_log import BuildLogWriter
 from control_plane.domain.deployments import BUILD_QUEUE
-from control_plane.domain.package import requirements_of, validate_config
+from control_plane.domain.package import (
+    requirements_of,
+    serves_openai_api,
+    validate_config,
+    write_pushed_name,
+)
 from control_plane.domain.records import DeploymentRecord, DeploymentStatus
 from control_plane.domain.repository import Repository
 from control_plane.exceptions import BuildFailed, NotFound
@@ -204,6 +209,7 @@ class BuildWorker:
         extract_archive(archive_path, src)
         archive_path.unlink()
         config = validate_config(dep.config)
+        write_pushed_name(src, config.model_name)
         requirements = requirements_of(config, src)
         # Before the environment: a bad weights source fails the deploy in seconds.
         manifests = self._mirror_weights(config.weights, self._blobs, self._secret_values, log)
@@ -214,14 +220,19 @@ class BuildWorker:
     def _built(
         self, dep: DeploymentRecord, model_dir: Path, python: Path, manifests: list[str]
     ) -> None:
+        openai_api = serves_openai_api(validate_config(dep.config), model_dir)
+
         def change(record: DeploymentRecord) -> bool:
-            return lifecycle.finish_build(
+            finished = lifecycle.finish_build(
                 record,
                 self._clock(),
                 model_dir=str(model_dir),
                 python=str(python),
                 weights_manifests=manifests,
             )
+            if finished:
+                record.openai_api = openai_api
+            return finished
 
         self._repo.update_deployment(dep.model_id, dep.id, change)
 

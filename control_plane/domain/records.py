@@ -151,6 +151,8 @@ class DeploymentRecord:
     # Replaced in an environment: keeps serving (stale gateway tables, in-flight requests)
     # until this time, then the reconciler scales it to zero. None: not draining.
     retire_at: float | None = None
+    # Answers OpenAI-style /v1 routes (set by the build: package.serves_openai_api).
+    openai_api: bool = False
     version: int = 0
 
     @property

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from control_plane.domain.package import predict_path_of
 from control_plane.domain.records import DeploymentRecord
 from control_plane.domain.repository import META, Repository
 from control_plane.exceptions import Conflict
@@ -79,5 +80,7 @@ def _deployment_route(dep: DeploymentRecord, replicas: list[dict[str, Any]]) -> 
         status=dep.status.value,
         engine=dep.is_engine,
         predict_concurrency=dep.predict_concurrency,
+        openai=dep.is_engine or dep.openai_api,
+        predict_path=predict_path_of(dep.config),
         replicas=[ReplicaRoute(id=r["id"], url=r["url"], ready=bool(r["ready"])) for r in replicas],
     )

@@ -24,6 +24,16 @@ class ReplicaPhase(StrEnum):
 
 
 @dataclass(frozen=True)
+class CustomServer:
+    """The user's own server (Truss ``docker_server``) runs instead of the model server."""
+
+    start_command: str  # a shell command; $PORT is the port it must listen on
+    server_port: int  # the port it listens on when start_command does not use $PORT
+    readiness_path: str
+    liveness_path: str
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
     deployment_id: str
     model_id: str
@@ -37,6 +47,7 @@ class ReplicaSpec:
     memory: str = "2Gi"
     accelerator: str | None = None
     predict_concurrency: int = 1
+    custom_server: CustomServer | None = None
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,15 @@ from gpu_nodes.gateway.picker import ReplicaPicker
 from gpu_nodes.gateway.routing import RoutingSnapshot, Target
 from gpu_nodes.gateway.settings import GatewaySettings
 from gpu_nodes.serving.metrics import METRICS_PATH
+from plinth.contracts.routing import TRUSS_PREDICT_PATH
 
-OPENAI_GATEWAY_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-PREDICT_PATH = "/v1/models/model:predict"
+OPENAI_GATEWAY_PATHS = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/messages",
+    "/v1/responses",
+)
 # FastAPI's routes, by method (a GET route answers HEAD too); every other request is ours.
 _FIXED_GET_PATHS = frozenset({"/healthz", METRICS_PATH, OPENAPI_PATH})
 _GET = frozenset({"GET", "HEAD"})
@@ -113,7 +119,7 @@ class InferenceRouter:
             raise NotFoundError(
                 f"no route for {request.method} {path}: expected /models/{{model_id}}/"
                 "{production|development|environments/{env}|deployment/{id}}/"
-                "{predict|async_predict|wake|v1/...}"
+                "{predict|async_predict|wake|v1/...|sync/{route}}"
             )
         return await _model_path(gateway, request, parsed)
 
@@ -128,6 +134,9 @@ async def _model_path(gateway: Gateway, request: Request, parsed: InferencePath)
         return await gateway.forward(request, target, request.method, parsed.upstream_path, body)
     if parsed.action in ASYNC_MODEL_ACTIONS:
         return await async_model_action(gateway, request, target, parsed.action)
+    if parsed.action == "sync" and parsed.upstream_path:
+        body = await gateway.read_body(request)
+        return await gateway.forward(request, target, request.method, parsed.upstream_path, body)
     if request.method != "POST":
         raise MethodNotAllowedError(f"{parsed.action} takes POST, not {request.method}")
     if parsed.action == "wake":
@@ -137,7 +146,9 @@ async def _model_path(gateway: Gateway, request: Request, parsed: InferencePath)
         ids = {"model_id": target.model_id, "deployment_id": target.deployment_id}
         return JSONResponse({**ids, "status": "waking"}, status_code=202)
     body_bytes = await gateway.read_body(request)
-    return await gateway.forward(request, target, "POST", PREDICT_PATH, body_bytes)
+    deployment = snapshot.deployment(target.model_id, target.deployment_id)
+    predict_path = deployment.predict_path if deployment is not None else TRUSS_PREDICT_PATH
+    return await gateway.forward(request, target, "POST", predict_path, body_bytes)
 
 
 async def _gateway_openai(gateway: Gateway, request: Request, path: str) -> Response:
@@ -160,12 +171,13 @@ async def _gateway_openai(gateway: Gateway, request: Request, path: str) -> Resp
 
 
 def _require_openai_api(snapshot: RoutingSnapshot, target: Target, model: str) -> None:
-    """Only engine deployments serve the OpenAI API; a Model-class replica would answer a
-    bare framework 404 that no OpenAI client can read."""
+    """Engines, custom servers and Model classes with OpenAI-style methods serve the OpenAI
+    API; any other replica would answer a bare framework 404 that no OpenAI client can read."""
     deployment = snapshot.deployment(target.model_id, target.deployment_id)
-    if deployment is not None and not deployment.engine:
+    if deployment is not None and not (deployment.engine or deployment.openai):
         raise ModelNotFoundError(
-            f"The model '{model}' is served by a Model class, not an LLM engine, so it has no"
+            f"The model '{model}' is served by a Model class without OpenAI methods"
+            " (chat_completions, completions, embeddings, messages, responses), so it has no"
             f" OpenAI API; call POST /models/{target.model_id}/production/predict instead",
             param="model",
         )

@@ -76,6 +76,15 @@ def _model_paths() -> dict[str, Any]:
         paths[f"{base}/async_predict"] = {
             "post": _operation(f"Queue an async request ({selector})", parameters, "201")
         }
+        route = {"name": "route", "in": "path", "required": True, "schema": {"type": "string"}}
+        paths[f"{base}/sync/{{route}}"] = {
+            "post": _operation(
+                f"Any route of the replica ({selector}), any method: `sync/v1/chat/completions`"
+                " on a custom server or a Model class with OpenAI methods; bare `sync` is predict",
+                [*parameters, route],
+                "200",
+            )
+        }
         paths[f"{base}/wake"] = {
             "post": _operation(
                 f"Bring a scaled-to-zero deployment up ({selector})", parameters, "202"
@@ -86,11 +95,11 @@ def _model_paths() -> dict[str, Any]:
 
 def _openai_paths() -> dict[str, Any]:
     models = {
-        "summary": "OpenAI: the engine models this key can call",
+        "summary": "OpenAI: the models this key can call with the OpenAI API",
         "responses": {"200": {"description": "model list", **_ANY_JSON}, **_ERRORS},
     }
     paths: dict[str, Any] = {"/v1/models": {"get": models}}
-    for name in ("chat/completions", "completions", "embeddings"):
+    for name in ("chat/completions", "completions", "embeddings", "messages", "responses"):
         summary = f"OpenAI {name}: the body's `model` is a model name (`name@environment`) or id"
         paths[f"/v1/{name}"] = {"post": _operation(summary, [], "200")}
     return paths

@@ -1,8 +1,9 @@
 """The inference path grammar, as pure functions.
 
 ``/models/{model_id}/{production | development | environments/{env} | deployment/{id}}/{action}``
-where action is ``predict``, ``async_predict``, ``async_queue_status``, ``wake`` or
-``v1/...`` (OpenAI, forwarded as is);
+where action is ``predict``, ``async_predict``, ``async_queue_status``, ``wake``,
+``v1/...`` (OpenAI, forwarded as is) or ``sync/{route}`` (Baseten's: any route of the replica,
+``sync/v1/...`` included, forwarded as ``/{route}`` with any method);
 the same without the ``/models/{model_id}`` prefix under a ``model-{id}.{domain}`` host.
 """
 
@@ -20,8 +21,10 @@ SHORT_ENVIRONMENTS = ("production", "development")
 class InferencePath:
     model_id: str
     selector: Selector
-    action: str  # "predict" | "async_predict" | "wake" | "openai"
-    upstream_path: str = ""  # for "openai": the replica path, e.g. "/v1/chat/completions"
+    action: str  # "predict" | "async_predict" | "wake" | "openai" | "sync"
+    # For "openai" and "sync": the replica path, e.g. "/v1/chat/completions"; "" for a bare
+    # "sync", which is predict.
+    upstream_path: str = ""
 
 
 def model_id_from_host(host: str | None, domain: str) -> str | None:
@@ -60,6 +63,9 @@ def parse_model_path(model_id: str, segments: list[str]) -> InferencePath | None
         return InferencePath(model_id, selector, rest[0])
     if len(rest) >= 2 and rest[0] == "v1":
         return InferencePath(model_id, selector, "openai", "/" + "/".join(rest))
+    if rest and rest[0] == "sync":
+        upstream = "/" + "/".join(rest[1:]) if len(rest) > 1 else ""
+        return InferencePath(model_id, selector, "sync", upstream)
     return None
 
 

@@ -83,12 +83,12 @@ class RoutingSnapshot:
             raise ModelNotFoundError(exc.message, param="model") from exc
 
     def openai_models(self) -> list[dict[str, object]]:
-        """Models whose production deployment is an engine deployment (``GET /v1/models``)."""
+        """Models whose production deployment serves the OpenAI API (``GET /v1/models``)."""
         listed: list[dict[str, object]] = []
         for model_id, model in sorted(self.table.models.items(), key=lambda item: item[1].name):
             deployment_id = model.environments.get(PRODUCTION)
             deployment = model.deployments.get(deployment_id) if deployment_id else None
-            if deployment is not None and deployment.engine:
+            if deployment is not None and (deployment.engine or deployment.openai):
                 listed.append(
                     {"id": model.name, "object": "model", "created": 0, "owned_by": model_id}
                 )

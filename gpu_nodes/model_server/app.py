@@ -7,17 +7,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.types import Receive, Scope, Send
 
 from gpu_nodes.disconnect import CLIENT_CLOSED_STATUS, cancel_on_disconnect
 from gpu_nodes.model_server.exceptions import (
@@ -27,7 +25,14 @@ from gpu_nodes.model_server.exceptions import (
     ReplicaBusyError,
     ResultNotSerializableError,
 )
+from gpu_nodes.model_server.openai_methods import add_openai_method_routes
 from gpu_nodes.model_server.package_config import ServingConfig, load_serving_config
+from gpu_nodes.model_server.responses import (
+    GuardedStreamingResponse,
+    encode_json,
+    encoded_chunks,
+    parse_json_body,
+)
 from gpu_nodes.model_server.runner import ModelStatus, PredictionStream, TrussModelHost
 from gpu_nodes.model_server.tracebacks import format_user_traceback
 from gpu_nodes.serving.metrics import METRICS_PATH, metrics_response
@@ -143,17 +148,8 @@ def _build_app(runner: TrussModelHost) -> FastAPI:
         )
         return response
 
+    add_openai_method_routes(app, runner)
     return app
-
-
-async def _parse_body(request: Request) -> Any:
-    body = await request.body()
-    if not body.strip():
-        raise InputError("request body is empty: send a JSON document")
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"request body is not valid JSON: {exc}") from exc
 
 
 async def _predict(runner: TrussModelHost, request: Request, request_id: str) -> Response:
@@ -164,7 +160,7 @@ async def _predict(runner: TrussModelHost, request: Request, request_id: str) ->
             detail += f": {state.error}"
         return _error(503, detail, status=state.status.value)
     try:
-        payload = await _parse_body(request)
+        payload = await parse_json_body(request)
         async_work = ASYNC_WORK_HEADER in request.headers
         outcome = await cancel_on_disconnect(
             request, lambda: runner.run(payload, request, async_work=async_work)
@@ -174,14 +170,14 @@ async def _predict(runner: TrussModelHost, request: Request, request_id: str) ->
             return Response(status_code=CLIENT_CLOSED_STATUS)
         result = outcome.value
         if isinstance(result, PredictionStream):
-            return _GuardedStreamingResponse(
-                _encoded_chunks(result, runner, request_id),
+            return GuardedStreamingResponse(
+                encoded_chunks(result, runner, request_id),
                 on_close=result.close,
                 media_type=STREAM_MEDIA_TYPE,
             )
         if isinstance(result, Response):
             return result
-        return Response(_encode_json(result), media_type="application/json")
+        return Response(encode_json(result), media_type="application/json")
     except InputError as exc:
         return _error(exc.status_code, exc.message)
     except ReplicaBusyError as exc:
@@ -204,72 +200,3 @@ async def _predict(runner: TrussModelHost, request: Request, request_id: str) ->
         trace = format_user_traceback(exc, runner.user_roots)
         log.error("predict failed request_id=%s\n%s", request_id, trace)
         return _error(500, "Internal Server Error")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if callable(getattr(value, "tolist", None)):  # numpy arrays / torch tensors
-        return value.tolist()
-    if isinstance(value, set | frozenset):
-        return list(value)
-    raise TypeError(f"object of type {type(value).__name__} is not JSON serializable")
-
-
-def _encode_json(result: Any) -> bytes:
-    try:
-        return json.dumps(result, default=_json_default, allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise ResultNotSerializableError(
-            f"the model returned a {type(result).__name__} that cannot be sent as JSON: {exc}"
-        ) from exc
-
-
-def encode_chunk(chunk: Any) -> bytes:
-    """Stream chunks: bytes and str as they are, anything else as one JSON line."""
-    if isinstance(chunk, bytes | bytearray | memoryview):
-        return bytes(chunk)
-    if isinstance(chunk, str):
-        return chunk.encode()
-    return _encode_json(chunk) + b"\n"
-
-
-async def _encoded_chunks(
-    stream: PredictionStream, runner: TrussModelHost, request_id: str
-) -> AsyncGenerator[bytes, None]:
-    try:
-        async for chunk in stream.chunks():
-            yield encode_chunk(chunk)
-    except TimeoutError:
-        log.error(
-            "stream aborted request_id=%s: no chunk within streaming_read_timeout=%ss",
-            request_id,
-            runner.cfg.streaming_read_timeout,
-        )
-        raise _StreamAborted from None
-    except Exception as exc:
-        trace = format_user_traceback(exc, runner.user_roots)
-        log.error("stream failed request_id=%s\n%s", request_id, trace)
-        raise _StreamAborted from exc
-
-
-class _StreamAborted(Exception):
-    """The stream failed after the response started (already logged): drop the connection."""
-
-
-class _GuardedStreamingResponse(StreamingResponse):
-    """Streams and then always runs ``on_close`` (also on disconnect or error)."""
-
-    def __init__(self, content: Any, *, on_close: Any, media_type: str) -> None:
-        super().__init__(content, media_type=media_type)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except _StreamAborted:
-            # Returning without the final body message makes the server close the connection,
-            # so the client sees a broken stream rather than a short, "complete" one.
-            pass
-        finally:
-            await self._on_close()

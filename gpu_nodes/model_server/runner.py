@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import typing
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,9 @@ log = logging.getLogger("plinth.model_server")
 _WEIGHTS_PROGRESS_KEYS = ("bytes_done", "bytes_total", "files_done", "files_total")
 
 _END = object()  # sentinel for sync generator exhaustion
+
+# Truss's OpenAI-style Model methods, each served at its own route (see openai_methods.py).
+OPENAI_METHODS = ("chat_completions", "completions", "embeddings", "messages", "responses")
 
 
 class ModelStatus(enum.StrEnum):
@@ -139,7 +142,7 @@ class TrussModelHost:
             return
         self._input_models = {
             name: _input_model(getattr(model, name))
-            for name in ("preprocess", "predict")
+            for name in ("preprocess", "predict", *OPENAI_METHODS)
             if callable(getattr(model, name, None))
         }
         self._model = model
@@ -200,6 +203,10 @@ class TrussModelHost:
     def ready(self) -> bool:
         return self.state.status is ModelStatus.READY
 
+    def has_method(self, name: str) -> bool:
+        """Whether the loaded model defines ``name`` (False before it loaded)."""
+        return self._model is not None and callable(getattr(self._model, name, None))
+
     # ---- inference -----------------------------------------------------------------------
     async def _call(
         self, name: str, payload: Any, request: Any, permit: _Permit | None = None
@@ -248,17 +255,37 @@ class TrussModelHost:
         its predict_concurrency permit back at once. ``async_work`` calls never wait for a
         slot: ReplicaBusyError when none is free of sync traffic (sync first).
         """
+        return await self._within_timeout(
+            "predict", lambda: self._pipeline(payload, request, async_work)
+        )
+
+    async def run_method(self, name: str, payload: Any, request: Any = None) -> Any:
+        """One OpenAI-style method (``chat_completions``...), as Truss runs it: no preprocess
+        or postprocess and no predict_concurrency slot (an LLM method batches on its own), but
+        within ``runtime.predict_timeout``. A generator comes back as a ``PredictionStream``."""
+        return await self._within_timeout(name, lambda: self._method(name, payload, request))
+
+    async def _within_timeout(self, what: str, work: Callable[[], Awaitable[Any]]) -> Any:
         timeout = self.cfg.predict_timeout
         scope: anyio.CancelScope | None = None
         try:
             with anyio.fail_after(timeout) as scope:
-                return await self._pipeline(payload, request, async_work)
+                return await work()
         except TimeoutError:
             if scope is None or not scope.cancelled_caught:
                 raise  # the model's own TimeoutError
             raise PredictTimeoutError(
-                f"predict did not finish within runtime.predict_timeout={timeout:g}s"
+                f"{what} did not finish within runtime.predict_timeout={timeout:g}s"
             ) from None
+
+    async def _method(self, name: str, payload: Any, request: Any) -> Any:
+        payload = self._validate_input(name, payload)
+        result = await self._call(name, payload, request)
+        if _is_stream(result):
+            stream = PredictionStream(result, None, self.cfg.streaming_read_timeout)
+            await stream.prefetch()
+            return stream
+        return result
 
     async def _pipeline(self, payload: Any, request: Any, async_work: bool) -> Any:
         if async_work and not self.has_free_slot():
@@ -320,9 +347,12 @@ async def _await(awaitable: Any) -> Any:
 
 
 class PredictionStream:
-    """A generator result being streamed; holds one predict_concurrency permit until closed."""
+    """A generator result being streamed; a predict stream holds one predict_concurrency permit
+    until closed (``semaphore``; None for methods that take no permit)."""
 
-    def __init__(self, source: Any, semaphore: asyncio.Semaphore, read_timeout: float) -> None:
+    def __init__(
+        self, source: Any, semaphore: asyncio.Semaphore | None, read_timeout: float
+    ) -> None:
         self._source = source
         self._semaphore = semaphore
         self._read_timeout = read_timeout
@@ -352,7 +382,8 @@ class PredictionStream:
         if self._closed:
             return
         self._closed = True
-        self._semaphore.release()
+        if self._semaphore is not None:
+            self._semaphore.release()
         try:
             if inspect.isasyncgen(self._source):
                 await self._source.aclose()

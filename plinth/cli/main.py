@@ -87,7 +87,11 @@ def push(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the deployment.")] = 900.0,
     model_name: Annotated[
         str | None,
-        typer.Option("--model-name", help="Model name when config.yaml has none (as truss push)."),
+        typer.Option(
+            "--model-name",
+            help="Model name: names a package whose config.yaml has none, and overrides the "
+            "config's model_name when given (as truss push --model-name).",
+        ),
     ] = None,
     url: UrlOption = None,
     gateway_url: GatewayUrlOption = None,

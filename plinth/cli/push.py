@@ -17,7 +17,12 @@ from plinth.cli.target import PlatformTarget
 from plinth.client import PlinthClient, predict_url
 from plinth.exceptions import ConfigError
 from plinth.spec import ArchiveInfo, TrussConfig, create_archive, load_config_with_warnings
-from plinth.spec.checks import check_model_class, check_model_name
+from plinth.spec.checks import (
+    OPENAI_METHOD_NAMES,
+    check_model_class,
+    check_model_name,
+    model_class_methods,
+)
 
 FAILED_LOG_TAIL_LINES = 40
 
@@ -118,7 +123,16 @@ def run_push(
                 console.print("uploaded archive")
             else:
                 console.print("archive unchanged: already on the control plane, upload skipped")
-            return _deploy(client, target, model_name, config, info, options, console)
+            openai_api = _serves_openai(package_dir, config)
+            return _deploy(client, target, model_name, config, info, options, console, openai_api)
+
+
+def _serves_openai(package_dir: Path, config: TrussConfig) -> bool:
+    """An engine, a custom server, or a Model class with Truss's OpenAI-style methods."""
+    if config.engine is not None or config.docker_server is not None:
+        return True
+    methods = model_class_methods(package_dir, config)
+    return bool(methods and methods & OPENAI_METHOD_NAMES)
 
 
 def _deploy(
@@ -129,10 +143,13 @@ def _deploy(
     info: ArchiveInfo,
     options: PushOptions,
     console: Console,
+    openai_api: bool = False,
 ) -> int:
     created = client.create_deployment(
         model_name, info.sha256, config.to_dict(), options.environment, options.promote
     )
+    for warning in created.get("warnings") or []:
+        make_console(stderr=True).print(f"[yellow]warning:[/] {escape(str(warning))}")
     model_id = str(created["model_id"])
     deployment = created["deployment"]
     deployment_id = str(deployment["id"])
@@ -159,7 +176,7 @@ def _deploy(
     dep_url = predict_url(target.gateway_url, model_id, deployment_id=deployment_id)
     console.print(f"predict ({escape(environment)}):  POST {escape(env_url)}")
     console.print(f"predict (this deployment): POST {escape(dep_url)}")
-    if config.engine is not None:
+    if openai_api:
         base_url = env_url.removesuffix("/predict") + "/v1"
         console.print(f"OpenAI base_url ({escape(environment)}): {escape(base_url)}")
         console.print(

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Where the Truss model server answers predict (what `predict` reaches by default).
+TRUSS_PREDICT_PATH = "/v1/models/model:predict"
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -24,6 +27,16 @@ class DeploymentRoute(_Frozen):
     status: str = Field(default="ACTIVE", description="Deployment status (Baseten's names).")
     engine: bool = Field(default=False, description="Serves the OpenAI API (engine package).")
     predict_concurrency: int = Field(default=1, description="Per-replica predict concurrency.")
+    openai: bool = Field(
+        default=False,
+        description="Serves OpenAI-style /v1 routes: a Model class with chat_completions, "
+        "completions, embeddings, messages or responses, or a custom server.",
+    )
+    predict_path: str = Field(
+        default=TRUSS_PREDICT_PATH,
+        description="The replica's path that `predict` reaches (a custom server's "
+        "predict_endpoint).",
+    )
     replicas: list[ReplicaRoute] = Field(default_factory=list)
 
 

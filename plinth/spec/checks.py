@@ -42,8 +42,8 @@ def top_level_names(source: str) -> set[str]:
 def check_model_class(package_dir: Path, config: TrussConfig) -> None:
     """The model file exists, parses, and binds `model_class_name` (read, never imported:
     importing would run the user's code and need its requirements)."""
-    if config.engine is not None:
-        return  # served by the LLM engine: there is no Model class
+    if config.engine is not None or config.docker_server is not None:
+        return  # served by the LLM engine or the user's own server: there is no Model class
     path = package_dir / config.model_class_path
     if not path.is_file():
         raise ConfigError(
@@ -65,3 +65,32 @@ def check_model_class(package_dir: Path, config: TrussConfig) -> None:
             f"model_class_name: {config.model_class_path} defines no {wanted!r}{hint}",
             field="model_class_name",
         )
+
+
+# Truss's OpenAI-style Model methods: each is served at its own /v1 route by the model server.
+OPENAI_METHOD_NAMES = frozenset(
+    {"chat_completions", "completions", "embeddings", "messages", "responses"}
+)
+
+
+def model_class_methods(package_dir: Path, config: TrussConfig) -> frozenset[str] | None:
+    """Names of the methods the model class defines, read statically (never imported).
+
+    None when reading cannot tell: the class is imported or aliased rather than defined in the
+    model file, or it has base classes that may add methods.
+    """
+    path = package_dir / config.model_class_path
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == config.model_class_name:
+            if node.bases:
+                return None
+            return frozenset(
+                item.name
+                for item in node.body
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+            )
+    return None

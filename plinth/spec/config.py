@@ -203,6 +203,37 @@ class WeightsSource(_Section):
         return value
 
 
+class DockerServer(_Section):
+    """Truss's ``docker_server``: the replica runs the user's own HTTP server."""
+
+    start_command: str = Field(
+        description="Shell command that starts the server (run with `sh -c` in the package "
+        "directory; $PORT holds the port it must listen on)."
+    )
+    server_port: int = Field(ge=1, le=65535, description="Port the server listens on.")
+    predict_endpoint: str = Field(description="Path that `predict` reaches, e.g. '/predict'.")
+    readiness_endpoint: str = Field(
+        description="Path answering 200 once the server takes traffic, e.g. '/health'."
+    )
+    liveness_endpoint: str = Field(
+        description="Path answering 200 while the server is alive, e.g. '/health'."
+    )
+
+    @field_validator("start_command")
+    @classmethod
+    def _check_command(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("predict_endpoint", "readiness_endpoint", "liveness_endpoint")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be a path starting with '/'")
+        return value
+
+
 EngineKind = Literal["builtin", "vllm", "trt_llm"]
 
 
@@ -308,8 +339,9 @@ class TrussConfig(_Section):
     base_image: dict[str, Any] | None = Field(
         default=None, description="Custom base image (recorded)."
     )
-    docker_server: dict[str, Any] | None = Field(
-        default=None, description="Custom server (recorded)."
+    docker_server: DockerServer | None = Field(
+        default=None,
+        description="Run your own HTTP server instead of a Model class (Truss docker_server).",
     )
     model_cache: list[dict[str, Any]] = Field(
         default_factory=list, description="Legacy Truss weights cache entries (recorded)."

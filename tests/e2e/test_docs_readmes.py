@@ -36,6 +36,7 @@ DOCUMENTS = {
     "examples/with-requirements/README.md": ["ada"],
     "examples/with-weights/README.md": ["hello from the weights"],
     "examples/tiny-llm/README.md": ["OpenAI base_url (production)"],
+    "examples/openai-methods/README.md": ["echo: hi", "streamed: echo: hi"],
 }
 
 

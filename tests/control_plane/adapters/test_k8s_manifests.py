@@ -18,7 +18,7 @@ from control_plane.adapters.k8s_manifests import (
     parse_accelerator,
     render_manifests,
 )
-from control_plane.ports.cluster import ReplicaSpec
+from control_plane.ports.cluster import CustomServer, ReplicaSpec
 
 K8S_VERSION = "1.30.0"
 
@@ -272,3 +272,31 @@ def test_removed_pods_drain_through_a_bounded_pre_stop_hook() -> None:
     # The hook's time and the server's own shutdown both fit in the grace period.
     assert pod_spec["terminationGracePeriodSeconds"] == 4 + 45 + options.termination_grace_s
     kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_custom_server_runs_its_command_on_its_port_with_its_probes() -> None:
+    server = CustomServer(
+        start_command="vllm serve /models/x --port 8000",
+        server_port=8000,
+        readiness_path="/health/ready",
+        liveness_path="/health/live",
+    )
+    spec = ReplicaSpec(
+        deployment_id="dep-c", model_id="m1", model_dir="/srv/model", python="python",
+        custom_server=server,
+    )  # fmt: skip
+    manifests = render_manifests(spec, 2)
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    deployment = _by_kind(manifests)["Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["/bin/sh", "-c", "vllm serve /models/x --port 8000"]
+    assert "args" not in container
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert {"name": "PORT", "value": "8000"} in container["env"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert "prometheus.io/scrape" not in annotations  # it serves no Plinth /metrics
+    assert "lifecycle" not in container  # no Plinth drain hook in the user's image

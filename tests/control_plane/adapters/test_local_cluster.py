@@ -15,9 +15,16 @@ import httpx
 import psutil
 import pytest
 
+from control_plane.adapters._local_replica import free_port
 from control_plane.adapters.exceptions import ClusterError
 from control_plane.adapters.local_cluster import LocalProcessDriver
-from control_plane.ports.cluster import ClusterDriver, ReplicaPhase, ReplicaSpec, ReplicaState
+from control_plane.ports.cluster import (
+    ClusterDriver,
+    CustomServer,
+    ReplicaPhase,
+    ReplicaSpec,
+    ReplicaState,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -226,3 +233,39 @@ def test_bad_arguments_are_refused(driver: LocalProcessDriver, echo_package: Pat
     with pytest.raises(ClusterError, match=r"'\.\./x'"):
         driver.scale(_spec(echo_package, secrets={"../x": "v"}), 1)
     assert driver.replicas("dep-1") == []
+
+
+def test_custom_server_on_port_and_fixed_port_runs_one_replica_at_a_time(
+    driver: LocalProcessDriver, tmp_path: Path
+) -> None:
+    package = tmp_path / "custom"
+    package.mkdir()
+    (package / "hello.txt").write_text("from the package dir")
+    server = CustomServer(
+        # The interpreter named by the spec's python comes first on PATH.
+        start_command='exec python -m http.server "$PORT" --bind "$HOST"',
+        server_port=1,  # unused: the command listens on $PORT
+        readiness_path="/hello.txt",
+        liveness_path="/",
+    )
+    driver.scale(_spec(package, "dep-port", custom_server=server), 2)
+    states = _wait_for(driver, "dep-port", _all_ready(2))
+    assert len({s.url for s in states}) == 2
+    assert httpx.get(f"{states[0].url}/hello.txt").text == "from the package dir"
+
+    fixed_port = free_port("127.0.0.1")
+    fixed = CustomServer(
+        start_command=f"exec python -m http.server {fixed_port} --bind 127.0.0.1",
+        server_port=fixed_port,
+        readiness_path="/",
+        liveness_path="/",
+    )
+    driver.scale(_spec(package, "dep-fixed", custom_server=fixed), 2)
+    states = _wait_for(
+        driver,
+        "dep-fixed",
+        lambda s: len(s) == 2 and s[0].phase is ReplicaPhase.READY and "in use" in s[1].message,
+    )
+    assert states[0].url == f"http://127.0.0.1:{fixed_port}"
+    assert f"server_port {fixed_port} is in use on 127.0.0.1" in states[1].message
+    assert "$PORT" in states[1].message and states[1].phase is not ReplicaPhase.READY

@@ -101,6 +101,7 @@ def test_push_creates_model_environments_and_building_deployment(
     dep = first["deployment"]
     assert dep["status"] == "BUILDING" and dep["environment"] == "development"
     assert first["predict_url"].endswith(f"/models/{model_id}/development/predict")
+    assert first["warnings"] == []  # nothing set that this platform cannot honour
 
     second = upload_and_push(cp.client, package, tmp_path / "b", promote=True)
     assert second["model_id"] == model_id
@@ -117,6 +118,19 @@ def test_push_creates_model_environments_and_building_deployment(
     assert [d["id"] for d in listed] == [dep["id"], second["deployment"]["id"]]
     logs = cp.client.get(f"/v1/models/{model_id}/deployments/{dep['id']}/logs").json()
     assert logs == {"build": [], "replicas": []}
+
+
+def test_push_warns_about_fields_it_cannot_honour(cp: RunningControlPlane, tmp_path: Path) -> None:
+    package = write_package(tmp_path, "needs-apt")
+    with (package / "config.yaml").open("a") as config:
+        config.write("system_packages: [ffmpeg]\nbuild_commands: ['echo hi']\n")
+    pushed = upload_and_push(cp.client, package, tmp_path / "out")
+    assert pushed["warnings"] == [
+        "config field 'system_packages' (['ffmpeg']) is recorded but not honoured by the process"
+        " runtime: apt packages are not installed",
+        "config field 'build_commands' (['echo hi']) is recorded but not honoured by the process"
+        " runtime: build commands are not run",
+    ]
 
 
 def test_push_validation_errors(cp: RunningControlPlane, tmp_path: Path) -> None:
@@ -225,6 +239,8 @@ def test_routing_version_changes_only_with_content(cp: RunningControlPlane, tmp_
         "status": "BUILDING",
         "engine": False,
         "predict_concurrency": 1,
+        "openai": False,  # set by the build
+        "predict_path": "/v1/models/model:predict",
         "replicas": [],
     }
 

@@ -26,6 +26,17 @@ ENV = "environment"
             ("m1", ENV, "production", "openai", "/v1/chat/completions"),
         ),
         ("/production/predict", "m2", ("m2", ENV, "production", "predict", "")),
+        (
+            "/models/m1/environments/qa/sync/v1/chat/completions",
+            None,
+            ("m1", ENV, "qa", "sync", "/v1/chat/completions"),
+        ),
+        (
+            "/deployment/d1/sync/health/check",
+            "m2",
+            ("m2", "deployment", "d1", "sync", "/health/check"),
+        ),
+        ("/models/m1/production/sync", None, ("m1", ENV, "production", "sync", "")),
         ("/deployment/d1/v1/models", "m2", ("m2", "deployment", "d1", "openai", "/v1/models")),
         ("/models/m1/staging/predict", None, None),  # only production/development are short
         ("/models/m1/environments/predict", None, None),

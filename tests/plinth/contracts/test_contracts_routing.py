@@ -20,6 +20,8 @@ WIRE: dict[str, Any] = {
                     "status": "ACTIVE",
                     "engine": False,
                     "predict_concurrency": 1,
+                    "openai": False,
+                    "predict_path": "/v1/models/model:predict",
                     "replicas": [{"id": "r-1", "url": "http://127.0.0.1:41234", "ready": True}],
                 }
             },
