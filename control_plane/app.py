@@ -23,6 +23,7 @@ from control_plane.api import (
     routes_environments,
     routes_models,
     routes_platform,
+    routes_uploads,
 )
 from control_plane.api.docs import install_offline_docs
 from control_plane.api.errors import install_error_handlers
@@ -38,6 +39,7 @@ ROUTERS = (
     routes_environments.router,
     routes_platform.router,
     routes_platform.routing_router,
+    routes_uploads.router,
     metrics.router,
     routes_clusters.router,
     routes_clusters.heartbeat_router,
