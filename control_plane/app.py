@@ -51,8 +51,14 @@ ROUTERS = (
 )
 
 
-def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
-    """The app; pass ``platform`` to share one you constructed (and will close) yourself."""
+def create_app(
+    settings: Settings, *, platform: Platform | None = None, serve_weights_origin: bool = True
+) -> FastAPI:
+    """The app; pass ``platform`` to share one you constructed (and will close) yourself.
+
+    ``serve_weights_origin=False`` leaves ``/weights`` out: a Lambda never serves chunks (its
+    responses are capped at ~6 MB); pods read the bucket through the in-cluster cache instead.
+    """
     owns_platform = platform is None
     platform = platform or Platform(settings)
 
@@ -87,8 +93,9 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
 
     for router in ROUTERS:
         app.include_router(router)
-    # Weight origin for replicas: unauthenticated, content-addressed (see weights/delivery.py).
-    origin = create_origin_app(LazyBlobStore(lambda: platform.blobs))
-    app.state.weights_origin = origin
-    app.mount(WEIGHTS_ORIGIN_PATH, origin)
+    if serve_weights_origin:
+        # Weight origin for replicas: unauthenticated, content-addressed (weights/delivery.py).
+        origin = create_origin_app(LazyBlobStore(lambda: platform.blobs))
+        app.state.weights_origin = origin
+        app.mount(WEIGHTS_ORIGIN_PATH, origin)
     return app

@@ -20,7 +20,8 @@ def build_handler() -> Mangum:
     from control_plane.settings import Settings
 
     settings = Settings.from_env()
-    app = create_app(settings)
+    # No /weights here: chunks reach pods from the bucket through the in-cluster cache.
+    app = create_app(settings, serve_weights_origin=False)
     if settings.bootstrap_api_key:
         # The lifespan that would store it never runs here; the key itself is never logged.
         app.state.platform.ensure_admin_key()
