@@ -21,6 +21,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws_network import LOG_RETENTION_DAYS
+from infra.control_plane_iam import function_statements
 from infra.exceptions import InfraConfigError
 from infra.iam import Statement, policy_json, service_trust_policy
 from infra.tags import StandardTags
@@ -28,33 +29,6 @@ from infra.tags import StandardTags
 # No gpu_nodes: the control plane shares only plinth.contracts and plinth.spec with the GPU
 # nodes (import-linter keeps it so; tests/lambdas/test_lambdas_bundle.py proves it).
 CODE_PACKAGES: tuple[str, ...] = ("control_plane", "lambdas", "plinth")
-DYNAMODB_ITEM_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:BatchGetItem",
-)
-SQS_CONSUME_ACTIONS = (
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibility",
-    "sqs:GetQueueAttributes",
-)
-S3_READ_ACTIONS = ("s3:GetObject",)
-S3_WRITE_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
-# The encryption context control_plane.adapters.aws_kms_kek binds into every secret's data
-# key; the grants below hold only for data keys made with it.
-SECRETS_ENCRYPTION_CONTEXT = {"plinth": "secret"}
-SECRETS_KMS_CONDITION = {
-    "StringEquals": {f"kms:EncryptionContext:{k}": v for k, v in SECRETS_ENCRYPTION_CONTEXT.items()}
-}
-# The reconciler keeps a failed deployment's last replica logs in its build log
-# (control_plane.domain.build_log: ``logs/<deployment_id>/build.log``); it writes nothing else.
-RECONCILER_LOG_PREFIX = "logs/"
 VISIBILITY_FACTOR = 6
 # role -> (Lambda handler, args field holding its timeout)
 HANDLERS: dict[str, tuple[str, str]] = {
@@ -174,7 +148,9 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         code = code_archive(args.code_root, args.code_packages)
         secrets_key = self._secrets_key()
         env = self._environment(metadata, secrets_key)
-        statements = self._statements([metadata.arn, requests.arn], queue, extra, secrets_key)
+        statements = function_statements(
+            args, [metadata.arn, requests.arn], queue, extra, secrets_key
+        )
         functions = {
             role: self._function(
                 role, handler, getattr(args, timeout_field), code, env, statements[role]
@@ -305,69 +281,6 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             "PLINTH_RUN_BACKGROUND_WORKERS": "false",
             "PLINTH_CLUSTER": "none",
         }
-
-    def _statements(
-        self,
-        tables: list[pulumi.Output[str]],
-        queue: aws.sqs.Queue,
-        extra_queues: list[aws.sqs.Queue],
-        secrets_key: aws.kms.Key,
-    ) -> dict[str, list[Statement]]:
-        """Least privilege per function: only its tables, queues, bucket and clusters."""
-        send_to = [queue.arn, *(q.arn for q in extra_queues)]
-        clusters = list(self._args.cluster_arns)
-        return {
-            "api": [
-                Statement(DYNAMODB_ITEM_ACTIONS, tables),
-                Statement(("sqs:SendMessage", "sqs:GetQueueUrl"), send_to),
-                *self._blob_statements(S3_WRITE_ACTIONS),
-                # The API only seals secrets (POST /v1/secrets); it never reads a value back.
-                Statement(
-                    ("kms:GenerateDataKey",),
-                    [secrets_key.arn],
-                    sid="SealSecrets",
-                    condition=SECRETS_KMS_CONDITION,
-                ),
-            ],
-            "worker": [
-                Statement(DYNAMODB_ITEM_ACTIONS, tables),
-                Statement(SQS_CONSUME_ACTIONS, [queue.arn]),
-                *self._blob_statements(S3_READ_ACTIONS),
-            ],
-            "reconciler": [
-                Statement(DYNAMODB_ITEM_ACTIONS, tables),
-                *self._blob_statements(S3_READ_ACTIONS),
-                Statement(
-                    ("s3:PutObject",),
-                    [
-                        pulumi.Output.from_input(self._args.blob_bucket_arn).apply(
-                            lambda arn: f"{arn}/{RECONCILER_LOG_PREFIX}*"
-                        )
-                    ],
-                    sid="WriteBuildLogs",
-                ),
-                *([Statement(("eks:DescribeCluster",), clusters)] if clusters else []),
-                # Replicas get their secrets' values from the reconciler.
-                Statement(
-                    ("kms:Decrypt",),
-                    [secrets_key.arn],
-                    sid="OpenSecrets",
-                    condition=SECRETS_KMS_CONDITION,
-                ),
-            ],
-        }
-
-    def _blob_statements(self, actions: Sequence[str]) -> list[Statement]:
-        bucket = self._args.blob_bucket_arn
-        statements = [
-            Statement(actions, [pulumi.Output.from_input(bucket).apply(lambda arn: f"{arn}/*")]),
-            Statement(("s3:ListBucket",), [bucket]),
-        ]
-        if self._args.blob_kms_key_arn is not None:
-            statements.append(
-                Statement(("kms:Decrypt", "kms:GenerateDataKey"), [self._args.blob_kms_key_arn])
-            )
-        return statements
 
     def _function(
         self,

@@ -212,7 +212,7 @@ def test_every_child_is_parented_to_the_component(plane) -> None:
 
 def test_secrets_are_sealed_by_a_rotating_kms_key_bound_to_their_context(plane) -> None:
     from control_plane.adapters.aws_kms_kek import ENCRYPTION_CONTEXT
-    from infra.control_plane import SECRETS_ENCRYPTION_CONTEXT
+    from infra.control_plane_iam import SECRETS_ENCRYPTION_CONTEXT
 
     assert SECRETS_ENCRYPTION_CONTEXT == ENCRYPTION_CONTEXT  # the grants match what the code sends
     key = plane.one("aws:kms/key:Key", "cp-secrets")
