@@ -24,6 +24,7 @@ from infra.aws_network import LOG_RETENTION_DAYS
 from infra.control_plane_iam import function_statements
 from infra.exceptions import InfraConfigError
 from infra.iam import Statement, policy_json, service_trust_policy
+from infra.platform import in_cluster_weights_origin
 from infra.tags import StandardTags
 
 # No gpu_nodes: the control plane shares only plinth.contracts and plinth.spec with the GPU
@@ -71,6 +72,9 @@ class ServerlessControlPlaneArgs:
     cluster_name: pulumi.Input[str] | None = None
     cluster_endpoint: pulumi.Input[str] | None = None
     cluster_ca_data: pulumi.Input[str] | None = None
+    # PLINTH_WEIGHTS_ORIGIN_URL the reconciler gives replicas: the weights caches' in-cluster
+    # Service (they read the bucket); this API's Lambda serves no chunks.
+    weights_origin_url: str = field(default_factory=in_cluster_weights_origin)
 
     def __post_init__(self) -> None:
         named = (self.cluster_name, self.cluster_endpoint, self.cluster_ca_data)
@@ -280,6 +284,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             "PLINTH_STATE_DIR": "/tmp/plinth",
             "PLINTH_RUN_BACKGROUND_WORKERS": "false",
             "PLINTH_CLUSTER": "none",
+            "PLINTH_WEIGHTS_ORIGIN_URL": self._args.weights_origin_url,
         }
 
     def _function(

@@ -44,6 +44,8 @@ SECRETS_KMS_CONDITION = {
 # The reconciler keeps a failed deployment's last replica logs in its build log
 # (control_plane.domain.build_log: ``logs/<deployment_id>/build.log``); it writes nothing else.
 RECONCILER_LOG_PREFIX = "logs/"
+# Where presigned archive uploads are staged (control_plane.domain.archive_uploads).
+ARCHIVE_UPLOADS_PREFIX = "uploads/"
 
 
 def function_statements(
@@ -61,6 +63,16 @@ def function_statements(
             Statement(DYNAMODB_ITEM_ACTIONS, tables),
             Statement(("sqs:SendMessage", "sqs:GetQueueUrl"), send_to),
             *_blob_statements(args, S3_WRITE_ACTIONS),
+            # Direct archive uploads: a plan whose parts never complete is aborted.
+            Statement(
+                ("s3:AbortMultipartUpload",),
+                [
+                    pulumi.Output.from_input(args.blob_bucket_arn).apply(
+                        lambda arn: f"{arn}/{ARCHIVE_UPLOADS_PREFIX}*"
+                    )
+                ],
+                sid="AbortArchiveUploads",
+            ),
             # The API only seals secrets (POST /v1/secrets); it never reads a value back.
             Statement(
                 ("kms:GenerateDataKey",),

@@ -76,6 +76,8 @@ def build(config: AwsControlPlaneConfig, *, stack_dir: Path | None = None) -> di
         "secretsKmsKeyArn": plane.secrets_kms_key_arn,
         "blobBucketName": blobs.bucket_name,
         "blobBucketArn": blobs.bucket_arn,
+        # Region stacks let their weights caches read the bucket's weights/ with this key.
+        "blobKmsKeyArn": blobs.kms_key_arn,
     }
 
 

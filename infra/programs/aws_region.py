@@ -90,17 +90,19 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
         f"{config.cluster_name}-weights",
         S3WeightBucketArgs(tags=tags, bucket_name=config.weight_bucket_name),
     )
+    control_plane = pulumi.StackReference(config.control_plane_stack)
+    # The control plane mirrors weights into its blob bucket (weights/); the node caches and
+    # replicas read them there with their own Pod Identity, never through the API Lambda.
     EksWeightReaders(
         f"{config.cluster_name}-weight-readers",
         EksWeightReadersArgs(
             tags=tags,
             cluster_name=cluster.cluster_name,
-            bucket_arn=bucket.bucket_arn,
-            kms_key_arn=bucket.kms_key_arn,
+            bucket_arn=required_output(control_plane, "blobBucketArn"),
+            kms_key_arn=required_output(control_plane, "blobKmsKeyArn"),
             pod_identity_agent=cluster.pod_identity_agent,
         ),
     )
-    control_plane = pulumi.StackReference(config.control_plane_stack)
     # The reconciler applies replicas in the platform namespace (and nowhere else).
     EksNamespaceEditor(
         f"{config.cluster_name}-reconciler",
@@ -126,6 +128,10 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
             ),
             "gateway_service_type": config.gateway_service_type,
             "device_plugin_version": config.device_plugin_version,
+            # Node caches fill from the blob bucket with their Pod Identity (above).
+            "weights_origin_url": required_output(control_plane, "blobBucketName").apply(
+                lambda name: f"s3://{name}"
+            ),
         },
         depends_on=cluster,
     )

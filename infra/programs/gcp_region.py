@@ -146,6 +146,8 @@ def build(config: GcpRegionConfig) -> dict[str, Any]:
             "node_agent_image": config.node_agent_image,
             "gateway_service_type": config.gateway_service_type,
             "install_device_plugin": False,  # GKE ships the device plugin with its driver install
+            # Node caches fill from the regional bucket with their Workload Identity.
+            "weights_origin_url": bucket.bucket_name.apply(lambda name: f"gs://{name}"),
         },
         depends_on=cluster,
     )

@@ -148,6 +148,7 @@ def test_each_function_reaches_only_its_own_resources(plane) -> None:
         BUCKET_ARN,
         BUCKET_ARN + "/*",
         BUCKET_ARN + "/logs/*",  # the reconciler's build-log writes
+        BUCKET_ARN + "/uploads/*",  # the API aborts unfinished direct archive uploads
         "arn:aws:eks:us-east-1:111122223333:cluster/plinth",
     }
     for role in ("api", "worker", "reconciler"):
@@ -169,6 +170,7 @@ def test_each_function_reaches_only_its_own_resources(plane) -> None:
         and "eks:DescribeCluster" not in actions["api"]
     )
     assert "s3:PutObject" not in actions["worker"]
+    assert "s3:AbortMultipartUpload" in actions["api"]
     # Secrets: the API seals (never opens), the reconciler opens for replicas, the worker neither.
     assert "kms:GenerateDataKey" in actions["api"] and "kms:Decrypt" not in actions["api"]
     assert "kms:Decrypt" in actions["reconciler"]
@@ -248,3 +250,14 @@ def test_the_reconciler_is_told_how_to_reach_its_eks_cluster(run, tags) -> None:
     assert not any(k.startswith("PLINTH_K8S_") for k in api)
     with pytest.raises(InfraConfigError, match="go together"):
         _args(tags, cluster_name="plinth-use1")
+
+
+def test_replicas_are_told_the_in_cluster_weights_origin_not_the_api(plane) -> None:
+    from infra.platform import WEIGHTS_CACHE_PORT, WEIGHTS_CACHE_SERVICE
+
+    for role in ("api", "worker", "reconciler"):
+        function = plane.one("aws:lambda/function:Function", f"cp-{role}")
+        origin = function.inputs["environment"]["variables"]["PLINTH_WEIGHTS_ORIGIN_URL"]
+        assert origin == (
+            f"http://{WEIGHTS_CACHE_SERVICE}.plinth.svc.cluster.local:{WEIGHTS_CACHE_PORT}"
+        )
