@@ -13,6 +13,7 @@ Each function has its own role that can touch only its tables, queue and bucket.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
     dlq_url: pulumi.Output[str]
     reconciler_role_arn: pulumi.Output[str]
     secrets_kms_key_arn: pulumi.Output[str]
+    internal_token_secret_arn: pulumi.Output[str]
     function_names: dict[str, pulumi.Output[str]]
 
     def __init__(
@@ -151,9 +153,14 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         extra = [self._queue_pair(name, EXTRA_QUEUE_VISIBILITY_S)[1] for name in args.extra_queues]
         code = code_archive(args.code_root, args.code_packages)
         secrets_key = self._secrets_key()
-        env = self._environment(metadata, secrets_key)
+        internal_token = self._internal_token()
+        env = {
+            **self._environment(metadata, secrets_key),
+            # Read by the API at cold start (lambdas/_settings.py); the value is not in env.
+            "PLINTH_INTERNAL_TOKEN_SECRET_ID": internal_token.arn,
+        }
         statements = function_statements(
-            args, [metadata.arn, requests.arn], queue, extra, secrets_key
+            args, [metadata.arn, requests.arn], queue, extra, secrets_key, internal_token.arn
         )
         functions = {
             role: self._function(
@@ -173,6 +180,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         self.dlq_url = dlq.url
         self.reconciler_role_arn = reconciler.role.arn
         self.secrets_kms_key_arn = secrets_key.arn
+        self.internal_token_secret_arn = internal_token.arn
         self.function_names = {
             "api": api.function.name,
             "worker": worker.function.name,
@@ -185,6 +193,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
                 "queue_url": self.queue_url,
                 "reconciler_role_arn": self.reconciler_role_arn,
                 "secrets_kms_key_arn": self.secrets_kms_key_arn,
+                "internal_token_secret_arn": self.internal_token_secret_arn,
             }
         )
 
@@ -254,6 +263,29 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             opts=child,
         )
         return dlq, queue
+
+    def _internal_token(self) -> aws.secretsmanager.Secret:
+        """The token gateways present to the API, held in Secrets Manager.
+
+        Its first value is made here; later runs leave it alone (``ignore_changes``), so a
+        ``pulumi up`` never rotates it under running gateways. Rotate with
+        ``put-secret-value``, then re-run the region stacks (their gateways' Secret) and let
+        API sandboxes recycle.
+        """
+        secret = aws.secretsmanager.Secret(
+            f"{self._name}-internal-token",
+            name_prefix=f"{self._name}-internal-token-",
+            description="Plinth: the internal token gateways present to the control plane",
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{self._name}-internal-token",
+            secret_id=secret.id,
+            secret_string=pulumi.Output.secret("int_" + secrets.token_urlsafe(32)),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secretString"]),
+        )
+        return secret
 
     def _secrets_key(self) -> aws.kms.Key:
         """The KEK of the secrets in the metadata table (envelope encryption, one data key

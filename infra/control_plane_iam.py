@@ -54,6 +54,7 @@ def function_statements(
     queue: aws.sqs.Queue,
     extra_queues: list[aws.sqs.Queue],
     secrets_key: aws.kms.Key,
+    internal_token_arn: pulumi.Output[str],
 ) -> dict[str, list[Statement]]:
     """Least privilege per function: only its tables, queues, bucket and clusters."""
     send_to = [queue.arn, *(q.arn for q in extra_queues)]
@@ -63,6 +64,10 @@ def function_statements(
             Statement(DYNAMODB_ITEM_ACTIONS, tables),
             Statement(("sqs:SendMessage", "sqs:GetQueueUrl"), send_to),
             *_blob_statements(args, S3_WRITE_ACTIONS),
+            # The gateways' internal token, read once per sandbox.
+            Statement(
+                ("secretsmanager:GetSecretValue",), [internal_token_arn], sid="ReadInternalToken"
+            ),
             # Direct archive uploads: a plan whose parts never complete is aborted.
             Statement(
                 ("s3:AbortMultipartUpload",),

@@ -168,6 +168,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"partition": "aws", "dnsSuffix": "amazonaws.com"}, []
         if token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "region": self.region}, []
+        if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
+            secret_id = str(args.args.get("secretId", ""))
+            return {"arn": secret_id, "secretString": "int_mock-internal-token"}, []
         if token == "gcp:organizations/getProject:getProject":
             return {"projectId": MOCK_GCP_PROJECT, "number": "1234567890"}, []
         return {}, []

@@ -63,6 +63,9 @@ class ClusterPlatformArgs:
     # Kubernetes Secret (key "token") holding the gateways' PLINTH_INTERNAL_TOKEN; the
     # operator creates it with the same value the control plane has.
     internal_token_secret: str = "plinth-internal-token"
+    # The token itself (the cloud stacks read it from the control plane's Secrets Manager
+    # secret): the platform then creates that Secret. None: the operator creates it.
+    internal_token: pulumi.Input[str] | None = None
     # EKS: the cluster-autoscaler that grows and shrinks the GPU node groups (its IAM role
     # and Pod Identity association come with ``EksCluster``). GKE autoscales natively: None.
     cluster_autoscaler: ClusterAutoscalerChart | None = None
@@ -120,6 +123,14 @@ class ClusterPlatform(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=self._opts,
         )
+        if args.internal_token is not None:
+            k8s.core.v1.Secret(
+                f"{name}-internal-token",
+                metadata=self._meta("gateway", args.internal_token_secret),
+                type="Opaque",
+                string_data={"token": pulumi.Output.secret(args.internal_token)},
+                opts=self._opts,
+            )
         service = self._gateway(gateway_sa)
         self._weights_cache(cache_sa)
         if args.install_device_plugin:

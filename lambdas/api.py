@@ -15,11 +15,12 @@ from lambdas._lazy import Lazy
 
 
 def build_handler() -> Mangum:
-    """A Mangum adapter over ``create_app(Settings.from_env())`` (environment read now)."""
+    """A Mangum adapter over ``create_app(settings)``: the environment and the internal token
+    from Secrets Manager are read now, once per sandbox."""
     from control_plane.app import create_app
-    from control_plane.settings import Settings
+    from lambdas._settings import load_settings
 
-    settings = Settings.from_env()
+    settings = load_settings()
     # No /weights here: chunks reach pods from the bucket through the in-cluster cache.
     app = create_app(settings, serve_weights_origin=False)
     if settings.bootstrap_api_key:

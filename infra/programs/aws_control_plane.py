@@ -74,6 +74,7 @@ def build(config: AwsControlPlaneConfig, *, stack_dir: Path | None = None) -> di
         "dlqUrl": plane.dlq_url,
         "reconcilerRoleArn": plane.reconciler_role_arn,
         "secretsKmsKeyArn": plane.secrets_kms_key_arn,
+        "internalTokenSecretArn": plane.internal_token_secret_arn,
         "blobBucketName": blobs.bucket_name,
         "blobBucketArn": blobs.bucket_arn,
         # Region stacks let their weights caches read the bucket's weights/ with this key.

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 from pydantic import Field
 
 from infra.aws_network import AwsNetwork, AwsNetworkArgs
@@ -129,6 +130,8 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
             "gateway_service_type": config.gateway_service_type,
             "device_plugin_version": config.device_plugin_version,
             # Node caches fill from the blob bucket with their Pod Identity (above).
+            # Gateways present the control plane's token, read from its Secrets Manager secret.
+            "internal_token": internal_token_of(control_plane),
             "weights_origin_url": required_output(control_plane, "blobBucketName").apply(
                 lambda name: f"s3://{name}"
             ),
@@ -151,6 +154,16 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
         "weightBucketArn": bucket.bucket_arn,
         "platformNamespace": platform.namespace,
     }
+
+
+def internal_token_of(control_plane: pulumi.StackReference) -> pulumi.Output[str]:
+    """The control plane's internal token, read from its secret in the control plane's region
+    (the ARN says which); it stays a Pulumi secret."""
+    arn = required_output(control_plane, "internalTokenSecretArn")
+    version = aws.secretsmanager.get_secret_version_output(
+        secret_id=arn, region=arn.apply(lambda value: value.split(":")[3])
+    )
+    return pulumi.Output.secret(version.secret_string)
 
 
 def register_region_cluster(

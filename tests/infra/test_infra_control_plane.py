@@ -141,8 +141,10 @@ def test_each_function_reaches_only_its_own_resources(plane) -> None:
     builds_arn = plane.one("aws:sqs/queue:Queue", "cp-builds-queue").outputs["arn"]
     table_arns = {t.outputs["arn"] for t in plane.of_type("aws:dynamodb/table:Table")}
     secrets_key_arn = plane.one("aws:kms/key:Key", "cp-secrets").outputs["arn"]
+    token_arn = plane.one("aws:secretsmanager/secret:Secret", "cp-internal-token").outputs["arn"]
     allowed = table_arns | {
         secrets_key_arn,
+        token_arn,
         queue_arn,
         builds_arn,
         BUCKET_ARN,
@@ -171,6 +173,11 @@ def test_each_function_reaches_only_its_own_resources(plane) -> None:
     )
     assert "s3:PutObject" not in actions["worker"]
     assert "s3:AbortMultipartUpload" in actions["api"]
+    # Only the API checks the gateways' token.
+    assert "secretsmanager:GetSecretValue" in actions["api"]
+    assert not any(
+        a.startswith("secretsmanager:") for r in ("worker", "reconciler") for a in actions[r]
+    )
     # Secrets: the API seals (never opens), the reconciler opens for replicas, the worker neither.
     assert "kms:GenerateDataKey" in actions["api"] and "kms:Decrypt" not in actions["api"]
     assert "kms:Decrypt" in actions["reconciler"]
@@ -261,3 +268,16 @@ def test_replicas_are_told_the_in_cluster_weights_origin_not_the_api(plane) -> N
         assert origin == (
             f"http://{WEIGHTS_CACHE_SERVICE}.plinth.svc.cluster.local:{WEIGHTS_CACHE_PORT}"
         )
+
+
+def test_the_internal_token_lives_in_secrets_manager_not_in_the_environment(plane) -> None:
+    secret = plane.one("aws:secretsmanager/secret:Secret", "cp-internal-token")
+    version = plane.one("aws:secretsmanager/secretVersion:SecretVersion", "cp-internal-token")
+    assert version.inputs["secretId"] == secret.id
+    sealed = version.inputs["secretString"]  # a Pulumi secret: {<secret sig>: ..., "value"}
+    token = sealed["value"]
+    assert len(sealed) == 2 and token.startswith("int_") and len(token) > 40
+    variables = _function(plane, "api")["environment"]["variables"]
+    assert variables["PLINTH_INTERNAL_TOKEN_SECRET_ID"] == secret.outputs["arn"]
+    assert "PLINTH_INTERNAL_TOKEN" not in variables
+    assert token not in json.dumps(variables)

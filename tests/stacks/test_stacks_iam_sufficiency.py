@@ -353,3 +353,15 @@ def test_region_weights_caches_fill_from_the_bucket_their_identity_reads(
     env = {e["name"]: e.get("value") for e in container["env"]}
     bucket = runs[bucket_stack].one(bucket_type, bucket_name).outputs["name"]
     assert env["PLINTH_WEIGHTS_ORIGIN_URL"] == f"{scheme}://{bucket}"
+
+
+def test_aws_region_gateways_get_the_control_planes_token_from_secrets_manager(runs) -> None:
+    secret = runs["aws-region"].one("kubernetes:core/v1:Secret", "plinth-use1-internal-token")
+    assert secret.inputs["metadata"]["name"] == "plinth-internal-token"
+    # Still a Pulumi secret after the lookup (never shown in plain by `pulumi preview`).
+    sealed = secret.inputs["stringData"]
+    assert len(sealed) == 2 and sealed["value"] == {"token": "int_mock-internal-token"}
+    gateway = runs["aws-region"].one("kubernetes:apps/v1:Deployment", "plinth-use1-gateway")
+    (container,) = gateway.inputs["spec"]["template"]["spec"]["containers"]
+    (env,) = [e for e in container["env"] if e["name"] == "PLINTH_INTERNAL_TOKEN"]
+    assert env["valueFrom"]["secretKeyRef"]["name"] == "plinth-internal-token"
