@@ -25,9 +25,10 @@ from plinth.accelerators import (
     gpu_pod_tolerations,
     max_gpus_per_node,
 )
+from plinth.contracts.images import MODEL_SERVER_IMAGE
 from plinth.contracts.replica_env import ReplicaEnv, ReplicaVar
 
-DEFAULT_IMAGE = "ghcr.io/plinth-ai/plinth-model-server:0.1.0"
+DEFAULT_IMAGE = MODEL_SERVER_IMAGE
 DEPLOYMENT_LABEL = "plinth.dev/deployment-id"
 MODEL_LABEL = "plinth.dev/model-id"
 APP_LABELS = {
