@@ -32,6 +32,7 @@ from infra.programs.common import (
     standard_tags,
 )
 from infra.programs.config import StackConfig, aws_region
+from infra.registries import EcrModelRegistry, ModelRegistryArgs
 from infra.weight_access import EksWeightReaders, EksWeightReadersArgs
 
 
@@ -91,6 +92,8 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
         f"{config.cluster_name}-weights",
         S3WeightBucketArgs(tags=tags, bucket_name=config.weight_bucket_name),
     )
+    # Deployment images, pushed by the in-cluster build consumer, pulled by digest here.
+    registry = EcrModelRegistry(f"{config.cluster_name}-models", ModelRegistryArgs(tags=tags))
     control_plane = pulumi.StackReference(config.control_plane_stack)
     # The control plane mirrors weights into its blob bucket (weights/); the node caches and
     # replicas read them there with their own Pod Identity, never through the API Lambda.
@@ -152,6 +155,7 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
         "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
         "weightBucketName": bucket.bucket_name,
         "weightBucketArn": bucket.bucket_arn,
+        "modelRegistryUrl": registry.repository_url,
         "platformNamespace": platform.namespace,
     }
 

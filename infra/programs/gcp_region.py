@@ -30,6 +30,7 @@ from infra.programs.common import (
     standard_tags,
 )
 from infra.programs.config import StackConfig
+from infra.registries import ArtifactModelRegistry, ModelRegistryArgs
 from infra.weight_access import GkeWeightReaders, GkeWeightReadersArgs
 
 
@@ -136,6 +137,10 @@ def build(config: GcpRegionConfig) -> dict[str, Any]:
         cluster.cluster_name, cluster.endpoint, cluster.ca_certificate
     ).apply(lambda v: gke_kubeconfig(v[0], v[1], v[2]))
     control_plane = pulumi.StackReference(config.control_plane_stack)
+    # Deployment images, pushed by the in-cluster build consumer, pulled by digest here.
+    registry = ArtifactModelRegistry(
+        f"{config.cluster_name}-models", ModelRegistryArgs(tags=tags, location=config.region)
+    )
     platform = deploy_platform(
         config.cluster_name,
         kubeconfig,
@@ -162,6 +167,7 @@ def build(config: GcpRegionConfig) -> dict[str, Any]:
         "nodeServiceAccount": cluster.node_service_account,
         "weightBucketName": bucket.bucket_name,
         "weightBucketUrl": bucket.bucket_url,
+        "modelRegistryUrl": registry.repository_url,
         "platformNamespace": platform.namespace,
         "kubeconfig": pulumi.Output.secret(kubeconfig),
     }
