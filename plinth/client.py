@@ -9,7 +9,6 @@ with PlinthClient("http://127.0.0.1:8800", api_key) as client:
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
+from plinth.archive_upload import UploadSender, put_presigned
 from plinth.async_client import AsyncInferenceMixin
 from plinth.exceptions import (
     ApiError,
@@ -32,7 +32,6 @@ ProgressCallback = Callable[[int, int], None]
 
 FINAL_STATUSES = frozenset({"ACTIVE", "FAILED"})
 STANDARD_ENVIRONMENTS = frozenset({"production", "development"})
-_UPLOAD_CHUNK = 1024 * 1024
 _MAX_ERROR_TEXT = 300
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -98,30 +97,6 @@ def _items(body: Any, key: str) -> list[dict[str, Any]]:
     raise ApiError(
         200, "UNEXPECTED_RESPONSE", f"expected a list of {key}, got {type(body).__name__}"
     )
-
-
-class _UploadSender:
-    """Reads ranges of an archive for upload, reporting overall progress."""
-
-    def __init__(self, archive: Path, total: int, progress: ProgressCallback | None) -> None:
-        self._archive = archive
-        self._total = total
-        self._progress = progress
-        self._done = 0
-
-    def report(self, done: int) -> None:
-        self._done = done
-        if self._progress is not None:
-            self._progress(done, self._total)
-
-    def chunks(self, offset: int, size: int) -> Iterator[bytes]:
-        with self._archive.open("rb") as content:
-            content.seek(offset)
-            left = size
-            while left > 0 and (chunk := content.read(min(_UPLOAD_CHUNK, left))):
-                left -= len(chunk)
-                yield chunk
-                self.report(self._done + len(chunk))
 
 
 class PlinthClient(AsyncInferenceMixin):
@@ -206,7 +181,7 @@ class PlinthClient(AsyncInferenceMixin):
         archive = Path(path)
         total = archive.stat().st_size
         plan = self._json("POST", f"/v1/archives/{_segment(sha256)}/uploads", json={"size": total})
-        sender = _UploadSender(archive, total, progress)
+        sender = UploadSender(archive, total, progress)
         if plan["mode"] == "stored":
             sender.report(total)
             return False
@@ -220,11 +195,14 @@ class PlinthClient(AsyncInferenceMixin):
             )
             return True
         etags: list[str] = []
+        timeout = self._upload_timeout()
         if plan["mode"] == "multipart":
             for part in plan["parts"]:
-                etags.append(self._put_presigned(part["url"], sender, part["offset"], part["size"]))
+                etags.append(
+                    put_presigned(part["url"], sender, part["offset"], part["size"], timeout)
+                )
         else:
-            self._put_presigned(str(plan["url"]), sender, 0, total)
+            put_presigned(str(plan["url"]), sender, 0, total, timeout)
         upload_id = _segment(str(plan["upload_id"]))
         self._json(
             "POST",
@@ -236,30 +214,6 @@ class PlinthClient(AsyncInferenceMixin):
 
     def _upload_timeout(self) -> httpx.Timeout:
         return httpx.Timeout(max(self.timeout, 300.0))
-
-    def _put_presigned(self, url: str, sender: _UploadSender, offset: int, size: int) -> str:
-        """PUT bytes to a presigned URL (never with our API key); returns the ETag."""
-        try:
-            with httpx.Client(timeout=self._upload_timeout()) as store:
-                response = store.put(
-                    url,
-                    content=sender.chunks(offset, size),
-                    headers={"Content-Length": str(size)},
-                )
-        except httpx.TransportError as exc:
-            host = httpx.URL(url).host
-            raise PlatformUnreachableError(host, str(exc) or type(exc).__name__) from exc
-        if response.status_code >= 400:
-            # The URL and the store's error body carry the signature: name the host and the
-            # store's error code and message only.
-            fields = dict(re.findall(r"<(Code|Message)>([^<]{0,200})</", response.text))
-            raise ApiError(
-                response.status_code,
-                "UPLOAD_FAILED",
-                f"the blob store at {httpx.URL(url).host} refused the upload: "
-                f"{fields.get('Code', 'error')} {fields.get('Message', '')}".rstrip(),
-            )
-        return response.headers.get("ETag", "")
 
     def create_deployment(
         self,
