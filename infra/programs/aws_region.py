@@ -160,12 +160,17 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
     }
 
 
-def internal_token_of(control_plane: pulumi.StackReference) -> pulumi.Output[str]:
+def internal_token_of(
+    control_plane: pulumi.StackReference, provider: aws.Provider | None = None
+) -> pulumi.Output[str]:
     """The control plane's internal token, read from its secret in the control plane's region
-    (the ARN says which); it stays a Pulumi secret."""
+    (the ARN says which; ``provider``: AWS credentials where the stack has no default, as on
+    GCP); it stays a Pulumi secret."""
     arn = required_output(control_plane, "internalTokenSecretArn")
     version = aws.secretsmanager.get_secret_version_output(
-        secret_id=arn, region=arn.apply(lambda value: value.split(":")[3])
+        secret_id=arn,
+        region=arn.apply(lambda value: value.split(":")[3]),
+        opts=pulumi.InvokeOutputOptions(provider=provider) if provider else None,
     )
     return pulumi.Output.secret(version.secret_string)
 

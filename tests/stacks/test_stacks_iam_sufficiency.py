@@ -355,13 +355,18 @@ def test_region_weights_caches_fill_from_the_bucket_their_identity_reads(
     assert env["PLINTH_WEIGHTS_ORIGIN_URL"] == f"{scheme}://{bucket}"
 
 
-def test_aws_region_gateways_get_the_control_planes_token_from_secrets_manager(runs) -> None:
-    secret = runs["aws-region"].one("kubernetes:core/v1:Secret", "plinth-use1-internal-token")
+@pytest.mark.parametrize(
+    ("stack", "cluster"), [("aws-region", "plinth-use1"), ("gcp-region", "plinth-usc1")]
+)
+def test_region_gateways_get_the_control_planes_token_from_secrets_manager(
+    runs, stack, cluster
+) -> None:
+    secret = runs[stack].one("kubernetes:core/v1:Secret", f"{cluster}-internal-token")
     assert secret.inputs["metadata"]["name"] == "plinth-internal-token"
     # Still a Pulumi secret after the lookup (never shown in plain by `pulumi preview`).
     sealed = secret.inputs["stringData"]
     assert len(sealed) == 2 and sealed["value"] == {"token": "int_mock-internal-token"}
-    gateway = runs["aws-region"].one("kubernetes:apps/v1:Deployment", "plinth-use1-gateway")
+    gateway = runs[stack].one("kubernetes:apps/v1:Deployment", f"{cluster}-gateway")
     (container,) = gateway.inputs["spec"]["template"]["spec"]["containers"]
     (env,) = [e for e in container["env"] if e["name"] == "PLINTH_INTERNAL_TOKEN"]
     assert env["valueFrom"]["secretKeyRef"]["name"] == "plinth-internal-token"
