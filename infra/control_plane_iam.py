@@ -7,15 +7,26 @@ Least privilege per function: only its tables, queues, bucket prefix, KMS key an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.iam import Statement
 
-if TYPE_CHECKING:
-    from infra.control_plane import ServerlessControlPlaneArgs
+
+class GrantedResources(Protocol):
+    """What of ``ServerlessControlPlaneArgs`` the grants name (a Protocol: no import cycle)."""
+
+    @property
+    def blob_bucket_arn(self) -> pulumi.Input[str]: ...
+
+    @property
+    def blob_kms_key_arn(self) -> pulumi.Input[str] | None: ...
+
+    @property
+    def cluster_arns(self) -> Sequence[pulumi.Input[str]]: ...
+
 
 DYNAMODB_ITEM_ACTIONS = (
     "dynamodb:GetItem",
@@ -49,7 +60,7 @@ ARCHIVE_UPLOADS_PREFIX = "uploads/"
 
 
 def function_statements(
-    args: ServerlessControlPlaneArgs,
+    args: GrantedResources,
     tables: list[pulumi.Output[str]],
     queue: aws.sqs.Queue,
     extra_queues: list[aws.sqs.Queue],
@@ -115,7 +126,7 @@ def function_statements(
     }
 
 
-def _blob_statements(args: ServerlessControlPlaneArgs, actions: Sequence[str]) -> list[Statement]:
+def _blob_statements(args: GrantedResources, actions: Sequence[str]) -> list[Statement]:
     bucket = args.blob_bucket_arn
     statements = [
         Statement(actions, [pulumi.Output.from_input(bucket).apply(lambda arn: f"{arn}/*")]),
