@@ -23,6 +23,7 @@ from control_plane.api import (
     routes_environments,
     routes_models,
     routes_platform,
+    routes_uploads,
 )
 from control_plane.api.docs import install_offline_docs
 from control_plane.api.errors import install_error_handlers
@@ -38,6 +39,7 @@ ROUTERS = (
     routes_environments.router,
     routes_platform.router,
     routes_platform.routing_router,
+    routes_uploads.router,
     metrics.router,
     routes_clusters.router,
     routes_clusters.heartbeat_router,
@@ -49,8 +51,14 @@ ROUTERS = (
 )
 
 
-def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
-    """The app; pass ``platform`` to share one you constructed (and will close) yourself."""
+def create_app(
+    settings: Settings, *, platform: Platform | None = None, serve_weights_origin: bool = True
+) -> FastAPI:
+    """The app; pass ``platform`` to share one you constructed (and will close) yourself.
+
+    ``serve_weights_origin=False`` leaves ``/weights`` out: a Lambda never serves chunks (its
+    responses are capped at ~6 MB); pods read the bucket through the in-cluster cache instead.
+    """
     owns_platform = platform is None
     platform = platform or Platform(settings)
 
@@ -85,8 +93,9 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
 
     for router in ROUTERS:
         app.include_router(router)
-    # Weight origin for replicas: unauthenticated, content-addressed (see weights/delivery.py).
-    origin = create_origin_app(LazyBlobStore(lambda: platform.blobs))
-    app.state.weights_origin = origin
-    app.mount(WEIGHTS_ORIGIN_PATH, origin)
+    if serve_weights_origin:
+        # Weight origin for replicas: unauthenticated, content-addressed (weights/delivery.py).
+        origin = create_origin_app(LazyBlobStore(lambda: platform.blobs))
+        app.state.weights_origin = origin
+        app.mount(WEIGHTS_ORIGIN_PATH, origin)
     return app

@@ -52,6 +52,9 @@ class Settings:
     drain_timeout_s: float = 30.0
     run_background_workers: bool = True
     max_archive_bytes: int = 2 << 30
+    # Direct uploads (S3): one presigned PUT up to the threshold, presigned parts above it.
+    archive_multipart_threshold_bytes: int = 64 << 20
+    archive_part_bytes: int = 16 << 20
     # Cloud adapters (only read when the matching kind is chosen).
     blob_bucket: str | None = None
     aws_region: str | None = None
@@ -146,6 +149,13 @@ class Settings:
             ),
             max_archive_bytes=reader.integer(
                 "PLINTH_MAX_ARCHIVE_BYTES", defaults.max_archive_bytes
+            ),
+            archive_multipart_threshold_bytes=reader.integer(
+                "PLINTH_ARCHIVE_MULTIPART_THRESHOLD_BYTES",
+                defaults.archive_multipart_threshold_bytes,
+            ),
+            archive_part_bytes=reader.integer(
+                "PLINTH_ARCHIVE_PART_BYTES", defaults.archive_part_bytes
             ),
             blob_bucket=reader.optional("PLINTH_BLOB_BUCKET"),
             aws_region=reader.optional("PLINTH_AWS_REGION"),

@@ -17,6 +17,7 @@ from typing import Any
 
 from control_plane.adapters.prometheus_metrics import PrometheusPlatformMetrics
 from control_plane.domain.api_keys import ApiKeyService
+from control_plane.domain.archive_uploads import ArchiveUploads, UploadLimits
 from control_plane.domain.archives import ArchiveService
 from control_plane.domain.async_processing import AsyncProcessor, WebhookPolicy
 from control_plane.domain.async_requests import AsyncRequestService
@@ -147,6 +148,15 @@ class Platform:
     def archives(self) -> ArchiveService:
         tmp_dir = self.settings.state_dir / "tmp"
         return ArchiveService(self.blobs, tmp_dir, self.settings.max_archive_bytes)
+
+    @cached_property
+    def archive_uploads(self) -> ArchiveUploads:
+        limits = UploadLimits(
+            max_bytes=self.settings.max_archive_bytes,
+            multipart_threshold_bytes=self.settings.archive_multipart_threshold_bytes,
+            part_bytes=self.settings.archive_part_bytes,
+        )
+        return ArchiveUploads(self.blobs, limits)
 
     @cached_property
     def deployments(self) -> DeploymentService:

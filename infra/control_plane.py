@@ -16,6 +16,7 @@ Each function has its own role that can touch only its tables, queue and bucket.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,40 +25,15 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws_network import LOG_RETENTION_DAYS
+from infra.control_plane_iam import function_statements
 from infra.exceptions import InfraConfigError
 from infra.iam import Statement, policy_json, service_trust_policy
+from infra.platform import in_cluster_weights_origin
 from infra.tags import StandardTags
 
 # No gpu_nodes: the control plane shares only plinth.contracts and plinth.spec with the GPU
 # nodes (import-linter keeps it so; tests/lambdas/test_lambdas_bundle.py proves it).
 CODE_PACKAGES: tuple[str, ...] = ("control_plane", "lambdas", "plinth")
-DYNAMODB_ITEM_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:BatchGetItem",
-)
-SQS_CONSUME_ACTIONS = (
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibility",
-    "sqs:GetQueueAttributes",
-)
-S3_READ_ACTIONS = ("s3:GetObject",)
-S3_WRITE_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
-# The encryption context control_plane.adapters.aws_kms_kek binds into every secret's data
-# key; the grants below hold only for data keys made with it.
-SECRETS_ENCRYPTION_CONTEXT = {"plinth": "secret"}
-SECRETS_KMS_CONDITION = {
-    "StringEquals": {f"kms:EncryptionContext:{k}": v for k, v in SECRETS_ENCRYPTION_CONTEXT.items()}
-}
-# The reconciler keeps a failed deployment's last replica logs in its build log
-# (control_plane.domain.build_log: ``logs/<deployment_id>/build.log``); it writes nothing else.
-RECONCILER_LOG_PREFIX = "logs/"
 VISIBILITY_FACTOR = 6
 # role -> (Lambda handler, args field holding its timeout)
 HANDLERS: dict[str, tuple[str, str]] = {
@@ -117,6 +93,9 @@ class ServerlessControlPlaneArgs:
     cluster_name: pulumi.Input[str] | None = None
     cluster_endpoint: pulumi.Input[str] | None = None
     cluster_ca_data: pulumi.Input[str] | None = None
+    # PLINTH_WEIGHTS_ORIGIN_URL the reconciler gives replicas: the weights caches' in-cluster
+    # Service (they read the bucket); this API's Lambda serves no chunks.
+    weights_origin_url: str = field(default_factory=in_cluster_weights_origin)
 
     def __post_init__(self) -> None:
         named = (self.cluster_name, self.cluster_endpoint, self.cluster_ca_data)
@@ -178,6 +157,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
     async_api_key_secret_arn: pulumi.Output[str]
     reconciler_role_arn: pulumi.Output[str]
     secrets_kms_key_arn: pulumi.Output[str]
+    internal_token_secret_arn: pulumi.Output[str]
     function_names: dict[str, pulumi.Output[str]]
 
     def __init__(
@@ -207,8 +187,15 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         code = code_archive(args.code_root, args.code_packages)
         secrets_key = self._secrets_key()
         api_key_secret = self._async_api_key_secret()
-        env = self._environment(metadata, secrets_key)
-        statements = self._statements([metadata.arn, requests.arn], queues, extra, secrets_key)
+        internal_token = self._internal_token()
+        env = {
+            **self._environment(metadata, secrets_key),
+            # Read by the API at cold start (lambdas/_settings.py); the value is not in env.
+            "PLINTH_INTERNAL_TOKEN_SECRET_ID": internal_token.arn,
+        }
+        statements = function_statements(
+            args, [metadata.arn, requests.arn], queues, extra, secrets_key, internal_token.arn
+        )
         statements["worker"].append(
             Statement(("secretsmanager:GetSecretValue",), [api_key_secret.arn], sid="ApiKey")
         )
@@ -237,6 +224,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
         self.async_api_key_secret_arn = api_key_secret.arn
         self.reconciler_role_arn = reconciler.role.arn
         self.secrets_kms_key_arn = secrets_key.arn
+        self.internal_token_secret_arn = internal_token.arn
         self.function_names = {
             "api": api.function.name,
             "worker": worker.function.name,
@@ -249,6 +237,7 @@ class ServerlessControlPlane(pulumi.ComponentResource):
                 "queue_urls": {str(p): url for p, url in self.queue_urls.items()},
                 "reconciler_role_arn": self.reconciler_role_arn,
                 "secrets_kms_key_arn": self.secrets_kms_key_arn,
+                "internal_token_secret_arn": self.internal_token_secret_arn,
             }
         )
 
@@ -360,6 +349,29 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             env["PLINTH_GATEWAY_URL"] = self._args.gateway_url
         return env
 
+    def _internal_token(self) -> aws.secretsmanager.Secret:
+        """The token gateways present to the API, held in Secrets Manager.
+
+        Its first value is made here; later runs leave it alone (``ignore_changes``), so a
+        ``pulumi up`` never rotates it under running gateways. Rotate with
+        ``put-secret-value``, then re-run the region stacks (their gateways' Secret) and let
+        API sandboxes recycle.
+        """
+        secret = aws.secretsmanager.Secret(
+            f"{self._name}-internal-token",
+            name_prefix=f"{self._name}-internal-token-",
+            description="Plinth: the internal token gateways present to the control plane",
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{self._name}-internal-token",
+            secret_id=secret.id,
+            secret_string=pulumi.Output.secret("int_" + secrets.token_urlsafe(32)),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secretString"]),
+        )
+        return secret
+
     def _secrets_key(self) -> aws.kms.Key:
         """The KEK of the secrets in the metadata table (envelope encryption, one data key
         per write). KMS rotates it yearly under the same ARN; old values still decrypt."""
@@ -389,72 +401,8 @@ class ServerlessControlPlane(pulumi.ComponentResource):
             "PLINTH_STATE_DIR": "/tmp/plinth",
             "PLINTH_RUN_BACKGROUND_WORKERS": "false",
             "PLINTH_CLUSTER": "none",
+            "PLINTH_WEIGHTS_ORIGIN_URL": self._args.weights_origin_url,
         }
-
-    def _statements(
-        self,
-        tables: list[pulumi.Output[str]],
-        queues: list[aws.sqs.Queue],
-        extra_queues: list[aws.sqs.Queue],
-        secrets_key: aws.kms.Key,
-    ) -> dict[str, list[Statement]]:
-        """Least privilege per function: only its tables, queues, bucket and clusters."""
-        async_arns = [q.arn for q in queues]
-        send_to = [*async_arns, *(q.arn for q in extra_queues)]
-        clusters = list(self._args.cluster_arns)
-        return {
-            "api": [
-                Statement(DYNAMODB_ITEM_ACTIONS, tables),
-                Statement(("sqs:SendMessage", "sqs:GetQueueUrl"), send_to),
-                *self._blob_statements(S3_WRITE_ACTIONS),
-                # The API only seals secrets (POST /v1/secrets); it never reads a value back.
-                Statement(
-                    ("kms:GenerateDataKey",),
-                    [secrets_key.arn],
-                    sid="SealSecrets",
-                    condition=SECRETS_KMS_CONDITION,
-                ),
-            ],
-            "worker": [
-                Statement(DYNAMODB_ITEM_ACTIONS, tables),
-                # Send: a request that met a full replica goes back with a fresh message.
-                Statement((*SQS_CONSUME_ACTIONS, "sqs:SendMessage", "sqs:GetQueueUrl"), async_arns),
-                *self._blob_statements(S3_READ_ACTIONS),
-            ],
-            "reconciler": [
-                Statement(DYNAMODB_ITEM_ACTIONS, tables),
-                *self._blob_statements(S3_READ_ACTIONS),
-                Statement(
-                    ("s3:PutObject",),
-                    [
-                        pulumi.Output.from_input(self._args.blob_bucket_arn).apply(
-                            lambda arn: f"{arn}/{RECONCILER_LOG_PREFIX}*"
-                        )
-                    ],
-                    sid="WriteBuildLogs",
-                ),
-                *([Statement(("eks:DescribeCluster",), clusters)] if clusters else []),
-                # Replicas get their secrets' values from the reconciler.
-                Statement(
-                    ("kms:Decrypt",),
-                    [secrets_key.arn],
-                    sid="OpenSecrets",
-                    condition=SECRETS_KMS_CONDITION,
-                ),
-            ],
-        }
-
-    def _blob_statements(self, actions: Sequence[str]) -> list[Statement]:
-        bucket = self._args.blob_bucket_arn
-        statements = [
-            Statement(actions, [pulumi.Output.from_input(bucket).apply(lambda arn: f"{arn}/*")]),
-            Statement(("s3:ListBucket",), [bucket]),
-        ]
-        if self._args.blob_kms_key_arn is not None:
-            statements.append(
-                Statement(("kms:Decrypt", "kms:GenerateDataKey"), [self._args.blob_kms_key_arn])
-            )
-        return statements
 
     def _function(
         self,

@@ -127,6 +127,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "aws:sqs/queue:Queue":
             out["url"] = f"https://sqs.{self.region}.amazonaws.com/{MOCK_ACCOUNT_ID}/{physical}"
             out["arn"] = f"arn:aws:sqs:{self.region}:{MOCK_ACCOUNT_ID}:{physical}"
+        elif typ == "aws:ecr/repository:Repository":
+            registry = f"{MOCK_ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com"
+            out.update(registryId=MOCK_ACCOUNT_ID, repositoryUrl=f"{registry}/{physical}")
         elif typ == "aws:lambda/function:Function":
             out["invokeArn"] = f"arn:aws:apigateway:{self.region}:lambda:path/functions/{physical}"
         elif typ == "aws:apigatewayv2/api:Api":
@@ -144,6 +147,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             out.update(endpoint="10.0.0.2", masterAuth={"clusterCaCertificate": "bW9jaw=="})
         elif typ == "gcp:storage/bucket:Bucket":
             out["url"] = f"gs://{physical}"
+        elif typ == "gcp:artifactregistry/repository:Repository":
+            out["project"] = inputs.get("project") or MOCK_GCP_PROJECT
         elif typ == "gcp:serviceaccount/account:Account":
             out["email"] = (
                 f"{inputs.get('accountId', name)}@{MOCK_GCP_PROJECT}.iam.gserviceaccount.com"
@@ -168,6 +173,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"partition": "aws", "dnsSuffix": "amazonaws.com"}, []
         if token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "region": self.region}, []
+        if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
+            secret_id = str(args.args.get("secretId", ""))
+            return {"arn": secret_id, "secretString": "int_mock-internal-token"}, []
         if token == "gcp:organizations/getProject:getProject":
             return {"projectId": MOCK_GCP_PROJECT, "number": "1234567890"}, []
         return {}, []

@@ -26,6 +26,16 @@ DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
 DEVICE_PLUGIN_VERSION = "0.17.1"
 GATEWAY_PORT = 8080
 WEIGHTS_CACHE_PORT = 8791
+# The Service in front of every node's weights cache: the in-cluster origin replicas fall back
+# to (the control plane's API, a Lambda, never serves chunks).
+WEIGHTS_CACHE_SERVICE = "plinth-weights-cache"
+
+
+def in_cluster_weights_origin(namespace: str = "plinth") -> str:
+    """PLINTH_WEIGHTS_ORIGIN_URL for replicas: the weights caches' Service in ``namespace``."""
+    return f"http://{WEIGHTS_CACHE_SERVICE}.{namespace}.svc.cluster.local:{WEIGHTS_CACHE_PORT}"
+
+
 PRIORITY_CLASSES: dict[str, int] = {
     "plinth-system": 1_000_000,  # gateway and weights caches: evicting them breaks every model
     "plinth-production": 100_000,  # replicas of production environments
@@ -47,11 +57,15 @@ class ClusterPlatformArgs:
     device_plugin_version: str = DEVICE_PLUGIN_VERSION
     # GKE installs its own device plugin with the driver; EKS needs NVIDIA's chart.
     install_device_plugin: bool = True
-    # Where node caches fetch chunks they miss (default: the control plane URL).
+    # Where node caches fetch chunks they miss: the weights bucket (s3://B, gs://B, read with
+    # the cache's own pod identity) in the cloud stacks; default: the control plane URL.
     weights_origin_url: pulumi.Input[str] | None = None
     # Kubernetes Secret (key "token") holding the gateways' PLINTH_INTERNAL_TOKEN; the
     # operator creates it with the same value the control plane has.
     internal_token_secret: str = "plinth-internal-token"
+    # The token itself (the cloud stacks read it from the control plane's Secrets Manager
+    # secret): the platform then creates that Secret. None: the operator creates it.
+    internal_token: pulumi.Input[str] | None = None
     # EKS: the cluster-autoscaler that grows and shrinks the GPU node groups (its IAM role
     # and Pod Identity association come with ``EksCluster``). GKE autoscales natively: None.
     cluster_autoscaler: ClusterAutoscalerChart | None = None
@@ -109,6 +123,14 @@ class ClusterPlatform(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=self._opts,
         )
+        if args.internal_token is not None:
+            k8s.core.v1.Secret(
+                f"{name}-internal-token",
+                metadata=self._meta("gateway", args.internal_token_secret),
+                type="Opaque",
+                string_data={"token": pulumi.Output.secret(args.internal_token)},
+                opts=self._opts,
+            )
         service = self._gateway(gateway_sa)
         self._weights_cache(cache_sa)
         if args.install_device_plugin:
@@ -208,6 +230,20 @@ class ClusterPlatform(pulumi.ComponentResource):
     def _weights_cache(self, account: k8s.core.v1.ServiceAccount) -> None:
         args = self._args
         labels = {"app.kubernetes.io/name": "plinth-weights-cache"}
+        k8s.core.v1.Service(
+            f"{self._name}-weights-cache",
+            metadata=self._meta("weights-cache", WEIGHTS_CACHE_SERVICE),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=labels,
+                ports=[
+                    k8s.core.v1.ServicePortArgs(
+                        name="cache", port=WEIGHTS_CACHE_PORT, target_port="cache"
+                    )
+                ],
+            ),
+            opts=self._opts,
+        )
         k8s.apps.v1.DaemonSet(
             f"{self._name}-weights-cache",
             metadata=self._meta("weights-cache", "plinth-weights-cache"),

@@ -15,12 +15,14 @@ from lambdas._lazy import Lazy
 
 
 def build_handler() -> Mangum:
-    """A Mangum adapter over ``create_app(Settings.from_env())`` (environment read now)."""
+    """A Mangum adapter over ``create_app(settings)``: the environment and the internal token
+    from Secrets Manager are read now, once per sandbox."""
     from control_plane.app import create_app
-    from control_plane.settings import Settings
+    from lambdas._settings import load_settings
 
-    settings = Settings.from_env()
-    app = create_app(settings)
+    settings = load_settings()
+    # No /weights here: chunks reach pods from the bucket through the in-cluster cache.
+    app = create_app(settings, serve_weights_origin=False)
     if settings.bootstrap_api_key:
         # The lifespan that would store it never runs here; the key itself is never logged.
         app.state.platform.ensure_admin_key()

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
+from plinth.archive_upload import UploadSender, put_presigned
 from plinth.async_client import AsyncInferenceMixin
 from plinth.exceptions import (
     ApiError,
@@ -31,7 +32,6 @@ ProgressCallback = Callable[[int, int], None]
 
 FINAL_STATUSES = frozenset({"ACTIVE", "FAILED"})
 STANDARD_ENVIRONMENTS = frozenset({"production", "development"})
-_UPLOAD_CHUNK = 1024 * 1024
 _MAX_ERROR_TEXT = 300
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -173,31 +173,47 @@ class PlinthClient(AsyncInferenceMixin):
     def upload_archive(
         self, path: Path | str, sha256: str, progress: ProgressCallback | None = None
     ) -> bool:
-        """Upload a package archive unless the control plane has it; True when bytes were sent."""
+        """Upload a package archive unless the control plane has it; True when bytes were sent.
+
+        The API plans the upload: straight to the blob store through presigned URLs (one PUT,
+        or parts) followed by a complete call that verifies the stored bytes, or through the
+        API's own PUT where the store has no URLs to hand out (``plinth up``)."""
         archive = Path(path)
         total = archive.stat().st_size
-        if self.archive_exists(sha256):
-            if progress is not None:
-                progress(total, total)
+        plan = self._json("POST", f"/v1/archives/{_segment(sha256)}/uploads", json={"size": total})
+        sender = UploadSender(archive, total, progress)
+        if plan["mode"] == "stored":
+            sender.report(total)
             return False
-
-        def chunks() -> Iterator[bytes]:
-            done = 0
-            with archive.open("rb") as content:
-                while chunk := content.read(_UPLOAD_CHUNK):
-                    done += len(chunk)
-                    yield chunk
-                    if progress is not None:
-                        progress(done, total)
-
-        self._send(
-            "PUT",
-            f"/v1/archives/{_segment(sha256)}",
-            content=chunks(),
-            headers={"Content-Type": "application/gzip", "Content-Length": str(total)},
-            timeout=httpx.Timeout(self.timeout, write=max(self.timeout, 300.0)),
+        if plan["mode"] == "api":
+            self._send(
+                "PUT",
+                f"/v1/archives/{_segment(sha256)}",
+                content=sender.chunks(0, total),
+                headers={"Content-Type": "application/gzip", "Content-Length": str(total)},
+                timeout=self._upload_timeout(),
+            )
+            return True
+        etags: list[str] = []
+        timeout = self._upload_timeout()
+        if plan["mode"] == "multipart":
+            for part in plan["parts"]:
+                etags.append(
+                    put_presigned(part["url"], sender, part["offset"], part["size"], timeout)
+                )
+        else:
+            put_presigned(str(plan["url"]), sender, 0, total, timeout)
+        upload_id = _segment(str(plan["upload_id"]))
+        self._json(
+            "POST",
+            f"/v1/archives/{_segment(sha256)}/uploads/{upload_id}/complete",
+            json={"size": total, "multipart_id": plan.get("multipart_id"), "etags": etags},
+            timeout=self._upload_timeout(),
         )
         return True
+
+    def _upload_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(max(self.timeout, 300.0))
 
     def create_deployment(
         self,

@@ -25,9 +25,10 @@ from plinth.accelerators import (
     gpu_pod_tolerations,
     max_gpus_per_node,
 )
-from plinth.contracts.replica_env import ReplicaEnv
+from plinth.contracts.images import MODEL_SERVER_IMAGE
+from plinth.contracts.replica_env import ReplicaEnv, ReplicaVar
 
-DEFAULT_IMAGE = "ghcr.io/plinth-ai/plinth-model-server:0.1.0"
+DEFAULT_IMAGE = MODEL_SERVER_IMAGE
 DEPLOYMENT_LABEL = "plinth.dev/deployment-id"
 MODEL_LABEL = "plinth.dev/model-id"
 APP_LABELS = {
@@ -51,6 +52,11 @@ WEIGHTS_CACHE_PORT = 8791
 WEIGHTS_MANIFESTS_ENV = "PLINTH_WEIGHTS_MANIFESTS"
 WEIGHTS_CLUSTER_URL_ENV = "PLINTH_WEIGHTS_CLUSTER_URL"
 NODE_IP_ENV = "PLINTH_NODE_IP"
+# The node tier of the weight cache: a directory of the node (under the hostPath the platform's
+# node agent keeps its chunks in, infra/platform.py cache_host_path) that every replica on the
+# node mounts, so a model's chunks are fetched once per node and survive replica restarts.
+NODE_CACHE_HOST_PATH = "/var/lib/plinth/weights/node"
+NODE_CACHE_MOUNT = "/var/lib/plinth/node-cache"
 
 _NAME_MAX = 63
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -81,6 +87,8 @@ class KubernetesOptions:
     service_account: str | None = REPLICA_SERVICE_ACCOUNT  # None: the namespace's default
     # hostPort of the node agent's cache; None: replicas fetch weights from the origin only.
     weights_cache_port: int | None = WEIGHTS_CACHE_PORT
+    # hostPath of the node cache replicas with weights mount; None: each pod caches alone.
+    node_cache_host_path: str | None = NODE_CACHE_HOST_PATH
 
 
 @dataclass(frozen=True)
@@ -221,6 +229,9 @@ def _deployment(
                 "secret": {"secretName": f"{metadata['name']}-secrets", "defaultMode": 0o400},
             }
         )
+    if _mounts_node_cache(spec, opts):
+        host_path = {"path": opts.node_cache_host_path, "type": "DirectoryOrCreate"}
+        volumes.append({"name": "node-cache", "hostPath": host_path})
     if spec.accelerator:
         accelerator = parse_accelerator(spec.accelerator)
         pod_spec["nodeSelector"] = gpu_pod_node_selector(accelerator.kind)
@@ -275,11 +286,17 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
         count = str(parse_accelerator(spec.accelerator).count)
         resources["requests"][GPU_RESOURCE] = count
         resources["limits"][GPU_RESOURCE] = count
+    node_cache = _mounts_node_cache(spec, opts)
+    # The control plane's own cache dir means nothing in a pod: the node cache replaces it.
+    dropped = {IMAGE_ENV, ReplicaVar.WEIGHTS_CACHE_DIR.value} if node_cache else {IMAGE_ENV}
     env: list[dict[str, Any]] = [
-        {"name": k, "value": v} for k, v in sorted(spec.env.items()) if k != IMAGE_ENV
+        {"name": k, "value": v} for k, v in sorted(spec.env.items()) if k not in dropped
     ]
     env += _node_cache_env(spec, opts)
     mounts: list[dict[str, Any]] = []
+    if node_cache:
+        env.append({"name": ReplicaVar.WEIGHTS_CACHE_DIR.value, "value": NODE_CACHE_MOUNT})
+        mounts.append({"name": "node-cache", "mountPath": NODE_CACHE_MOUNT})
     if spec.secrets:
         secrets_env = ReplicaEnv(secrets_dir=opts.secrets_mount_path).to_env()
         env.extend({"name": k, "value": v} for k, v in secrets_env.items())
@@ -328,6 +345,10 @@ def _run_custom_server(container: dict[str, Any], server: CustomServer) -> None:
     container["livenessProbe"]["httpGet"]["path"] = server.liveness_path
     container["startupProbe"]["httpGet"]["path"] = server.liveness_path
     container["readinessProbe"]["httpGet"]["path"] = server.readiness_path
+
+
+def _mounts_node_cache(spec: ReplicaSpec, opts: KubernetesOptions) -> bool:
+    return opts.node_cache_host_path is not None and bool(spec.env.get(WEIGHTS_MANIFESTS_ENV))
 
 
 def _node_cache_env(spec: ReplicaSpec, opts: KubernetesOptions) -> list[dict[str, Any]]:

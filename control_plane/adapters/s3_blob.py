@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -149,3 +149,47 @@ class S3BlobStore:
             for item in page.get("Contents", []):
                 found.append(BlobInfo(key=item["Key"][len(self.prefix) :], size=int(item["Size"])))
         return sorted(found, key=lambda info: info.key)
+
+    # -- direct uploads (ports.blob.MultipartUploads) ----------------------------------------
+
+    def presign_put(self, key: str, *, expires_s: int) -> str:
+        params = {"Bucket": self.bucket, "Key": self._key(key)}
+        url: str = self._client.generate_presigned_url(
+            "put_object", Params=params, ExpiresIn=expires_s, HttpMethod="PUT"
+        )
+        return url
+
+    def copy(self, source_key: str, target_key: str) -> None:
+        # The managed copy switches to multipart copy above 5 GB; bytes stay inside S3.
+        source = {"Bucket": self.bucket, "Key": self._key(source_key)}
+        self._client.copy(source, self.bucket, self._key(target_key))
+
+    def start_multipart(self, key: str) -> str:
+        response = self._client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
+        return str(response["UploadId"])
+
+    def presign_part(self, key: str, multipart_id: str, part_number: int, *, expires_s: int) -> str:
+        params = {
+            "Bucket": self.bucket,
+            "Key": self._key(key),
+            "UploadId": multipart_id,
+            "PartNumber": part_number,
+        }
+        url: str = self._client.generate_presigned_url(
+            "upload_part", Params=params, ExpiresIn=expires_s, HttpMethod="PUT"
+        )
+        return url
+
+    def complete_multipart(self, key: str, multipart_id: str, etags: Sequence[str]) -> None:
+        parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, start=1)]
+        self._client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=self._key(key),
+            UploadId=multipart_id,
+            MultipartUpload={"Parts": parts},
+        )
+
+    def abort_multipart(self, key: str, multipart_id: str) -> None:
+        self._client.abort_multipart_upload(
+            Bucket=self.bucket, Key=self._key(key), UploadId=multipart_id
+        )

@@ -5,7 +5,9 @@ Same routes as the origin (``GET /chunks/<sha256>`` with Range, ``GET /manifests
 same moment (an asyncio lock per hash), verified by sha256, and written atomically under
 ``<dir>/chunks/<h[:2]>/<h>``; a corrupt file in the directory is detected and refilled.
 
-CLI: ``python -m gpu_nodes.weights.cluster_cache --dir D --origin URL --port P``.
+CLI: ``python -m gpu_nodes.weights.cluster_cache --dir D --origin URL --port P``. An origin of
+``s3://BUCKET/PREFIX`` or ``gs://BUCKET/PREFIX`` fills misses straight from the weights bucket
+with the pod's own identity (``gpu_nodes.weights.bucket_origin``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from gpu_nodes.weights.bucket_origin import BucketOrigin, is_bucket_url
 from plinth.contracts.exceptions import ManifestError
 from plinth.contracts.http_ranges import (
     TransferStats,
@@ -45,6 +48,8 @@ class _Filler:
         self.stats = stats
         self._locks: dict[str, asyncio.Lock] = {}
         self.client: httpx.AsyncClient | None = None
+        # s3:// or gs://: fill straight from the weights bucket with this pod's identity.
+        self.bucket = BucketOrigin(origin) if is_bucket_url(origin) else None
 
     def path(self, kind: str, digest: str) -> Path:
         return self.root / kind / digest[:2] / digest
@@ -61,6 +66,8 @@ class _Filler:
         return data
 
     async def _fill(self, kind: str, digest: str) -> bytes:
+        if self.bucket is not None:
+            return await self._fill_from_bucket(self.bucket, kind, digest)
         if self.client is None:
             raise HTTPException(503, "cluster cache is starting")
         url = f"{self.origin}/{kind}/{digest}" + (".json" if kind == "manifests" else "")
@@ -82,6 +89,23 @@ class _Filler:
                     last = f"HTTP {response.status_code}"
             await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
         raise HTTPException(502, f"origin fill of {digest} failed: {last}")
+
+    async def _fill_from_bucket(self, bucket: BucketOrigin, kind: str, digest: str) -> bytes:
+        last = "no attempt"
+        for attempt in range(_FILL_ATTEMPTS):
+            try:
+                data = await run_in_threadpool(bucket.read, kind, digest)
+            except Exception as exc:  # the SDKs raise many kinds; retry them all
+                last = type(exc).__name__
+            else:
+                if data is None:
+                    raise HTTPException(404, f"{kind[:-1]} {digest} not found in the bucket")
+                self.stats.pulled(len(data))
+                if _verifies(data, kind, digest):
+                    return data
+                last = "the bucket holds bytes that do not verify"
+            await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
+        raise HTTPException(502, f"bucket fill of {digest} failed: {last}")
 
 
 def _verifies(data: bytes, kind: str, digest: str) -> bool:
@@ -150,7 +174,11 @@ def create_cluster_cache_app(root: Path, origin_url: str) -> FastAPI:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpu_nodes.weights.cluster_cache")
     parser.add_argument("--dir", type=Path, required=True, help="cache directory")
-    parser.add_argument("--origin", required=True, help="origin base URL")
+    parser.add_argument(
+        "--origin",
+        required=True,
+        help="origin base URL, or s3://BUCKET[/PREFIX] / gs://BUCKET[/PREFIX] (read the bucket)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8791)
     args = parser.parse_args(argv)

@@ -87,8 +87,11 @@ def build(
         "asyncApiKeySecretArn": plane.async_api_key_secret_arn,
         "reconcilerRoleArn": plane.reconciler_role_arn,
         "secretsKmsKeyArn": plane.secrets_kms_key_arn,
+        "internalTokenSecretArn": plane.internal_token_secret_arn,
         "blobBucketName": blobs.bucket_name,
         "blobBucketArn": blobs.bucket_arn,
+        # Region stacks let their weights caches read the bucket's weights/ with this key.
+        "blobKmsKeyArn": blobs.kms_key_arn,
     }
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 from pydantic import Field
 
 from infra.aws_network import AwsNetwork, AwsNetworkArgs
@@ -31,6 +32,7 @@ from infra.programs.common import (
     standard_tags,
 )
 from infra.programs.config import StackConfig, aws_region
+from infra.registries import EcrModelRegistry, ModelRegistryArgs
 from infra.weight_access import EksWeightReaders, EksWeightReadersArgs
 
 
@@ -90,17 +92,21 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
         f"{config.cluster_name}-weights",
         S3WeightBucketArgs(tags=tags, bucket_name=config.weight_bucket_name),
     )
+    # Deployment images, pushed by the in-cluster build consumer, pulled by digest here.
+    registry = EcrModelRegistry(f"{config.cluster_name}-models", ModelRegistryArgs(tags=tags))
+    control_plane = pulumi.StackReference(config.control_plane_stack)
+    # The control plane mirrors weights into its blob bucket (weights/); the node caches and
+    # replicas read them there with their own Pod Identity, never through the API Lambda.
     EksWeightReaders(
         f"{config.cluster_name}-weight-readers",
         EksWeightReadersArgs(
             tags=tags,
             cluster_name=cluster.cluster_name,
-            bucket_arn=bucket.bucket_arn,
-            kms_key_arn=bucket.kms_key_arn,
+            bucket_arn=required_output(control_plane, "blobBucketArn"),
+            kms_key_arn=required_output(control_plane, "blobKmsKeyArn"),
             pod_identity_agent=cluster.pod_identity_agent,
         ),
     )
-    control_plane = pulumi.StackReference(config.control_plane_stack)
     # The reconciler applies replicas in the platform namespace (and nowhere else).
     EksNamespaceEditor(
         f"{config.cluster_name}-reconciler",
@@ -126,6 +132,12 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
             ),
             "gateway_service_type": config.gateway_service_type,
             "device_plugin_version": config.device_plugin_version,
+            # Node caches fill from the blob bucket with their Pod Identity (above).
+            # Gateways present the control plane's token, read from its Secrets Manager secret.
+            "internal_token": internal_token_of(control_plane),
+            "weights_origin_url": required_output(control_plane, "blobBucketName").apply(
+                lambda name: f"s3://{name}"
+            ),
         },
         depends_on=cluster,
     )
@@ -143,8 +155,24 @@ def build(config: AwsRegionConfig) -> dict[str, Any]:
         "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
         "weightBucketName": bucket.bucket_name,
         "weightBucketArn": bucket.bucket_arn,
+        "modelRegistryUrl": registry.repository_url,
         "platformNamespace": platform.namespace,
     }
+
+
+def internal_token_of(
+    control_plane: pulumi.StackReference, provider: aws.Provider | None = None
+) -> pulumi.Output[str]:
+    """The control plane's internal token, read from its secret in the control plane's region
+    (the ARN says which; ``provider``: AWS credentials where the stack has no default, as on
+    GCP); it stays a Pulumi secret."""
+    arn = required_output(control_plane, "internalTokenSecretArn")
+    version = aws.secretsmanager.get_secret_version_output(
+        secret_id=arn,
+        region=arn.apply(lambda value: value.split(":")[3]),
+        opts=pulumi.InvokeOutputOptions(provider=provider) if provider else None,
+    )
+    return pulumi.Output.secret(version.secret_string)
 
 
 def register_region_cluster(

@@ -13,10 +13,11 @@ from infra.gke import GpuNodePoolSpec
 from infra.platform import ClusterPlatform, ClusterPlatformArgs
 from infra.programs.config import StackConfig
 from infra.tags import StandardTags
+from plinth.contracts.images import GATEWAY_IMAGE, NODE_AGENT_IMAGE
 
 PROJECT_TAG = "plinth"
-DEFAULT_GATEWAY_IMAGE = "ghcr.io/plinth-dev/gateway:0.1.0"
-DEFAULT_NODE_AGENT_IMAGE = "ghcr.io/plinth-dev/node-agent:0.1.0"
+DEFAULT_GATEWAY_IMAGE = GATEWAY_IMAGE
+DEFAULT_NODE_AGENT_IMAGE = NODE_AGENT_IMAGE
 
 
 class GpuNodeGroupConfig(StackConfig):

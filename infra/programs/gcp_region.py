@@ -14,6 +14,7 @@ from infra.buckets import GcsWeightBucket, GcsWeightBucketArgs
 from infra.exceptions import InfraConfigError
 from infra.gcp_network import GcpNetwork, GcpNetworkArgs
 from infra.gke import GkeCluster, GkeClusterArgs
+from infra.programs.aws_region import internal_token_of
 from infra.programs.cluster_registration import (
     ClusterRegistrationConfig,
     cloud_cluster_record,
@@ -30,6 +31,7 @@ from infra.programs.common import (
     standard_tags,
 )
 from infra.programs.config import StackConfig
+from infra.registries import ArtifactModelRegistry, ModelRegistryArgs
 from infra.weight_access import GkeWeightReaders, GkeWeightReadersArgs
 
 
@@ -136,6 +138,14 @@ def build(config: GcpRegionConfig) -> dict[str, Any]:
         cluster.cluster_name, cluster.endpoint, cluster.ca_certificate
     ).apply(lambda v: gke_kubeconfig(v[0], v[1], v[2]))
     control_plane = pulumi.StackReference(config.control_plane_stack)
+    # Deployment images, pushed by the in-cluster build consumer, pulled by digest here.
+    registry = ArtifactModelRegistry(
+        f"{config.cluster_name}-models", ModelRegistryArgs(tags=tags, location=config.region)
+    )
+    # The control plane's AWS account and region: its table and its token secret live there.
+    table_arn = required_output(control_plane, "metadataTableArn")
+    # arn:aws:dynamodb:<region>:<account>:table/<name>
+    aws_provider = aws.Provider("control-plane", region=table_arn.apply(lambda a: a.split(":")[3]))
     platform = deploy_platform(
         config.cluster_name,
         kubeconfig,
@@ -146,11 +156,15 @@ def build(config: GcpRegionConfig) -> dict[str, Any]:
             "node_agent_image": config.node_agent_image,
             "gateway_service_type": config.gateway_service_type,
             "install_device_plugin": False,  # GKE ships the device plugin with its driver install
+            # Node caches fill from the regional bucket with their Workload Identity.
+            "weights_origin_url": bucket.bucket_name.apply(lambda name: f"gs://{name}"),
+            # Gateways present the control plane's token, read from its Secrets Manager secret.
+            "internal_token": internal_token_of(control_plane, aws_provider),
         },
         depends_on=cluster,
     )
     cluster_id = register_region_cluster(
-        config, control_plane, cluster.endpoint, platform.namespace
+        config, control_plane, cluster.endpoint, platform.namespace, aws_provider
     )
     return {
         "clusterId": cluster_id,
@@ -160,6 +174,7 @@ def build(config: GcpRegionConfig) -> dict[str, Any]:
         "nodeServiceAccount": cluster.node_service_account,
         "weightBucketName": bucket.bucket_name,
         "weightBucketUrl": bucket.bucket_url,
+        "modelRegistryUrl": registry.repository_url,
         "platformNamespace": platform.namespace,
         "kubeconfig": pulumi.Output.secret(kubeconfig),
     }
@@ -170,6 +185,7 @@ def register_region_cluster(
     control_plane: pulumi.StackReference,
     endpoint: pulumi.Output[str],
     namespace: pulumi.Output[str],
+    provider: aws.Provider,
 ) -> str:
     """Register this region's cluster in the control plane's metadata table (DynamoDB, in
     the control plane's AWS account and region: this stack needs AWS credentials for it)."""
@@ -186,9 +202,6 @@ def register_region_cluster(
         registration=registration,
         where="gcp-region",
     )
-    table_arn = required_output(control_plane, "metadataTableArn")
-    # arn:aws:dynamodb:<region>:<account>:table/<name>
-    provider = aws.Provider("control-plane", region=table_arn.apply(lambda a: a.split(":")[3]))
     register_cluster(
         cluster_id,
         required_output(control_plane, "metadataTableName"),

@@ -210,16 +210,19 @@ def test_each_function_reaches_only_its_own_resources(plane) -> None:
     builds_arn = plane.one("aws:sqs/queue:Queue", "cp-builds-queue").outputs["arn"]
     table_arns = {t.outputs["arn"] for t in plane.of_type("aws:dynamodb/table:Table")}
     secrets_key_arn = plane.one("aws:kms/key:Key", "cp-secrets").outputs["arn"]
+    token_arn = plane.one("aws:secretsmanager/secret:Secret", "cp-internal-token").outputs["arn"]
     allowed = (
         table_arns
         | queue_arns
         | {
             secrets_key_arn,
             api_key_secret_arn,
+            token_arn,
             builds_arn,
             BUCKET_ARN,
             BUCKET_ARN + "/*",
             BUCKET_ARN + "/logs/*",  # the reconciler's build-log writes
+            BUCKET_ARN + "/uploads/*",  # the API aborts unfinished direct archive uploads
             "arn:aws:eks:us-east-1:111122223333:cluster/plinth",
         }
     )
@@ -242,6 +245,12 @@ def test_each_function_reaches_only_its_own_resources(plane) -> None:
         and "eks:DescribeCluster" not in actions["api"]
     )
     assert "s3:PutObject" not in actions["worker"]
+    assert "s3:AbortMultipartUpload" in actions["api"]
+    # Only the API checks the gateways' token.
+    assert "secretsmanager:GetSecretValue" in actions["api"]
+    assert not any(
+        a.startswith("secretsmanager:") for r in ("worker", "reconciler") for a in actions[r]
+    )
     # Secrets: the API seals (never opens), the reconciler opens for replicas, the worker neither.
     assert "kms:GenerateDataKey" in actions["api"] and "kms:Decrypt" not in actions["api"]
     assert "kms:Decrypt" in actions["reconciler"]
@@ -292,7 +301,7 @@ def test_every_child_is_parented_to_the_component(plane) -> None:
 
 def test_secrets_are_sealed_by_a_rotating_kms_key_bound_to_their_context(plane) -> None:
     from control_plane.adapters.aws_kms_kek import ENCRYPTION_CONTEXT
-    from infra.control_plane import SECRETS_ENCRYPTION_CONTEXT
+    from infra.control_plane_iam import SECRETS_ENCRYPTION_CONTEXT
 
     assert SECRETS_ENCRYPTION_CONTEXT == ENCRYPTION_CONTEXT  # the grants match what the code sends
     key = plane.one("aws:kms/key:Key", "cp-secrets")
@@ -328,3 +337,27 @@ def test_the_reconciler_is_told_how_to_reach_its_eks_cluster(run, tags) -> None:
     assert not any(k.startswith("PLINTH_K8S_") for k in api)
     with pytest.raises(InfraConfigError, match="go together"):
         _args(tags, cluster_name="plinth-use1")
+
+
+def test_replicas_are_told_the_in_cluster_weights_origin_not_the_api(plane) -> None:
+    from infra.platform import WEIGHTS_CACHE_PORT, WEIGHTS_CACHE_SERVICE
+
+    for role in ("api", "worker", "reconciler"):
+        function = plane.one("aws:lambda/function:Function", f"cp-{role}")
+        origin = function.inputs["environment"]["variables"]["PLINTH_WEIGHTS_ORIGIN_URL"]
+        assert origin == (
+            f"http://{WEIGHTS_CACHE_SERVICE}.plinth.svc.cluster.local:{WEIGHTS_CACHE_PORT}"
+        )
+
+
+def test_the_internal_token_lives_in_secrets_manager_not_in_the_environment(plane) -> None:
+    secret = plane.one("aws:secretsmanager/secret:Secret", "cp-internal-token")
+    version = plane.one("aws:secretsmanager/secretVersion:SecretVersion", "cp-internal-token")
+    assert version.inputs["secretId"] == secret.id
+    sealed = version.inputs["secretString"]  # a Pulumi secret: {<secret sig>: ..., "value"}
+    token = sealed["value"]
+    assert len(sealed) == 2 and token.startswith("int_") and len(token) > 40
+    variables = _function(plane, "api")["environment"]["variables"]
+    assert variables["PLINTH_INTERNAL_TOKEN_SECRET_ID"] == secret.outputs["arn"]
+    assert "PLINTH_INTERNAL_TOKEN" not in variables
+    assert token not in json.dumps(variables)

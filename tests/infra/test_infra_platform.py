@@ -77,6 +77,11 @@ def test_weights_cache_tolerates_gpu_taint_and_uses_host_cache(run, tags) -> Non
     assert container["volumeMounts"] == [{"name": "cache", "mountPath": "/cache"}]
     assert container["args"][:2] == ["--dir", "/cache"]
     assert container["ports"][0]["hostPort"] == container["ports"][0]["containerPort"]
+    # The in-cluster origin replicas fall back to: a Service over every node's cache.
+    service = result.one("kubernetes:core/v1:Service", "plinth-weights-cache").inputs["spec"]
+    template = result.one("kubernetes:apps/v1:DaemonSet", "plinth-weights-cache").inputs["spec"]
+    assert service["selector"] == template["selector"]["matchLabels"]
+    assert service["ports"] == [{"name": "cache", "port": 8791, "targetPort": "cache"}]
 
 
 def test_device_plugin_release_is_pinned_and_priority_classes_exist(run, tags) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -75,3 +76,34 @@ def test_module_handler_builds_once(plinth_env, http_api_event, monkeypatch) -> 
         assert built == [1]
     finally:
         lazy.get().app.state.platform.close()
+
+
+def test_internal_token_comes_from_secrets_manager_once_per_sandbox(
+    plinth_env, http_api_event, monkeypatch
+) -> None:
+    import boto3
+
+    from tests.support import cloud
+
+    with cloud.moto_server() as endpoint:
+        for name, value in {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        secrets = boto3.client("secretsmanager")
+        arn = secrets.create_secret(Name="plinth-internal-token", SecretString="int_from_sm")["ARN"]
+        monkeypatch.setenv("PLINTH_INTERNAL_TOKEN_SECRET_ID", arn)
+        mangum = api.build_handler()
+        try:
+            assert "int_from_sm" not in str(dict(os.environ))  # never in the environment
+            # Rotated after the sandbox started: the sandbox keeps the token it read.
+            secrets.put_secret_value(SecretId=arn, SecretString="int_rotated")
+            for token, status in (("int_from_sm", 200), ("int_rotated", 401), ("wrong", 401)):
+                headers = {"authorization": f"Bearer {token}"}
+                answer = mangum(http_api_event("GET", "/v1/routing", headers=headers), None)
+                assert answer["statusCode"] == status, (token, answer["body"])
+        finally:
+            mangum.app.state.platform.close()

@@ -196,17 +196,18 @@ def test_weights_prefix_is_where_gpu_nodes_write() -> None:
 
 
 @pytest.mark.parametrize(
-    ("stack", "bucket_name", "prefix"),
+    ("stack", "bucket_stack", "bucket_name", "prefix"),
     [
-        ("aws-region", "plinth-use1-weights", "plinth-use1-weight-readers"),
-        ("self-hosted", "acme-plinth-weights", "acme-plinth-weight-readers"),
+        # A region reads the weights the control plane mirrors into its blob bucket.
+        ("aws-region", "control-plane", "plinth-prod-blobs", "plinth-use1-weight-readers"),
+        ("self-hosted", "self-hosted", "acme-plinth-weights", "acme-plinth-weight-readers"),
     ],
 )
 def test_eks_replicas_and_node_agents_read_weights_with_their_own_identity(
-    runs, stack, bucket_name, prefix
+    runs, stack, bucket_stack, bucket_name, prefix
 ) -> None:
     run = runs[stack]
-    bucket, key = _bucket(run, bucket_name)
+    bucket, key = _bucket(runs[bucket_stack], bucket_name)
     associations = {
         a.inputs["serviceAccount"]: a
         for a in run.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
@@ -321,3 +322,51 @@ def test_api_seals_and_reconciler_opens_secrets_only_under_their_context(runs) -
     assert not allowed(policy("worker"), "kms:Decrypt", key, context)
     variables = run.one("aws:lambda/function:Function", "plinth-prod-api").inputs["environment"]
     assert variables["variables"]["PLINTH_SECRETS_KMS_KEY_ID"] == key
+
+
+@pytest.mark.parametrize(
+    ("stack", "cluster", "scheme", "bucket_stack", "bucket_type", "bucket_name"),
+    [
+        (
+            "aws-region",
+            "plinth-use1",
+            "s3",
+            "control-plane",
+            "aws:s3/bucket:Bucket",
+            "plinth-prod-blobs",
+        ),
+        (
+            "gcp-region",
+            "plinth-usc1",
+            "gs",
+            "gcp-region",
+            "gcp:storage/bucket:Bucket",
+            "plinth-usc1-weights",
+        ),
+    ],
+)
+def test_region_weights_caches_fill_from_the_bucket_their_identity_reads(
+    runs, stack, cluster, scheme, bucket_stack, bucket_type, bucket_name
+) -> None:
+    daemonset = runs[stack].one("kubernetes:apps/v1:DaemonSet", f"{cluster}-weights-cache")
+    (container,) = daemonset.inputs["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    bucket = runs[bucket_stack].one(bucket_type, bucket_name).outputs["name"]
+    assert env["PLINTH_WEIGHTS_ORIGIN_URL"] == f"{scheme}://{bucket}"
+
+
+@pytest.mark.parametrize(
+    ("stack", "cluster"), [("aws-region", "plinth-use1"), ("gcp-region", "plinth-usc1")]
+)
+def test_region_gateways_get_the_control_planes_token_from_secrets_manager(
+    runs, stack, cluster
+) -> None:
+    secret = runs[stack].one("kubernetes:core/v1:Secret", f"{cluster}-internal-token")
+    assert secret.inputs["metadata"]["name"] == "plinth-internal-token"
+    # Still a Pulumi secret after the lookup (never shown in plain by `pulumi preview`).
+    sealed = secret.inputs["stringData"]
+    assert len(sealed) == 2 and sealed["value"] == {"token": "int_mock-internal-token"}
+    gateway = runs[stack].one("kubernetes:apps/v1:Deployment", f"{cluster}-gateway")
+    (container,) = gateway.inputs["spec"]["template"]["spec"]["containers"]
+    (env,) = [e for e in container["env"] if e["name"] == "PLINTH_INTERNAL_TOKEN"]
+    assert env["valueFrom"]["secretKeyRef"]["name"] == "plinth-internal-token"

@@ -224,7 +224,9 @@ def test_registration_config_overrides_and_unknown_regions() -> None:
 
 @UNAWAITED
 def test_missing_stack_reference_output_fails_the_run() -> None:
-    with pytest.raises(Exception, match=r"apiUrl|metadataTableName"):
+    with pytest.raises(
+        Exception, match=r"apiUrl|metadataTableName|internalTokenSecretArn|blobBucket"
+    ):
         run_stack(STACKS_DIR / "aws-region", "prod-us-west-2", stack_outputs={})
 
 

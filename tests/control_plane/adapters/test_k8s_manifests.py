@@ -226,6 +226,35 @@ def test_replicas_with_weights_use_the_node_agent_on_their_node() -> None:
     assert cluster_url["value"] == "http://$(PLINTH_NODE_IP):8791"
 
 
+def test_replicas_with_weights_share_the_node_cache_on_the_agents_host_path() -> None:
+    from infra.platform import ClusterPlatformArgs
+
+    env = {
+        "PLINTH_WEIGHTS_MANIFESTS": "m1",
+        "PLINTH_WEIGHTS_ORIGIN_URL": "http://weights-cache/",
+        "PLINTH_WEIGHTS_CACHE_DIR": "/tmp/plinth/weights-cache",  # the control plane's own
+    }
+    deployment = _by_kind(render_manifests(dataclasses.replace(GPU_SPEC, env=env), 1))["Deployment"]
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    pod = deployment["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "node-cache"]
+    agent_root = ClusterPlatformArgs.__dataclass_fields__["cache_host_path"].default
+    assert volume["hostPath"]["path"].startswith(f"{agent_root}/")
+    assert volume["hostPath"]["type"] == "DirectoryOrCreate"
+    [container] = pod["containers"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "node-cache"]
+    cache_dirs = [e["value"] for e in container["env"] if e["name"] == "PLINTH_WEIGHTS_CACHE_DIR"]
+    assert cache_dirs == [mount["mountPath"]]
+    # Without weights, or with the node cache turned off, nothing of the node is mounted.
+    for spec, opts in (
+        (GPU_SPEC, KubernetesOptions()),
+        (dataclasses.replace(GPU_SPEC, env=env), KubernetesOptions(node_cache_host_path=None)),
+    ):
+        rendered = _by_kind(render_manifests(spec, 1, opts))["Deployment"]
+        volumes = rendered["spec"]["template"]["spec"].get("volumes", [])
+        assert "node-cache" not in [v["name"] for v in volumes]
+
+
 def test_weights_cache_port_matches_the_platform() -> None:
     from infra.platform import WEIGHTS_CACHE_PORT
 

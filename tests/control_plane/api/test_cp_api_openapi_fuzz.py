@@ -43,6 +43,8 @@ CHECKS = [
 NOT_POSITIVE_CHECKED = {
     # The body must hash to the sha256 in the path (content addressing).
     "PUT /v1/archives/{sha256}",
+    # The same, for what the client uploaded under the upload id a plan handed out.
+    "POST /v1/archives/{sha256}/uploads/{upload_id}/complete",
     # webhook_endpoint must be an http(s) URL whose host resolves to an allowed address.
     "POST /v1/models/{model_id}/deployments/{deployment_id}/async_requests",
 }

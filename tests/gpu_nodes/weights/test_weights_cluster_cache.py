@@ -94,3 +94,26 @@ def test_cluster_cache_cli_serves(
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_gs_origin_fills_from_the_bucket_itself(
+    tmp_path: Path, wt: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gs://BUCKET/PREFIX: the cache reads chunks straight from GCS (the emulator here)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from tests.support import cloud
+
+    with cloud.gcs_emulator() as url:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+        client = storage.Client(project="plinth", credentials=AnonymousCredentials())
+        bucket = client.create_bucket("regional-weights")
+        data = b"chunk bytes " * 1000
+        digest = hashlib.sha256(data).hexdigest()
+        bucket.blob(f"plinth/weights/chunks/{digest}").upload_from_string(data)
+        app = create_cluster_cache_app(tmp_path / "cluster", "gs://regional-weights/plinth")
+        with wt.serve(app) as cache, httpx.Client(timeout=30) as http:
+            assert http.get(f"{cache}/chunks/{digest}").content == data
+            assert http.get(f"{cache}/chunks/{'0' * 64}").status_code == 404
+        assert app.state.stats.as_dict()["bytes_from_upstream"] == len(data)
