@@ -246,11 +246,16 @@ def test_each_function_reaches_only_its_own_resources(plane) -> None:
     )
     assert "s3:PutObject" not in actions["worker"]
     assert "s3:AbortMultipartUpload" in actions["api"]
-    # Only the API checks the gateways' token.
+    # Only the API checks the gateways' token; the worker reads only its own API key.
     assert "secretsmanager:GetSecretValue" in actions["api"]
-    assert not any(
-        a.startswith("secretsmanager:") for r in ("worker", "reconciler") for a in actions[r]
-    )
+    assert not any(a.startswith("secretsmanager:") for a in actions["reconciler"])
+    worker_secrets = {
+        r
+        for s in _policy(plane, "worker")["Statement"]
+        if any(a.startswith("secretsmanager:") for a in s["Action"])
+        for r in s["Resource"]
+    }
+    assert worker_secrets == {api_key_secret_arn}
     # Secrets: the API seals (never opens), the reconciler opens for replicas, the worker neither.
     assert "kms:GenerateDataKey" in actions["api"] and "kms:Decrypt" not in actions["api"]
     assert "kms:Decrypt" in actions["reconciler"]

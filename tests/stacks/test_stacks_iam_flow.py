@@ -68,6 +68,21 @@ def _prepare(endpoint: str, run: OfflineRun) -> None:
         keys = [{"AttributeName": inputs["hashKey"], "KeyType": "HASH"}]
         if inputs.get("rangeKey"):
             keys.append({"AttributeName": inputs["rangeKey"], "KeyType": "RANGE"})
+        indexes = [
+            {
+                "IndexName": index["name"],
+                "KeySchema": [
+                    {"AttributeName": index["hashKey"], "KeyType": "HASH"},
+                    *(
+                        [{"AttributeName": index["rangeKey"], "KeyType": "RANGE"}]
+                        if index.get("rangeKey")
+                        else []
+                    ),
+                ],
+                "Projection": {"ProjectionType": index.get("projectionType", "ALL")},
+            }
+            for index in inputs.get("globalSecondaryIndexes") or []
+        ]
         dynamodb.create_table(
             TableName=table.outputs["name"],
             BillingMode="PAY_PER_REQUEST",
@@ -76,6 +91,7 @@ def _prepare(endpoint: str, run: OfflineRun) -> None:
                 {"AttributeName": a["name"], "AttributeType": a["type"]}
                 for a in inputs["attributes"]
             ],
+            **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
         )
     sqs = _client(endpoint, "sqs")
     for queue in run.of_type("aws:sqs/queue:Queue"):
