@@ -46,7 +46,14 @@ def _download(
         fetch_into(ref.hash, ref.length, fd, ref.offset)
         on_chunk(ref)
 
-    futures: list[Future[None]] = [pool.submit(one, ref) for ref in refs]
+    futures: list[Future[None]] = []
+    shut_down = False
+    for ref in refs:
+        try:
+            futures.append(pool.submit(one, ref))
+        except RuntimeError:  # the pool was shut down (another file failed) while submitting
+            shut_down = True
+            break
     # Polled, not a plain wait(): a future cancelled by pool.shutdown(cancel_futures=True) (the
     # agent does that when another file failed) is never marked notified, and wait() would
     # block on it forever. Writers still running hold ``fd``, so every future must settle.
@@ -58,7 +65,7 @@ def _download(
     for future in futures:
         if _failed(future):
             future.result()
-    if any(future.cancelled() for future in futures):
+    if shut_down or any(future.cancelled() for future in futures):
         raise ChunkFetchError("download cancelled before every chunk arrived")
 
 

@@ -103,6 +103,12 @@ def test_a_removed_replica_drains_and_cold_starts_are_timed(
     assert "cold start: environment" in cli("logs", mid, dep["id"], "--scaling").stdout
 
     predict = f"/models/{mid}/deployment/{dep['id']}/predict"
+    _wait(
+        lambda: len([r for r in _routed_replicas(platform, mid, dep["id"]) if r["ready"]]) == 2,
+        timeout_s=20,
+        what="2 replicas routed",
+    )
+    time.sleep(1.5)  # the gateway polls its routing table every second: it sees both
     with ThreadPoolExecutor(6) as pool:
         long = [pool.submit(gateway.post, predict, json={"sleep": LONG_S}) for _ in range(2)]
         time.sleep(1.0)  # one long request on each replica (least outstanding first)

@@ -4,6 +4,7 @@ records gone, and archives deleted only when no other deployment uses them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
+from control_plane.ports.cluster import ReplicaPhase
 from tests.control_plane.api.cp_api_helpers import (
     INTERNAL_TOKEN,
     RunningControlPlane,
@@ -89,6 +91,15 @@ def push(
     return pushed["model_id"], pushed["deployment"]["id"], sha256
 
 
+def replicas_stopped(cp: RunningControlPlane, dep_id: str, timeout_s: float = 40.0) -> None:
+    """A deleted deployment's replicas drain (nothing is in flight here) and then stop."""
+    deadline = time.monotonic() + timeout_s
+    while (left := cp.platform.driver.replicas(dep_id)) != []:
+        assert all(r.phase is ReplicaPhase.DRAINING for r in left), left
+        assert time.monotonic() < deadline, f"still running: {left}"
+        time.sleep(0.2)
+
+
 def archive_stored(cp: RunningControlPlane, sha256: str) -> bool:
     return cp.client.head(f"/v1/archives/{sha256}").status_code == 200
 
@@ -134,7 +145,7 @@ def test_a_served_deployment_is_refused_then_forced(
     table = routes(cp, model_id)
     assert dep_id not in table["deployments"]
     assert table["environments"]["production"] is None
-    assert cp.platform.driver.replicas(dep_id) == []
+    replicas_stopped(cp, dep_id)
     wait_for(lambda: not any(psutil.pid_exists(pid) for pid in pids), what="replicas stopped")
     assert not archive_stored(cp, sha256)
     assert not extracted.exists()
@@ -164,7 +175,7 @@ def test_a_served_model_is_refused_then_forced(cp: RunningControlPlane, tmp_path
     assert cp.client.get(f"/v1/models/{model_id}").status_code == 404
     assert cp.client.get(f"/v1/models/{model_id}/environments").status_code == 404
     assert routes(cp, model_id) == {}
-    assert cp.platform.driver.replicas(dep_id) == []
+    replicas_stopped(cp, dep_id)
 
 
 def test_an_archive_is_kept_while_another_deployment_uses_it(
