@@ -44,6 +44,8 @@ class ReplicaState:
     phase: ReplicaPhase
     restarts: int = 0
     message: str = ""
+    # Which registered cluster runs it (set by the per-cluster fleet; "" with one driver).
+    cluster_id: str = ""
 
 
 class ClusterDriver(Protocol):

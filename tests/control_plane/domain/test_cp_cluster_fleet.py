@@ -1,0 +1,174 @@
+"""PLINTH_CLUSTER=clusters: the reconciler runs the placement and drives each registered cluster
+through its own driver; a failing or slow cluster is recorded and stalls no other."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from control_plane.domain.cluster_registry import ClusterRegistry
+from control_plane.domain.clusters import Cluster, GeoPoint
+from control_plane.domain.records import (
+    AutoscalingSettings,
+    DeploymentRecord,
+    DeploymentStatus,
+    ModelRecord,
+)
+from control_plane.ports.cluster import ReplicaSpec, ReplicaState
+from control_plane.settings import Settings
+from control_plane.wiring import Platform
+from tests.support.fakes import FakeClock, InstantCluster
+
+CALL_TIMEOUT_S = 0.5
+
+
+class BrokenCluster(InstantCluster):
+    """Its API answers every call with an error."""
+
+    def scale(self, spec: ReplicaSpec, replicas: int) -> None:
+        raise ConnectionError("connection refused by the cluster API")
+
+    def replicas(self, deployment_id: str) -> list[ReplicaState]:
+        raise ConnectionError("connection refused by the cluster API")
+
+
+class StuckCluster(InstantCluster):
+    """Its API never answers (until the test ends)."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self._release = release
+
+    def replicas(self, deployment_id: str) -> list[ReplicaState]:
+        self._release.wait(30)
+        return []
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+@pytest.fixture
+def drivers(release: threading.Event) -> dict[str, InstantCluster]:
+    return {
+        "eu-1": InstantCluster(),
+        "us-1": InstantCluster(),
+        "us-2": InstantCluster(),
+        "broken": BrokenCluster(),
+        "stuck": StuckCluster(release),
+    }
+
+
+@pytest.fixture
+def platform(tmp_path: Path, drivers: dict[str, InstantCluster]) -> Iterator[Platform]:
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        run_background_workers=False,
+        cluster_kind="clusters",
+        cluster_call_timeout_s=CALL_TIMEOUT_S,
+    )
+    platform = Platform(
+        settings, clock=FakeClock(), cluster_drivers=lambda cluster: drivers[cluster.id]
+    )
+    platform.repo.create_model(ModelRecord(id="m1", name="m", created_at=0.0))
+    yield platform
+    platform.close()
+
+
+def register(platform: Platform, cluster_id: str, region: str, **fields: Any) -> None:
+    registry = ClusterRegistry(platform.store)
+    where = GeoPoint(50.0, 0.0) if region.startswith("eu") else GeoPoint(40.0, -75.0)
+    registry.register(Cluster(cluster_id, "local", region, where, capacity={"cpu": 8}, **fields))
+    registry.heartbeat(cluster_id, platform.clock())
+
+
+def add_deployment(platform: Platform, dep_id: str, desired: int, **placement: Any) -> None:
+    platform.repo.create_deployment(
+        DeploymentRecord(
+            id=dep_id,
+            model_id="m1",
+            name=dep_id,
+            status=DeploymentStatus.ACTIVE,
+            created_at=0.0,
+            status_changed_at=0.0,
+            archive_sha256="0" * 64,
+            config={"model_name": "m", "placement": placement or None},
+            desired_replicas=desired,
+            autoscaling_settings=AutoscalingSettings(min_replica=desired, max_replica=desired),
+        )
+    )
+
+
+def counts(drivers: dict[str, InstantCluster], dep_id: str) -> dict[str, int]:
+    """Replicas per working cluster (the broken and stuck ones cannot be asked)."""
+    return {
+        cluster_id: driver.counts[dep_id]
+        for cluster_id, driver in drivers.items()
+        if type(driver) is InstantCluster and driver.counts.get(dep_id)
+    }
+
+
+def test_replicas_spread_over_clusters_with_their_cluster_and_region(
+    platform: Platform, drivers: dict[str, InstantCluster]
+) -> None:
+    register(platform, "eu-1", "eu-west", labels={"residency": "eu"})
+    register(platform, "us-1", "us-east", labels={"residency": "us"})
+    add_deployment(platform, "d1", 2, min_clusters=2)
+    for _ in range(3):
+        platform.reconcile_once()
+    assert counts(drivers, "d1") == {"eu-1": 1, "us-1": 1}
+    recorded = platform.repo.all_observed_replicas()["m1/d1"]
+    assert sorted((r["cluster_id"], r["region"], r["ready"]) for r in recorded) == [
+        ("eu-1", "eu-west", True),
+        ("us-1", "us-east", True),
+    ]
+    table = platform.routing.table()
+    route = table.models["m1"].deployments["d1"]
+    assert sorted(r.cluster for r in route.replicas) == ["eu-1", "us-1"]
+    assert table.clusters["eu-1"].region == "eu-west" and table.clusters["eu-1"].healthy
+    assert table.clusters["eu-1"].residency == "eu"
+
+
+def test_residency_keeps_replicas_in_their_geography(
+    platform: Platform, drivers: dict[str, InstantCluster]
+) -> None:
+    register(platform, "eu-1", "eu-west", labels={"residency": "eu"})
+    register(platform, "us-1", "us-east", labels={"residency": "us"})
+    register(platform, "us-2", "us-west", labels={"residency": "us"})
+    add_deployment(platform, "d1", 3, residency="eu", min_clusters=2)
+    for _ in range(3):
+        platform.reconcile_once()
+    assert counts(drivers, "d1") == {"eu-1": 3}
+    route = platform.routing.table().models["m1"].deployments["d1"]
+    assert route.residency == "eu"
+
+
+def test_a_failing_and_a_stuck_cluster_stall_no_other(
+    platform: Platform, drivers: dict[str, InstantCluster]
+) -> None:
+    register(platform, "broken", "us-east", priority=0)
+    register(platform, "stuck", "us-east", priority=0)
+    register(platform, "us-1", "us-east", priority=0)
+    add_deployment(platform, "d1", 3, min_clusters=3)
+    started = time.monotonic()
+    for _ in range(4):
+        platform.clock.now += 1  # type: ignore[attr-defined]
+        platform.reconcile_once()
+    # Four ticks, each waiting at most the call timeout for the stuck cluster.
+    assert time.monotonic() - started < 4 * CALL_TIMEOUT_S + 3
+    registry = ClusterRegistry(platform.store)
+    assert "connection refused" in registry.get("broken").health.last_error
+    assert "no answer within 0.5 s" in registry.get("stuck").health.last_error
+    # Both are unhealthy for the placement now: every replica runs in the healthy cluster.
+    assert counts(drivers, "d1") == {"us-1": 3}
+    table = platform.routing.table()
+    assert not table.clusters["broken"].healthy and not table.clusters["stuck"].healthy
+    assert table.clusters["us-1"].healthy
