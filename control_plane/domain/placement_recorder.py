@@ -158,13 +158,16 @@ class PlacementRecorder:
             counts = count_by_cluster(states)
         else:
             counts = attribute_replicas(states, placed, clusters)
+        constraints = placement_constraints(dep.config)
+        if desired > 0:  # active-active: one replica in each of min_clusters at least
+            desired = max(desired, constraints.min_clusters)
         return DeploymentDemand(
             model_id=dep.model_id,
             deployment_id=dep.id,
             desired_replicas=desired,
             accelerator=accelerator,
             gpus_per_replica=gpus,
-            constraints=placement_constraints(dep.config),
+            constraints=constraints,
             observed=counts,
         )
 

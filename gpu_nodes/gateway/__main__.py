@@ -30,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-file", type=Path, default=None)
     parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds")
     parser.add_argument("--park-timeout", type=float, default=60.0, help="seconds")
+    parser.add_argument(
+        "--cluster-id",
+        default=None,
+        help="multi-cluster: the registered cluster this gateway serves (it sends its heartbeats)",
+    )
+    parser.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds")
     parser.add_argument("--log-level", default=os.environ.get("PLINTH_LOG_LEVEL", "INFO"))
     parser.add_argument("--access-log", action="store_true")
     return parser.parse_args(argv)
@@ -46,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         cache_file=args.cache_file,
         poll_interval_s=args.poll_interval,
         park_timeout_s=args.park_timeout,
+        cluster_id=args.cluster_id,
+        heartbeat_interval_s=args.heartbeat_interval,
     )
     uvicorn.run(
         create_gateway_app(settings),

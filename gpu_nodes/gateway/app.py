@@ -32,6 +32,7 @@ from gpu_nodes.gateway.exceptions import (
     UnauthorizedError,
     WakeFailedError,
 )
+from gpu_nodes.gateway.heartbeat import ClusterHeartbeat
 from gpu_nodes.gateway.load_reports import LoadReporter
 from gpu_nodes.gateway.metrics import GatewayMetrics, GatewayMetricsMiddleware, label_request
 from gpu_nodes.gateway.openapi import OPENAPI_PATH, gateway_openapi
@@ -74,6 +75,7 @@ class Gateway:
             self.picker.balancer,
             lambda: self.source.snapshot,
         )
+        self.heartbeat = ClusterHeartbeat(settings, self.client)
 
     def _upstream_error(self, target: Target, kind: str) -> None:
         self.metrics.upstream_error(target.model_id, target.environment, kind)
@@ -195,10 +197,11 @@ def _lifespan(gateway: Gateway) -> Callable[[FastAPI], AbstractAsyncContextManag
             name="routing-table-poller",
         )
         reporter = asyncio.create_task(gateway.load_reporter.run(), name="load-reporter")
+        heartbeat = asyncio.create_task(gateway.heartbeat.run(), name="cluster-heartbeat")
         try:
             yield
         finally:
-            for task in (poller, reporter):
+            for task in (poller, reporter, heartbeat):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
