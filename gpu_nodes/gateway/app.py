@@ -21,6 +21,7 @@ from gpu_nodes.gateway.async_routes import (
     async_model_action,
     register_async_routes,
 )
+from gpu_nodes.gateway.cluster_router import ClusterRouter
 from gpu_nodes.gateway.exceptions import (
     BadRequestError,
     GatewayError,
@@ -76,6 +77,7 @@ class Gateway:
             lambda: self.source.snapshot,
         )
         self.heartbeat = ClusterHeartbeat(settings, self.client)
+        self.clusters = ClusterRouter(settings, self.snapshot, self.proxy)
 
     def _upstream_error(self, target: Target, kind: str) -> None:
         self.metrics.upstream_error(target.model_id, target.environment, kind)
@@ -157,7 +159,9 @@ class Gateway:
         )
         # A client that gives up cancels the upstream request: the connection to the replica
         # closes (an async predict there is cancelled) and it stops counting as in flight.
-        outcome = await cancel_on_disconnect(request, lambda: self.proxy.forward(target, upstream))
+        outcome = await cancel_on_disconnect(
+            request, lambda: self.clusters.send(request, target, upstream)
+        )
         if outcome.disconnected or outcome.value is None:
             log.info("request_id=%s cancelled: the client disconnected", upstream.request_id)
             return Response(status_code=CLIENT_CLOSED_STATUS)

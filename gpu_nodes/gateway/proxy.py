@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
-from gpu_nodes.gateway.exceptions import UpstreamError
+from gpu_nodes.gateway.exceptions import ClusterUnreachableError, UpstreamError
 from gpu_nodes.gateway.picker import ReplicaPicker
 from gpu_nodes.gateway.routing import Target
 from gpu_nodes.gateway.settings import GatewaySettings
@@ -78,6 +78,10 @@ def _ignore_error(target: Target, kind: str) -> None:
     pass
 
 
+def _nothing() -> None:
+    pass
+
+
 class ReplicaProxy:
     def __init__(
         self,
@@ -111,11 +115,17 @@ class ReplicaProxy:
         if self._session is not None:
             await self._session.close()
 
-    async def forward(self, target: Target, request: UpstreamRequest) -> Response:
+    async def forward(
+        self,
+        target: Target,
+        request: UpstreamRequest,
+        elsewhere: Callable[[], bool] | None = None,
+    ) -> Response:
+        """Send to a replica of this gateway's (``elsewhere``: see ``ReplicaPicker.pick``)."""
         tried: set[str] = set()
         for attempt in (1, 2):
             if attempt == 1:
-                replica = await self._picker.pick(target)
+                replica = await self._picker.pick(target, elsewhere)
             else:
                 replica = self._picker.pick_another(target, tried)
             tried.add(replica.url)
@@ -141,13 +151,40 @@ class ReplicaProxy:
             except BaseException:  # cancelled (the client went away): stop counting it
                 self._picker.release(replica)
                 raise
-            return await self._relay(upstream, replica, target, request.request_id)
+            release = self._release_callback(replica)
+            return await self._relay(upstream, f"replica {replica.id}", target, request, release)
         raise UpstreamError(f"no replica of deployment {target.deployment_id} could be reached")
+
+    async def forward_to_cluster(
+        self, cluster_id: str, gateway_url: str, target: Target, request: UpstreamRequest
+    ) -> Response:
+        """Send the request (its full gateway path) to another cluster's gateway and relay.
+
+        Raises ``ClusterUnreachableError`` when nothing was sent (the caller tries another)."""
+        try:
+            upstream = await self._send_to(gateway_url, request)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            self._on_upstream_error(target, "unreachable")
+            raise ClusterUnreachableError(
+                f"the gateway of cluster {cluster_id} is unreachable: {type(exc).__name__}"
+            ) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._on_upstream_error(target, "failed")
+            raise UpstreamError(
+                f"the gateway of cluster {cluster_id} failed before answering: {type(exc).__name__}"
+            ) from exc
+        return await self._relay(upstream, f"cluster {cluster_id}", target, request, _nothing)
+
+    def _release_callback(self, replica: ReplicaRoute) -> Callable[[], None]:
+        return lambda: self._picker.release(replica)
 
     async def _send(
         self, replica: ReplicaRoute, request: UpstreamRequest
     ) -> aiohttp.ClientResponse:
-        url = replica.url.rstrip("/") + request.path
+        return await self._send_to(replica.url, request)
+
+    async def _send_to(self, base_url: str, request: UpstreamRequest) -> aiohttp.ClientResponse:
+        url = base_url.rstrip("/") + request.path
         if request.query:
             url += "?" + request.query.decode("latin-1")
         return await self._client().request(
@@ -161,9 +198,10 @@ class ReplicaProxy:
     async def _relay(
         self,
         upstream: aiohttp.ClientResponse,
-        replica: ReplicaRoute,
+        source: str,
         target: Target,
-        request_id: str,
+        request: UpstreamRequest,
+        release: Callable[[], None],
     ) -> Response:
         headers = [
             (name, value)
@@ -176,21 +214,19 @@ class ReplicaProxy:
                 body = await upstream.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._on_upstream_error(target, "mid_response")
-                raise UpstreamError(
-                    f"replica {replica.id} failed mid-response: {type(exc).__name__}"
-                ) from exc
+                raise UpstreamError(f"{source} failed mid-response: {type(exc).__name__}") from exc
             finally:
                 upstream.release()
-                self._picker.release(replica)
+                release()
             response = Response(body, status_code=upstream.status)
             response.raw_headers = headers
             return response
         return RelayedStream(
             upstream,
             headers,
-            on_close=lambda: self._picker.release(replica),
+            on_close=release,
             on_failure=lambda: self._on_upstream_error(target, "mid_response"),
-            label=f"request_id={request_id} replica {replica.id}",
+            label=f"request_id={request.request_id} {source}",
         )
 
 
