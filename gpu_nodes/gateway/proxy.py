@@ -160,13 +160,25 @@ class ReplicaProxy:
     ) -> Response:
         """Send the request (its full gateway path) to another cluster's gateway and relay.
 
-        Raises ``ClusterUnreachableError`` when nothing was sent (the caller tries another)."""
+        Raises ``ClusterUnreachableError`` when the connection failed or was dropped before any
+        response (the caller tries another cluster): a cluster that dies with requests in
+        flight loses none of them, at the price of at-least-once for those few (the
+        ``x-request-id`` is the same on both tries)."""
         try:
             upstream = await self._send_to(gateway_url, request)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             self._on_upstream_error(target, "unreachable")
             raise ClusterUnreachableError(
                 f"the gateway of cluster {cluster_id} is unreachable: {type(exc).__name__}"
+            ) from exc
+        except aiohttp.ClientConnectionError as exc:
+            if isinstance(exc, TimeoutError):  # slow, not gone: do not run it twice
+                self._on_upstream_error(target, "failed")
+                raise UpstreamError(f"the gateway of cluster {cluster_id} timed out") from exc
+            self._on_upstream_error(target, "unreachable")
+            raise ClusterUnreachableError(
+                f"the gateway of cluster {cluster_id} dropped the connection before answering:"
+                f" {type(exc).__name__}"
             ) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._on_upstream_error(target, "failed")
