@@ -150,7 +150,15 @@ def pod_to_replica_state(pod: dict[str, Any], deployment_id: str, port: int) -> 
         phase=phase,
         restarts=restarts,
         message=message,
+        unschedulable=_unschedulable(status),
     )
+
+
+def _unschedulable(status: dict[str, Any]) -> bool:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return bool(condition.get("reason") == "Unschedulable")
+    return False
 
 
 def _phase_of(

@@ -63,17 +63,28 @@ def placement_constraints(config: Mapping[str, Any]) -> PlacementConstraints:
 
 
 def count_by_cluster(states: Sequence[ReplicaState]) -> dict[str, ReplicaCounts]:
-    """Ready and failed replicas per cluster, from drivers that say where each runs."""
+    """Ready, unschedulable and failed replicas per cluster, from drivers that say where each
+    runs."""
     ready: dict[str, int] = {}
+    pending: dict[str, int] = {}
     failed: dict[str, int] = {}
     for state in states:
         if state.phase == ReplicaPhase.READY:
-            ready[state.cluster_id] = ready.get(state.cluster_id, 0) + 1
+            counter = ready
         elif state.phase == ReplicaPhase.FAILED:
-            failed[state.cluster_id] = failed.get(state.cluster_id, 0) + 1
+            counter = failed
+        elif state.unschedulable:
+            counter = pending
+        else:
+            continue
+        counter[state.cluster_id] = counter.get(state.cluster_id, 0) + 1
     return {
-        cid: ReplicaCounts(ready=ready.get(cid, 0), failed=failed.get(cid, 0))
-        for cid in set(ready) | set(failed)
+        cid: ReplicaCounts(
+            ready=ready.get(cid, 0),
+            pending_no_capacity=pending.get(cid, 0),
+            failed=failed.get(cid, 0),
+        )
+        for cid in set(ready) | set(pending) | set(failed)
     }
 
 

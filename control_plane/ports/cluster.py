@@ -46,6 +46,9 @@ class ReplicaState:
     message: str = ""
     # Which registered cluster runs it (set by the per-cluster fleet; "" with one driver).
     cluster_id: str = ""
+    # Waiting for a node the cluster does not have (Kubernetes: PodScheduled False,
+    # Unschedulable): the placement treats a lasting one as a capacity crunch.
+    unschedulable: bool = False
 
 
 class ClusterDriver(Protocol):

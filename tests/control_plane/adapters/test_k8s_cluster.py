@@ -242,3 +242,23 @@ def test_terminating_pods_are_not_replicas(
     pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
     fake_api[0].pods = [pod]
     assert driver.replicas("dep1") == []
+
+
+def test_pods_waiting_for_a_gpu_are_unschedulable() -> None:
+    unschedulable = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+            }
+        ],
+    }
+    state = pod_to_replica_state({"metadata": {"name": "p"}, "status": unschedulable}, "d", 8080)
+    assert state.phase is ReplicaPhase.STARTING and state.unschedulable
+    assert "Insufficient nvidia.com/gpu" in state.message
+    scheduled = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    state = pod_to_replica_state({"metadata": {"name": "p"}, "status": scheduled}, "d", 8080)
+    assert not state.unschedulable

@@ -13,13 +13,15 @@ import pytest
 
 from control_plane.domain.cluster_registry import ClusterRegistry
 from control_plane.domain.clusters import Cluster, GeoPoint
+from control_plane.domain.placement_recorder import count_by_cluster
+from control_plane.domain.placement_types import ReplicaCounts
 from control_plane.domain.records import (
     AutoscalingSettings,
     DeploymentRecord,
     DeploymentStatus,
     ModelRecord,
 )
-from control_plane.ports.cluster import ReplicaSpec, ReplicaState
+from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec, ReplicaState
 from control_plane.settings import Settings
 from control_plane.wiring import Platform
 from tests.support.fakes import FakeClock, InstantCluster
@@ -172,3 +174,56 @@ def test_a_failing_and_a_stuck_cluster_stall_no_other(
     table = platform.routing.table()
     assert not table.clusters["broken"].healthy and not table.clusters["stuck"].healthy
     assert table.clusters["us-1"].healthy
+
+
+def test_unschedulable_replicas_count_as_pending_for_lack_of_capacity() -> None:
+    states = [
+        ReplicaState("a", "d1", "http://a", ReplicaPhase.READY, cluster_id="eu-1"),
+        ReplicaState("b", "d1", "", ReplicaPhase.STARTING, cluster_id="eu-1", unschedulable=True),
+        ReplicaState("c", "d1", "", ReplicaPhase.STARTING, cluster_id="us-1"),
+        ReplicaState("d", "d1", "", ReplicaPhase.FAILED, cluster_id="us-1"),
+    ]
+    assert count_by_cluster(states) == {
+        "eu-1": ReplicaCounts(ready=1, pending_no_capacity=1),
+        "us-1": ReplicaCounts(failed=1),
+    }
+
+
+class CrunchedCluster(InstantCluster):
+    """Has room for one replica; the others wait for a node forever."""
+
+    def replicas(self, deployment_id: str) -> list[ReplicaState]:
+        return [
+            ReplicaState(
+                f"{deployment_id}-{i}",
+                deployment_id,
+                f"http://c{i}" if i == 0 else "",
+                ReplicaPhase.READY if i == 0 else ReplicaPhase.STARTING,
+                unschedulable=i > 0,
+            )
+            for i in range(self.counts.get(deployment_id, 0))
+        ]
+
+
+def test_a_capacity_crunch_moves_the_pending_replicas(tmp_path: Path) -> None:
+    drivers = {"small": CrunchedCluster(), "big": InstantCluster()}
+    settings = Settings(
+        state_dir=tmp_path / "state", run_background_workers=False, cluster_kind="clusters"
+    )
+    clock = FakeClock()
+    platform = Platform(settings, clock=clock, cluster_drivers=lambda c: drivers[c.id])
+    try:
+        platform.repo.create_model(ModelRecord(id="m1", name="m", created_at=0.0))
+        register(platform, "small", "eu-west", priority=0)
+        register(platform, "big", "eu-west", priority=10)
+        add_deployment(platform, "d1", 3)
+        registry = ClusterRegistry(platform.store)
+        for _ in range(9):  # 90 s: past the 60 s crunch grace, and one tick to apply it
+            for cluster_id in drivers:
+                registry.heartbeat(cluster_id, clock.now)
+            platform.reconcile_once()
+            clock.now += 10
+        assert drivers["small"].counts["d1"] == 1
+        assert drivers["big"].counts["d1"] == 2
+    finally:
+        platform.close()
