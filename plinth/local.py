@@ -183,16 +183,7 @@ def _start_locked(
     internal_token = _load_or_create_secret(state_dir / "internal_token", "int_")
     cp_url = f"http://{host}:{control_plane_port}"
     gw_url = f"http://{host}:{gateway_port}"
-    env = dict(os.environ)
-    env.update(
-        PLINTH_STATE_DIR=str(state_dir),
-        PLINTH_HOST=host,
-        PLINTH_PORT=str(control_plane_port),
-        PLINTH_GATEWAY_URL=gw_url,
-        PLINTH_INTERNAL_TOKEN=internal_token,
-        PLINTH_BOOTSTRAP_API_KEY=api_key,
-        PYTHONUNBUFFERED="1",
-    )
+    env = _children_env(state_dir, host, control_plane_port, gw_url, internal_token, api_key)
     if clusters:
         env.update(LOCAL_PLACEMENT_ENV)
     gateway_urls = {
@@ -232,6 +223,23 @@ def _start_locked(
         raise
     _write_cli_config(platform)
     return platform
+
+
+def _children_env(
+    state_dir: Path, host: str, port: int, gw_url: str, internal_token: str, api_key: str
+) -> dict[str, str]:
+    """What every child process gets (secrets only through the environment, never argv)."""
+    env = dict(os.environ)
+    env.update(
+        PLINTH_STATE_DIR=str(state_dir),
+        PLINTH_HOST=host,
+        PLINTH_PORT=str(port),
+        PLINTH_GATEWAY_URL=gw_url,
+        PLINTH_INTERNAL_TOKEN=internal_token,
+        PLINTH_BOOTSTRAP_API_KEY=api_key,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
 
 
 def _gateway_args(

@@ -227,3 +227,40 @@ def test_a_capacity_crunch_moves_the_pending_replicas(tmp_path: Path) -> None:
         assert drivers["big"].counts["d1"] == 2
     finally:
         platform.close()
+
+
+def test_outage_and_gradual_recovery_through_the_drivers(tmp_path: Path) -> None:
+    drivers = {"a": InstantCluster(), "b": InstantCluster(), "c": InstantCluster()}
+    settings = Settings(
+        state_dir=tmp_path / "state", run_background_workers=False, cluster_kind="clusters"
+    )
+    clock = FakeClock()
+    platform = Platform(settings, clock=clock, cluster_drivers=lambda c: drivers[c.id])
+    registry = ClusterRegistry(platform.store)
+
+    def run(seconds: int, beating: set[str]) -> dict[str, int]:
+        for _ in range(seconds // 10):
+            for cluster_id in beating:
+                registry.heartbeat(cluster_id, clock.now)
+            platform.reconcile_once()
+            clock.now += 10
+        return {cid: d.counts.get("d1", 0) for cid, d in drivers.items()}
+
+    try:
+        platform.repo.create_model(ModelRecord(id="m1", name="m", created_at=0.0))
+        register(platform, "a", "eu-west", priority=0)  # preferred
+        register(platform, "b", "us-east", priority=10)
+        register(platform, "c", "us-west", priority=10)
+        add_deployment(platform, "d1", 2, min_clusters=2)
+        assert run(30, {"a", "b", "c"}) == {"a": 1, "b": 1, "c": 0}
+        # a's heartbeats stop: past the 30 s timeout its replica is re-placed, and gateways
+        # stop routing there.
+        assert run(50, {"b", "c"}) == {"a": 0, "b": 1, "c": 1}
+        assert not platform.routing.table().clusters["a"].healthy
+        # Back, but held for 120 s: nothing returns yet.
+        assert run(100, {"a", "b", "c"}) == {"a": 0, "b": 1, "c": 1}
+        # After the hold, one move (make-before-break) back to the preferred cluster.
+        assert run(60, {"a", "b", "c"}) == {"a": 1, "b": 1, "c": 0}
+        assert platform.routing.table().clusters["a"].healthy
+    finally:
+        platform.close()
