@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from control_plane.domain.cluster_registry import ClusterRegistry
 from control_plane.domain.clusters import Cluster
@@ -66,24 +67,35 @@ class ClusterFleet:
         clusters = self._registry.list()
         with self._lock:
             self._sync_members(clusters)
-            started = {
-                cid: m for cid, m in self._members.items() if m.running is None or m.running.done()
+            futures = {
+                self._submit(
+                    member, self._work, sorted(set(deployment_ids) | set(member.desired))
+                ): cid
+                for cid, member in self._idle_members().items()
             }
-            for member in started.values():
-                ids = sorted(set(deployment_ids) | set(member.desired))
-                member.running = member.worker.submit(self._work, member, ids)
-            futures = {m.running: cid for cid, m in started.items() if m.running is not None}
         done, late = wait(futures, timeout=self._timeout_s)
         for future in done:
             self._take_result(futures[future], future)
-        now = self._clock()
-        for future in late:
-            cid = futures[future]
-            self._record_error(cid, f"no answer within {self._timeout_s:g} s", now)
-            # Kept: what it listed last. Its worker gets no new work until this call ends.
+        self._record_late([futures[f] for f in late])
+
+    def apply(self) -> None:
+        """Apply the counts placed since the last round now (a reconciler Lambda's tick is its
+        only chance); the listing waits for the next round."""
+        with self._lock:
+            futures = {
+                self._submit(member, self._apply_changes): cid
+                for cid, member in self._idle_members().items()
+                if self._changes(member)
+            }
+        done, late = wait(futures, timeout=self._timeout_s)
+        for future in done:
+            error = future.exception()
+            if error is not None:
+                self._record_error(futures[future], _describe(error), self._clock())
+        self._record_late([futures[f] for f in late])
 
     def place(self, cluster_id: str, spec: ReplicaSpec, replicas: int) -> None:
-        """The placement's count for one cluster; applied by its worker on the next round."""
+        """The placement's count for one cluster; its worker applies it (apply() or a round)."""
         with self._lock:
             member = self._members.get(cluster_id)
             if member is None:
@@ -132,18 +144,37 @@ class ClusterFleet:
             self._close_member(member)
 
     # ---- workers --------------------------------------------------------------------------
-    def _work(self, member: _Member, deployment_ids: Sequence[str]) -> ClusterReplicas:
-        """On the cluster's own thread: apply what changed, then list its replicas."""
+    def _idle_members(self) -> dict[str, _Member]:
+        """Clusters whose last call has returned (a stuck one gets no more work)."""
+        return {cid: m for cid, m in self._members.items() if m.running is None or m.running.done()}
+
+    def _submit(self, member: _Member, job: Callable[..., Any], *args: Any) -> Future[Any]:
+        member.running = member.worker.submit(job, member, *args)
+        return member.running
+
+    def _record_late(self, cluster_ids: Sequence[str]) -> None:
+        now = self._clock()
+        for cluster_id in cluster_ids:
+            # Kept: what it listed last. Its worker gets no new work until this call ends.
+            self._record_error(cluster_id, f"no answer within {self._timeout_s:g} s", now)
+
+    def _changes(self, member: _Member) -> list[tuple[ReplicaSpec, int]]:
         with self._lock:
-            changes = [
+            return [
                 (spec, n)
                 for dep_id, (spec, n) in member.desired.items()
                 if member.applied.get(dep_id) != n
             ]
-        for spec, n in changes:
+
+    def _apply_changes(self, member: _Member) -> None:
+        for spec, n in self._changes(member):
             member.driver.scale(spec, n)
             with self._lock:
                 member.applied[spec.deployment_id] = n
+
+    def _work(self, member: _Member, deployment_ids: Sequence[str]) -> ClusterReplicas:
+        """On the cluster's own thread: apply what changed, then list its replicas."""
+        self._apply_changes(member)
         cluster_id = member.cluster.id
         listed = {
             dep_id: [replace(s, cluster_id=cluster_id) for s in member.driver.replicas(dep_id)]

@@ -135,9 +135,11 @@ class Reconciler:
             logger.exception("reconciler: placement over the registered clusters failed")
             return
         by_key = {dep.key: dep for dep in deployments}
-        for decision in decisions:
-            if isinstance(decision, PlaceReplicas):
-                self._place(decision, by_key[f"{decision.model_id}/{decision.deployment_id}"])
+        placed = [d for d in decisions if isinstance(d, PlaceReplicas)]
+        for decision in placed:
+            self._place(decision, by_key[f"{decision.model_id}/{decision.deployment_id}"])
+        if placed and self._fleet is not None:
+            self._fleet.apply()  # this tick, not the next: a Lambda tick has no next
 
     def _place(self, decision: PlaceReplicas, dep: DeploymentRecord) -> None:
         if self._fleet is None:

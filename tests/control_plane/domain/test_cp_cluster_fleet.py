@@ -264,3 +264,27 @@ def test_outage_and_gradual_recovery_through_the_drivers(tmp_path: Path) -> None
         assert platform.routing.table().clusters["a"].healthy
     finally:
         platform.close()
+
+
+def test_one_tick_of_a_fresh_platform_applies_its_placement(tmp_path: Path) -> None:
+    """A reconciler Lambda runs one tick per process: what it places must reach the drivers
+    in that tick."""
+    drivers = {"eu-1": InstantCluster(), "us-1": InstantCluster()}
+    settings = Settings(
+        state_dir=tmp_path / "state", run_background_workers=False, cluster_kind="clusters"
+    )
+    clock = FakeClock()
+    first = Platform(settings, clock=clock, cluster_drivers=lambda c: drivers[c.id])
+    first.repo.create_model(ModelRecord(id="m1", name="m", created_at=0.0))
+    register(first, "eu-1", "eu-west")
+    register(first, "us-1", "us-east")
+    add_deployment(first, "d1", 2, min_clusters=2)
+    first.close()
+
+    lambda_tick = Platform(settings, clock=clock, cluster_drivers=lambda c: drivers[c.id])
+    try:
+        lambda_tick.reconcile_once()
+        # (before close: closing an InstantCluster forgets its replicas, unlike Kubernetes)
+        assert {cid: d.counts.get("d1") for cid, d in drivers.items()} == {"eu-1": 1, "us-1": 1}
+    finally:
+        lambda_tick.close()
