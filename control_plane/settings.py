@@ -16,7 +16,8 @@ from control_plane.exceptions import SettingsError
 STORE_KINDS = ("sqlite", "dynamodb")
 BLOB_KINDS = ("directory", "s3", "gcs")
 QUEUE_KINDS = ("sqlite", "sqs")
-CLUSTER_KINDS = ("local", "kubernetes", "none")
+# "clusters": every registered cluster through its own driver (docs/multi-cluster.md).
+CLUSTER_KINDS = ("local", "kubernetes", "none", "clusters")
 SECRETS_KEK_KINDS = ("local", "aws-kms")
 K8S_AUTH_KINDS = ("eks", "gke", "none")
 
@@ -94,6 +95,12 @@ class Settings:
     # hands the message back with a visibility delay instead of sleeping.
     async_defer_retries: bool = False
     webhook_secret_rotation_s: float = 24 * 3600.0
+    # Multi-cluster (PLINTH_CLUSTER=clusters): a cluster whose gateways have not sent a
+    # heartbeat this long is unhealthy; one back must stay healthy this long before it gets
+    # replicas again; one cluster's driver call is waited for at most this long per tick.
+    placement_heartbeat_timeout_s: float = 30.0
+    placement_recovery_hold_s: float = 120.0
+    cluster_call_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         _check_choice("PLINTH_STORE", self.store_kind, STORE_KINDS)
@@ -109,6 +116,16 @@ class Settings:
         if not self.drain_timeout_s >= 0:  # also rejects NaN
             raise SettingsError(
                 f"PLINTH_DRAIN_TIMEOUT_S={self.drain_timeout_s!r} must be >= 0 (seconds)"
+            )
+        for variable, seconds in (
+            ("PLINTH_PLACEMENT_HEARTBEAT_TIMEOUT_S", self.placement_heartbeat_timeout_s),
+            ("PLINTH_CLUSTER_CALL_TIMEOUT_S", self.cluster_call_timeout_s),
+        ):
+            if not seconds > 0:
+                raise SettingsError(f"{variable}={seconds!r} must be > 0 (seconds)")
+        if not self.placement_recovery_hold_s >= 0:
+            raise SettingsError(
+                f"PLINTH_PLACEMENT_RECOVERY_HOLD_S={self.placement_recovery_hold_s!r} must be >= 0"
             )
         if not self.promotion_drain_s >= 0:  # also rejects NaN
             raise SettingsError(
@@ -171,6 +188,7 @@ class Settings:
             secrets_kek=reader.text("PLINTH_SECRETS_KEK", defaults.secrets_kek),
             secrets_kms_key_id=reader.optional("PLINTH_SECRETS_KMS_KEY_ID"),
             **_async_settings(reader, defaults),
+            **_placement_settings(reader, defaults),
         )
 
     @property
@@ -206,6 +224,20 @@ def _async_settings(reader: _EnvReader, defaults: Settings) -> dict[str, Any]:
         ),
         "async_busy_requeue_max_s": reader.number(
             "PLINTH_ASYNC_BUSY_REQUEUE_MAX_S", defaults.async_busy_requeue_max_s
+        ),
+    }
+
+
+def _placement_settings(reader: _EnvReader, defaults: Settings) -> dict[str, Any]:
+    return {
+        "placement_heartbeat_timeout_s": reader.number(
+            "PLINTH_PLACEMENT_HEARTBEAT_TIMEOUT_S", defaults.placement_heartbeat_timeout_s
+        ),
+        "placement_recovery_hold_s": reader.number(
+            "PLINTH_PLACEMENT_RECOVERY_HOLD_S", defaults.placement_recovery_hold_s
+        ),
+        "cluster_call_timeout_s": reader.number(
+            "PLINTH_CLUSTER_CALL_TIMEOUT_S", defaults.cluster_call_timeout_s
         ),
     }
 

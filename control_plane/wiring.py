@@ -24,7 +24,9 @@ from control_plane.domain.async_requests import AsyncRequestService
 from control_plane.domain.async_webhooks import WebhookSecretService, resolve_host
 from control_plane.domain.autoscaler import Autoscaler
 from control_plane.domain.build_log import read_build_log
+from control_plane.domain.cluster_fleet import ClusterFleet, DriverFactory
 from control_plane.domain.cluster_registry import ClusterRegistry
+from control_plane.domain.cluster_routes import ClusterRoutes
 from control_plane.domain.deletion import DeletionService
 from control_plane.domain.deployments import DeploymentService
 from control_plane.domain.envelope import SecretEnvelope
@@ -72,6 +74,7 @@ class Platform:
         builder: EnvironmentBuilderLike | None = None,
         secret_keys: KeyEncryptionKeys | None = None,
         clock: Callable[[], float] = time.time,
+        cluster_drivers: DriverFactory | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -82,6 +85,7 @@ class Platform:
             "driver": driver,
             "builder": builder,
             "secret_keys": secret_keys,
+            "cluster_drivers": cluster_drivers,
         }
         self._build_lock = threading.RLock()
         self._stop = threading.Event()
@@ -107,7 +111,27 @@ class Platform:
     @cached_property
     def driver(self) -> ClusterDriver:
         with self._build_lock:
-            return self._overrides["driver"] or _build_driver(self.settings)
+            if self._overrides["driver"] is not None:
+                return self._overrides["driver"]  # type: ignore[no-any-return]
+            if self.settings.cluster_kind == "clusters":
+                return self.fleet
+            return _build_driver(self.settings)
+
+    @cached_property
+    def fleet(self) -> ClusterFleet:
+        """PLINTH_CLUSTER=clusters: a driver per registered cluster (docs/multi-cluster.md)."""
+        with self._build_lock:
+            build = self._overrides["cluster_drivers"]
+            if build is None:
+                from control_plane.adapters.cluster_drivers import ClusterDriverFactory
+
+                build = ClusterDriverFactory(self.settings)
+            return ClusterFleet(
+                ClusterRegistry(self.store),
+                build,
+                self.clock,
+                call_timeout_s=self.settings.cluster_call_timeout_s,
+            )
 
     @cached_property
     def secret_keys(self) -> KeyEncryptionKeys:
@@ -185,7 +209,14 @@ class Platform:
 
     @cached_property
     def routing(self) -> RoutingTableService:
-        return RoutingTableService(self.repo, self.api_keys.hashes)
+        clusters = None
+        if self.settings.cluster_kind == "clusters":
+            clusters = ClusterRoutes(
+                self.store,
+                self.clock,
+                heartbeat_timeout_s=self.settings.placement_heartbeat_timeout_s,
+            )
+        return RoutingTableService(self.repo, self.api_keys.hashes, clusters)
 
     @cached_property
     def metrics(self) -> PrometheusPlatformMetrics:
@@ -226,9 +257,17 @@ class Platform:
             ),
             metrics=self.metrics,
             placement=PlacementRecorder(
-                ClusterRegistry(self.store), self.store, PlacementPolicy(), self.clock
+                ClusterRegistry(self.store), self.store, self.placement_policy, self.clock
             ),
             autoscaler=self.autoscaler,
+            fleet=self.fleet if self.settings.cluster_kind == "clusters" else None,
+        )
+
+    @cached_property
+    def placement_policy(self) -> PlacementPolicy:
+        return PlacementPolicy(
+            heartbeat_timeout_s=self.settings.placement_heartbeat_timeout_s,
+            recovery_hold_s=self.settings.placement_recovery_hold_s,
         )
 
     @cached_property

@@ -18,7 +18,8 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 from plinth.async_worker_process import SupervisedWorker
 from plinth.exceptions import PlinthError
+from plinth.local_clusters import LOCAL_PLACEMENT_ENV, LocalRegion, register_clusters
 from plinth.state_lock import StateDirLock, acquire_state_dir_lock
 from plinth.user_config import LOCAL_REMOTE, save_remote
 
@@ -55,6 +57,9 @@ class LocalPlatform:
     gateway: subprocess.Popen[bytes]
     lock: StateDirLock
     async_worker: SupervisedWorker | None = None
+    # `--clusters`: the gateways of the clusters after the first (which is ``gateway``).
+    cluster_gateways: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    clusters: dict[str, str] = field(default_factory=dict)  # cluster id -> gateway URL
 
     def stop(self) -> None:
         """Async worker and gateway first (no new traffic), then the control plane (which
@@ -62,13 +67,15 @@ class LocalPlatform:
         try:
             if self.async_worker is not None:
                 self.async_worker.stop()
-            for proc in (self.gateway, self.control_plane):
+            for proc in (*self.cluster_gateways, self.gateway, self.control_plane):
                 _terminate(proc)
         finally:
             self.lock.release()
 
     def pids(self) -> dict[str, int]:
         pids = {"control_plane": self.control_plane.pid, "gateway": self.gateway.pid}
+        for i, proc in enumerate(self.cluster_gateways, start=2):
+            pids[f"gateway_{i}"] = proc.pid
         if self.async_worker is not None:
             pids["async_worker"] = self.async_worker.proc.pid
         return pids
@@ -123,17 +130,23 @@ def start_platform(
     host: str = "127.0.0.1",
     control_plane_port: int = 8800,
     gateway_port: int = 8801,
+    clusters: Sequence[LocalRegion] = (),
 ) -> LocalPlatform:
     """Start the control plane and the gateway; return once both answer.
 
-    Raises StateDirBusyError at once when another instance serves ``state_dir``.
+    With ``clusters`` (``plinth up --clusters``) each local cluster gets its own gateway, on
+    ``gateway_port``, ``gateway_port + 1``, ... Raises StateDirBusyError at once when another
+    instance serves ``state_dir``.
     """
     state_dir = state_dir.resolve()
     cp_url = f"http://{host}:{control_plane_port}"
     lock = acquire_state_dir_lock(state_dir, cp_url)
     try:
-        check_ports_free(host, {"--port": control_plane_port, "--gateway-port": gateway_port})
-        return _start_locked(state_dir, lock, host, control_plane_port, gateway_port)
+        ports = {"--port": control_plane_port, "--gateway-port": gateway_port}
+        for i in range(1, len(clusters)):
+            ports[f"--gateway-port (+{i}, cluster {clusters[i].cluster_id})"] = gateway_port + i
+        check_ports_free(host, ports)
+        return _start_locked(state_dir, lock, host, control_plane_port, gateway_port, clusters)
     except BaseException:
         lock.release()
         raise
@@ -159,34 +172,30 @@ def check_ports_free(host: str, ports_by_flag: dict[str, int]) -> None:
 
 
 def _start_locked(
-    state_dir: Path, lock: StateDirLock, host: str, control_plane_port: int, gateway_port: int
+    state_dir: Path,
+    lock: StateDirLock,
+    host: str,
+    control_plane_port: int,
+    gateway_port: int,
+    clusters: Sequence[LocalRegion],
 ) -> LocalPlatform:
     api_key = _load_or_create_secret(state_dir / "admin_api_key", "pl_")
     internal_token = _load_or_create_secret(state_dir / "internal_token", "int_")
     cp_url = f"http://{host}:{control_plane_port}"
     gw_url = f"http://{host}:{gateway_port}"
-    env = dict(os.environ)
-    env.update(
-        PLINTH_STATE_DIR=str(state_dir),
-        PLINTH_HOST=host,
-        PLINTH_PORT=str(control_plane_port),
-        PLINTH_GATEWAY_URL=gw_url,
-        PLINTH_INTERNAL_TOKEN=internal_token,
-        PLINTH_BOOTSTRAP_API_KEY=api_key,
-        PYTHONUNBUFFERED="1",
-    )
+    env = _children_env(state_dir, host, control_plane_port, gw_url, internal_token, api_key)
+    if clusters:
+        env.update(LOCAL_PLACEMENT_ENV)
+    gateway_urls = {
+        region.cluster_id: f"http://{host}:{gateway_port + i}" for i, region in enumerate(clusters)
+    }
     logs = state_dir / "logs"
     cp = _spawn([sys.executable, "-m", "control_plane"], env, logs / "control_plane.log")
     lock.record(cp_url, gw_url, [cp.pid])
     try:
         _wait_healthy(f"{cp_url}/healthz", cp, "control plane", logs / "control_plane.log")
-        # The internal token reaches the gateway through the inherited PLINTH_INTERNAL_TOKEN,
-        # never its argv: /proc/<pid>/cmdline (ps) is readable by every user of the host.
-        gw_args = [
-            sys.executable, "-m", "gpu_nodes.gateway",
-            "--control-plane-url", cp_url, "--host", host, "--port", str(gateway_port),
-            "--cache-file", str(state_dir / "gateway_routing.json"),
-        ]  # fmt: skip
+        first = clusters[0].cluster_id if clusters else None
+        gw_args = _gateway_args(cp_url, host, gateway_port, state_dir, first)
         gw = _spawn(gw_args, env, logs / "gateway.log")
         lock.record(cp_url, gw_url, [cp.pid, gw.pid])
     except BaseException:
@@ -195,18 +204,80 @@ def _start_locked(
     platform = LocalPlatform(
         state_dir, LocalEndpoints(cp_url, gw_url, api_key, internal_token), cp, gw, lock
     )
+    platform.clusters = gateway_urls
+
+    def record_pids(*more: int) -> None:
+        gateways = [p.pid for p in platform.cluster_gateways]
+        lock.record(cp_url, gw_url, [cp.pid, gw.pid, *gateways, *more])
+
     try:
+        _start_cluster_gateways(platform, env, host, clusters[1:], gateway_port + 1, record_pids)
         _wait_healthy(f"{gw_url}/healthz", gw, "gateway", logs / "gateway.log")
+        if clusters:  # once every gateway runs: their heartbeats follow the first at once
+            register_clusters(cp_url, api_key, {r: gateway_urls[r.cluster_id] for r in clusters})
         platform.async_worker = SupervisedWorker(
-            env,
-            logs / "async_worker.log",
-            on_spawn=lambda pid: lock.record(cp_url, gw_url, [cp.pid, gw.pid, pid]),
+            env, logs / "async_worker.log", on_spawn=lambda pid: record_pids(pid)
         )
     except BaseException:
         platform.stop()
         raise
     _write_cli_config(platform)
     return platform
+
+
+def _children_env(
+    state_dir: Path, host: str, port: int, gw_url: str, internal_token: str, api_key: str
+) -> dict[str, str]:
+    """What every child process gets (secrets only through the environment, never argv)."""
+    env = dict(os.environ)
+    env.update(
+        PLINTH_STATE_DIR=str(state_dir),
+        PLINTH_HOST=host,
+        PLINTH_PORT=str(port),
+        PLINTH_GATEWAY_URL=gw_url,
+        PLINTH_INTERNAL_TOKEN=internal_token,
+        PLINTH_BOOTSTRAP_API_KEY=api_key,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _gateway_args(
+    cp_url: str, host: str, port: int, state_dir: Path, cluster_id: str | None
+) -> list[str]:
+    # The internal token reaches the gateway through the inherited PLINTH_INTERNAL_TOKEN,
+    # never its argv: /proc/<pid>/cmdline (ps) is readable by every user of the host.
+    cache = "gateway_routing.json" if cluster_id is None else f"gateway_routing_{cluster_id}.json"
+    args = [
+        sys.executable, "-m", "gpu_nodes.gateway",
+        "--control-plane-url", cp_url, "--host", host, "--port", str(port),
+        "--cache-file", str(state_dir / cache),
+    ]  # fmt: skip
+    return args if cluster_id is None else [*args, "--cluster-id", cluster_id]
+
+
+def _start_cluster_gateways(
+    platform: LocalPlatform,
+    env: dict[str, str],
+    host: str,
+    clusters: Sequence[LocalRegion],
+    first_port: int,
+    record_pids: Callable[..., None],
+) -> None:
+    """The gateways of the clusters after the first, each on the next port."""
+    cp_url = platform.endpoints.control_plane_url
+    logs = platform.state_dir / "logs"
+    started = []
+    for i, region in enumerate(clusters):
+        port = first_port + i
+        args = _gateway_args(cp_url, host, port, platform.state_dir, region.cluster_id)
+        log = logs / f"gateway-{region.cluster_id}.log"
+        proc = _spawn(args, env, log)
+        platform.cluster_gateways.append(proc)
+        record_pids()
+        started.append((proc, port, log, region))
+    for proc, port, log, region in started:
+        _wait_healthy(f"http://{host}:{port}/healthz", proc, f"gateway of {region.cluster_id}", log)
 
 
 def _write_cli_config(platform: LocalPlatform) -> None:
@@ -234,23 +305,33 @@ def banner_console(**options: Any) -> Console:
     return Console(soft_wrap=True, **options)
 
 
-def print_banner(console: Console, state_dir: Path, ep: LocalEndpoints) -> None:
+def print_banner(
+    console: Console, state_dir: Path, ep: LocalEndpoints, clusters: dict[str, str] | None = None
+) -> None:
     """Where everything is. The console soft-wraps: no URL is ever broken across lines."""
     console.print(f"[bold green]Plinth is up[/] (state in {state_dir})")
     console.print(
         f"  control plane  {ep.control_plane_url}   (API docs: {ep.control_plane_url}/docs)"
     )
     console.print(f"  gateway        {ep.gateway_url}")
+    for cluster_id, url in (clusters or {}).items():
+        console.print(f"  cluster        {cluster_id}: gateway {url}")
     console.print(f"  API key        {ep.api_key}")
     console.print(
         "  next: plinth init my-model && plinth push my-model --promote    (Ctrl-C stops)"
     )
 
 
-def run_platform(state_dir: Path, host: str, control_plane_port: int, gateway_port: int) -> None:
+def run_platform(
+    state_dir: Path,
+    host: str,
+    control_plane_port: int,
+    gateway_port: int,
+    clusters: Sequence[LocalRegion] = (),
+) -> None:
     """Foreground `plinth up`: start, print where things are, supervise until a signal."""
     console = banner_console()
-    platform = start_platform(state_dir, host, control_plane_port, gateway_port)
+    platform = start_platform(state_dir, host, control_plane_port, gateway_port, clusters)
     stopping = False
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -259,7 +340,7 @@ def run_platform(state_dir: Path, host: str, control_plane_port: int, gateway_po
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    print_banner(console, platform.state_dir, platform.endpoints)
+    print_banner(console, platform.state_dir, platform.endpoints, platform.clusters)
     reported_exit = False
     while not stopping:
         time.sleep(0.5)

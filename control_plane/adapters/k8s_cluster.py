@@ -154,7 +154,15 @@ def pod_to_replica_state(pod: dict[str, Any], deployment_id: str, port: int) -> 
         restarts=restarts,
         message=message,
         cold_start=_cold_start(metadata, status, containers),
+        unschedulable=_unschedulable(status),
     )
+
+
+def _unschedulable(status: dict[str, Any]) -> bool:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return bool(condition.get("reason") == "Unschedulable")
+    return False
 
 
 def _cold_start(

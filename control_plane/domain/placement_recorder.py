@@ -1,15 +1,13 @@
-"""Placement over the registered clusters, run by the reconciler and recorded, not yet applied.
+"""Placement over the registered clusters, run by the reconciler and recorded.
 
 Each reconcile tick, when at least one cluster is registered, the placement policy sees
 every deployment's desired replicas and the clusters' records, and decides how many
 replicas go where. This step records those decisions (the ``placements`` table, one item
-per deployment, and a ``cluster-health/<id>`` item per health change) without driving
-anything: the platform's one cluster driver still runs every replica, so one registered
-cluster is today's behaviour, unchanged. No cluster registered: nothing runs.
-
-Which cluster runs which of today's replicas is not reported yet (one driver), so the
-replicas the driver reports are attributed to the clusters in the order of the last
-placement; with one cluster that is exact.
+per deployment, and a ``cluster-health/<id>`` item per health change). With
+``PLINTH_CLUSTER=clusters`` the reconciler also applies them, each cluster through its own
+driver (``cluster_fleet.py``), and the drivers say where each replica runs. Otherwise the
+platform's one driver runs every replica and they are attributed to the clusters in the
+order of the last placement (exact with one cluster). No cluster registered: nothing runs.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from control_plane.domain.placement import PlacementPolicy
 from control_plane.domain.placement_types import (
     ClusterObservation,
     DeploymentDemand,
+    PlacementConstraints,
     PlacementDecision,
     PlacementObservation,
     PlacementState,
@@ -50,6 +49,43 @@ def replica_resources(config: Mapping[str, Any]) -> tuple[str, int]:
         return CPU, 1
     gpu_type, _, count = str(accelerator).partition(":")
     return gpu_type, int(count) if count.isdigit() and int(count) > 0 else 1
+
+
+def placement_constraints(config: Mapping[str, Any]) -> PlacementConstraints:
+    """The package's ``placement`` section (residency, regions, min_clusters)."""
+    section = config.get("placement") or {}
+    residency = section.get("residency")
+    return PlacementConstraints(
+        residency=str(residency) if residency else None,
+        regions=frozenset(str(r) for r in section.get("regions") or ()),
+        min_clusters=max(1, int(section.get("min_clusters") or 1)),
+    )
+
+
+def count_by_cluster(states: Sequence[ReplicaState]) -> dict[str, ReplicaCounts]:
+    """Ready, unschedulable and failed replicas per cluster, from drivers that say where each
+    runs."""
+    ready: dict[str, int] = {}
+    pending: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    for state in states:
+        if state.phase == ReplicaPhase.READY:
+            counter = ready
+        elif state.phase == ReplicaPhase.FAILED:
+            counter = failed
+        elif state.unschedulable:
+            counter = pending
+        else:
+            continue
+        counter[state.cluster_id] = counter.get(state.cluster_id, 0) + 1
+    return {
+        cid: ReplicaCounts(
+            ready=ready.get(cid, 0),
+            pending_no_capacity=pending.get(cid, 0),
+            failed=failed.get(cid, 0),
+        )
+        for cid in set(ready) | set(pending) | set(failed)
+    }
 
 
 def attribute_replicas(
@@ -90,15 +126,24 @@ class PlacementRecorder:
         self,
         deployments: Sequence[DeploymentRecord],
         observed: Mapping[str, Sequence[ReplicaState]],
+        desired: Mapping[str, int] | None = None,
     ) -> list[PlacementDecision]:
-        """Decide and record; returns the decisions (none without registered clusters)."""
+        """Decide and record; returns the decisions (none without registered clusters).
+
+        ``desired`` (by deployment key) overrides the records' counts: the reconciler policy's
+        (0 for a FAILED deployment whose record still asks for replicas)."""
         with self._lock:
             clusters = self._registry.list()
             if not clusters:
                 return []
             cluster_ids = [c.id for c in clusters]
             demands = tuple(
-                self._demand(dep, observed.get(dep.key, ()), cluster_ids)
+                self._demand(
+                    dep,
+                    observed.get(dep.key, ()),
+                    cluster_ids,
+                    dep.desired_replicas if desired is None else desired.get(dep.key, 0),
+                )
                 for dep in deployments
                 if dep.status != DeploymentStatus.BUILDING
             )
@@ -111,18 +156,30 @@ class PlacementRecorder:
             return decisions
 
     def _demand(
-        self, dep: DeploymentRecord, states: Sequence[ReplicaState], clusters: Sequence[str]
+        self,
+        dep: DeploymentRecord,
+        states: Sequence[ReplicaState],
+        clusters: Sequence[str],
+        desired: int,
     ) -> DeploymentDemand:
         accelerator, gpus = replica_resources(dep.config)
         track = self._state.deployments.get(dep.key)
         placed = dict(track.applied) if track else {}
+        if any(s.cluster_id for s in states):  # per-cluster drivers say where
+            counts = count_by_cluster(states)
+        else:
+            counts = attribute_replicas(states, placed, clusters)
+        constraints = placement_constraints(dep.config)
+        if desired > 0:  # active-active: one replica in each of min_clusters at least
+            desired = max(desired, constraints.min_clusters)
         return DeploymentDemand(
             model_id=dep.model_id,
             deployment_id=dep.id,
-            desired_replicas=dep.desired_replicas,
+            desired_replicas=desired,
             accelerator=accelerator,
             gpus_per_replica=gpus,
-            observed=attribute_replicas(states, placed, clusters),
+            constraints=constraints,
+            observed=counts,
         )
 
     def _record(self, decisions: Sequence[PlacementDecision], now: float) -> None:

@@ -15,10 +15,12 @@ from typing import Any
 from control_plane.domain import lifecycle
 from control_plane.domain.autoscaler import Autoscaler
 from control_plane.domain.build_log import BuildLogWriter
+from control_plane.domain.cluster_fleet import ClusterFleet
 from control_plane.domain.cold_starts import ColdStartRecorder
 from control_plane.domain.environments import EnvironmentService
 from control_plane.domain.package import replica_spec_for
 from control_plane.domain.placement_recorder import PlacementRecorder
+from control_plane.domain.placement_types import PlaceReplicas
 from control_plane.domain.reconcile_policy import (
     AbandonPromotion,
     CompletePromotion,
@@ -60,8 +62,11 @@ class Reconciler:
         metrics: PlatformMetrics | None = None,
         placement: PlacementRecorder | None = None,
         autoscaler: Autoscaler | None = None,
+        fleet: ClusterFleet | None = None,
     ) -> None:
         self._repo = repo
+        # Set: each registered cluster has its own driver, and the placement drives them.
+        self._fleet = fleet
         self._metrics = metrics or NoMetrics()
         self._autoscaler = autoscaler  # None: counts change only by the API
         self._driver = driver
@@ -81,6 +86,8 @@ class Reconciler:
         """One reconcile pass; returns the decisions it applied."""
         with self._tick_lock:
             deployments = {d.key: d for d in self._repo.list_deployments()}
+            if self._fleet is not None:
+                self._fleet.round([d.id for d in deployments.values()])
             observed = {
                 key: self._observe_replicas(dep)
                 for key, dep in deployments.items()
@@ -123,9 +130,30 @@ class Reconciler:
         if self._placement is None:
             return
         try:
-            self._placement.tick(deployments, observed)
+            if self._fleet is None:
+                self._placement.tick(deployments, observed)
+                return
+            # The policy's counts (0 for a FAILED deployment), spread by the placement.
+            decisions = self._placement.tick(deployments, observed, desired=self._state.applied)
         except Exception:  # recording placement must never stall reconciling replicas
             logger.exception("reconciler: placement over the registered clusters failed")
+            return
+        by_key = {dep.key: dep for dep in deployments}
+        placed = [d for d in decisions if isinstance(d, PlaceReplicas)]
+        for decision in placed:
+            self._place(decision, by_key[f"{decision.model_id}/{decision.deployment_id}"])
+        if placed and self._fleet is not None:
+            self._fleet.apply()  # this tick, not the next: a Lambda tick has no next
+
+    def _place(self, decision: PlaceReplicas, dep: DeploymentRecord) -> None:
+        if self._fleet is None:
+            return
+        try:
+            spec = replica_spec_for(dep, self._secrets.values_for, weights=self._weights)
+        except Exception:
+            logger.exception("reconciler: cannot build the replica spec of %s", dep.id)
+            return
+        self._fleet.place(decision.cluster_id, spec, decision.replicas)
 
     def _observe_replicas(self, dep: DeploymentRecord) -> list[ReplicaState]:
         try:
@@ -147,6 +175,8 @@ class Reconciler:
             self._environments.retire_due(decision.model_id, decision.deployment_id)
 
     def _scale(self, decision: Scale) -> None:
+        if self._fleet is not None:
+            return  # the placement spreads the policy's count over the clusters
         dep = self._repo.get_deployment(decision.model_id, decision.deployment_id)
         spec = replica_spec_for(dep, self._secrets.values_for, weights=self._weights)
         self._driver.scale(spec, decision.replicas)
@@ -202,8 +232,9 @@ class Reconciler:
         self._state = ReconcilerState(applied=applied)
 
     def _publish(self, observed: dict[str, list[ReplicaState]]) -> None:
+        regions = self._fleet.regions() if self._fleet is not None else {}
         for key, states in observed.items():
-            replicas = [_replica_entry(state) for state in states]
+            replicas = [_replica_entry(state, regions) for state in states]
             if self._published.get(key) == replicas:
                 continue
             model_id, deployment_id = key.split("/", 1)
@@ -236,10 +267,14 @@ def _decision_kind(decision: Decision) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
-def _replica_entry(state: ReplicaState) -> dict[str, Any]:
-    return {
+def _replica_entry(state: ReplicaState, regions: dict[str, str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
         "id": state.replica_id,
         "url": state.url,
         "ready": state.phase == ReplicaPhase.READY,
         "phase": state.phase.value,
     }
+    if state.cluster_id:  # per-cluster drivers: where it runs
+        entry["cluster_id"] = state.cluster_id
+        entry["region"] = regions.get(state.cluster_id, "")
+    return entry

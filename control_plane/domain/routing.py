@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from control_plane.domain.cluster_routes import ClusterRoutes, residency_fields
 from control_plane.domain.package import predict_path_of
 from control_plane.domain.records import DeploymentRecord
 from control_plane.domain.repository import META, Repository
@@ -24,9 +25,15 @@ _MAX_ATTEMPTS = 50
 
 
 class RoutingTableService:
-    def __init__(self, repo: Repository, api_key_hashes: Callable[[], list[str]]) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        api_key_hashes: Callable[[], list[str]],
+        clusters: ClusterRoutes | None = None,
+    ) -> None:
         self._repo = repo
         self._api_key_hashes = api_key_hashes
+        self._clusters = clusters  # set when each registered cluster has its own gateway
 
     def table(self) -> RoutingTable:
         body = self.content()
@@ -37,9 +44,17 @@ class RoutingTableService:
     def content(self) -> RoutingTable:
         """The table without its version (``version`` 0)."""
         observed = self._repo.all_observed_replicas()
+        shortfalls = self._clusters.shortfalls() if self._clusters is not None else {}
         deployments_by_model: dict[str, dict[str, DeploymentRoute]] = {}
         for dep in self._repo.list_deployments():
             entry = _deployment_route(dep, observed.get(dep.key, []))
+            if self._clusters is not None:
+                entry = entry.model_copy(
+                    update={
+                        **residency_fields(dep.config),
+                        "unavailable_reason": shortfalls.get(dep.key, ""),
+                    }
+                )
             deployments_by_model.setdefault(dep.model_id, {})[dep.id] = entry
         environments_by_model: dict[str, dict[str, str | None]] = {}
         for env in self._repo.list_environments():
@@ -52,7 +67,8 @@ class RoutingTableService:
             )
             for model in self._repo.list_models()
         }
-        return RoutingTable(api_key_hashes=self._api_key_hashes(), models=models)
+        clusters = self._clusters.clusters() if self._clusters is not None else {}
+        return RoutingTable(api_key_hashes=self._api_key_hashes(), models=models, clusters=clusters)
 
     def _version_for(self, digest: str) -> int:
         store = self._repo.store
@@ -82,5 +98,14 @@ def _deployment_route(dep: DeploymentRecord, replicas: list[dict[str, Any]]) -> 
         predict_concurrency=dep.predict_concurrency,
         openai=dep.is_engine or dep.openai_api,
         predict_path=predict_path_of(dep.config),
-        replicas=[ReplicaRoute(id=r["id"], url=r["url"], ready=bool(r["ready"])) for r in replicas],
+        replicas=[
+            ReplicaRoute(
+                id=r["id"],
+                url=r["url"],
+                ready=bool(r["ready"]),
+                cluster=str(r.get("cluster_id", "")),
+                region=str(r.get("region", "")),
+            )
+            for r in replicas
+        ],
     )

@@ -72,6 +72,11 @@ class ReplicaState:
     restarts: int = 0
     message: str = ""
     cold_start: ColdStart | None = None  # the current start's phases
+    # Which registered cluster runs it (set by the per-cluster fleet; "" with one driver).
+    cluster_id: str = ""
+    # Waiting for a node the cluster does not have (Kubernetes: PodScheduled False,
+    # Unschedulable): the placement treats a lasting one as a capacity crunch.
+    unschedulable: bool = False
 
 
 class ClusterDriver(Protocol):

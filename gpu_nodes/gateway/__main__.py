@@ -36,6 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--park-retry-after", type=int, default=5, help="Retry-After (s) of a refused park"
     )
+    parser.add_argument(
+        "--cluster-id",
+        default=None,
+        help="multi-cluster: the registered cluster this gateway serves (it sends its heartbeats)",
+    )
+    parser.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds")
     parser.add_argument("--log-level", default=os.environ.get("PLINTH_LOG_LEVEL", "INFO"))
     parser.add_argument("--access-log", action="store_true")
     return parser.parse_args(argv)
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         park_timeout_s=args.park_timeout,
         max_parked_requests=args.max_parked,
         park_retry_after_s=args.park_retry_after,
+        cluster_id=args.cluster_id,
+        heartbeat_interval_s=args.heartbeat_interval,
     )
     uvicorn.run(
         create_gateway_app(settings),

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 
 from gpu_nodes.disconnect import CLIENT_CLOSED_STATUS, cancel_on_receive_disconnect
 from gpu_nodes.gateway.async_routes import register_async_routes
+from gpu_nodes.gateway.cluster_router import ClusterRouter
 from gpu_nodes.gateway.exceptions import (
     GatewayError,
     NotFoundError,
@@ -26,6 +27,7 @@ from gpu_nodes.gateway.exceptions import (
     RoutingUnavailableError,
     UnauthorizedError,
 )
+from gpu_nodes.gateway.heartbeat import ClusterHeartbeat
 from gpu_nodes.gateway.inference import InferenceRouter
 from gpu_nodes.gateway.load_reports import LoadReporter
 from gpu_nodes.gateway.metrics import GatewayMetrics, GatewayMetricsMiddleware, label_request
@@ -64,6 +66,8 @@ class Gateway:
             self.picker.balancer,
             lambda: self.source.snapshot,
         )
+        self.heartbeat = ClusterHeartbeat(settings, self.client)
+        self.clusters = ClusterRouter(settings, self.snapshot, self.proxy)
 
     def _upstream_error(self, target: Target, kind: str) -> None:
         self.metrics.upstream_error(target.model_id, target.environment, kind)
@@ -153,7 +157,7 @@ class Gateway:
         # A client that gives up cancels the upstream request: the connection to the replica
         # closes (an async predict there is cancelled) and it stops counting as in flight.
         outcome = await cancel_on_receive_disconnect(
-            request.receive, lambda: self.proxy.forward(target, upstream)
+            request.receive, lambda: self.clusters.send(request, target, upstream)
         )
         if outcome.disconnected or outcome.value is None:
             log.info("request_id=%s cancelled: the client disconnected", upstream.request_id)
@@ -198,10 +202,11 @@ def _lifespan(gateway: Gateway) -> Callable[[FastAPI], AbstractAsyncContextManag
             name="routing-table-poller",
         )
         reporter = asyncio.create_task(gateway.load_reporter.run(), name="load-reporter")
+        heartbeat = asyncio.create_task(gateway.heartbeat.run(), name="cluster-heartbeat")
         try:
             yield
         finally:
-            for task in (poller, reporter):
+            for task in (poller, reporter, heartbeat):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

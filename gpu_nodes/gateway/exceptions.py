@@ -120,3 +120,17 @@ class RoutingUnavailableError(GatewayError):
 class WakeFailedError(GatewayError):
     status_code = 503
     code = "WAKE_FAILED"
+
+
+class NoClusterAvailableError(GatewayError):
+    """Multi-cluster: no healthy cluster allowed by the deployment's residency can serve it."""
+
+    status_code = 503
+    code = "NO_CLUSTER_AVAILABLE"
+
+
+class ClusterUnreachableError(GatewayError):
+    """Another cluster's gateway refused the connection (the request was not sent)."""
+
+    status_code = 502
+    code = "CLUSTER_UNREACHABLE"

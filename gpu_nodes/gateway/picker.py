@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import httpx
 
@@ -33,6 +33,10 @@ from plinth.contracts.routing import DeploymentRoute, ReplicaRoute
 log = logging.getLogger("plinth.gateway")
 
 WAKE_REPEAT_S = 5.0  # one wake per deployment per this many seconds, however many requests park
+
+
+class ReplicaElsewhere(Exception):  # a signal to re-route, not an error
+    """Parking here ended: another cluster has a ready replica of the deployment."""
 
 
 class ReplicaPicker:
@@ -57,15 +61,20 @@ class ReplicaPicker:
         return self._balancer
 
     # ---- leases ----------------------------------------------------------------------------
-    async def pick(self, target: Target) -> ReplicaRoute:
-        """A ready replica now, or after parking (bounded) while the deployment wakes up."""
+    async def pick(
+        self, target: Target, elsewhere: Callable[[], bool] | None = None
+    ) -> ReplicaRoute:
+        """A ready replica now, or after parking (bounded) while the deployment wakes up.
+
+        Multi-cluster: parking ends with ``ReplicaElsewhere`` once ``elsewhere()`` says another
+        cluster has a ready replica (the gateway forwards the request there)."""
         self.load.arrived(target.deployment_id)
         deployment = self._deployment(target)
         replica = None
         if deployment is not None:
             replica = self._balancer.choose(target.deployment_id, deployment.replicas)
         if replica is None:
-            replica = await self._park(target)
+            replica = await self._park(target, elsewhere)
         self._balancer.acquire(replica.url)
         return replica
 
@@ -96,7 +105,9 @@ class ReplicaPicker:
         snapshot = self._source.snapshot
         return snapshot.deployment(target.model_id, target.deployment_id) if snapshot else None
 
-    async def _park(self, target: Target) -> ReplicaRoute:
+    async def _park(
+        self, target: Target, elsewhere: Callable[[], bool] | None = None
+    ) -> ReplicaRoute:
         deadline = time.monotonic() + self._settings.park_timeout_s
         parked = False
         try:
@@ -107,6 +118,8 @@ class ReplicaPicker:
                 replica = self._balancer.choose(target.deployment_id, deployment.replicas)
                 if replica is not None:
                     return replica
+                if elsewhere is not None and elsewhere():
+                    raise ReplicaElsewhere(target.deployment_id)
                 if deployment.status == "FAILED":
                     raise NoReplicaError(
                         f"deployment '{target.deployment_id}' is FAILED and has no ready replica"

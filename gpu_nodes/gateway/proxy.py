@@ -21,15 +21,17 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gpu_nodes.gateway.exceptions import UpstreamError
+from gpu_nodes.gateway.exceptions import ClusterUnreachableError, UpstreamError
 from gpu_nodes.gateway.picker import ReplicaPicker
 from gpu_nodes.gateway.routing import Target
 from gpu_nodes.gateway.settings import GatewaySettings
 from gpu_nodes.gateway.upstream import (
+    UpstreamClosedBeforeAnswer,
     UpstreamConnectError,
     UpstreamFailure,
     UpstreamPool,
     UpstreamResponse,
+    UpstreamTimeout,
 )
 from gpu_nodes.keepalive import GATEWAY_POOL_IDLE_S
 from plinth.contracts.routing import ReplicaRoute
@@ -82,6 +84,10 @@ def _ignore_error(target: Target, kind: str) -> None:
     pass
 
 
+def _nothing() -> None:
+    pass
+
+
 class ReplicaProxy:
     def __init__(
         self,
@@ -101,11 +107,17 @@ class ReplicaProxy:
     async def close(self) -> None:
         self._pool.close()
 
-    async def forward(self, target: Target, request: UpstreamRequest) -> Response:
+    async def forward(
+        self,
+        target: Target,
+        request: UpstreamRequest,
+        elsewhere: Callable[[], bool] | None = None,
+    ) -> Response:
+        """Send to a replica of this gateway's (``elsewhere``: see ``ReplicaPicker.pick``)."""
         tried: set[str] = set()
         for attempt in (1, 2):
             if attempt == 1:
-                replica = await self._picker.pick(target)
+                replica = await self._picker.pick(target, elsewhere)
             else:
                 replica = self._picker.pick_another(target, tried)
             tried.add(replica.url)
@@ -129,20 +141,59 @@ class ReplicaProxy:
             except BaseException:  # cancelled (the client went away): stop counting it
                 self._picker.release(replica)
                 raise
-            return await self._relay(upstream, replica, target, request.request_id)
+            release = self._release_callback(replica)
+            return await self._relay(upstream, f"replica {replica.id}", target, request, release)
         raise UpstreamError(f"no replica of deployment {target.deployment_id} could be reached")
 
+    async def forward_to_cluster(
+        self, cluster_id: str, gateway_url: str, target: Target, request: UpstreamRequest
+    ) -> Response:
+        """Send the request (its full gateway path) to another cluster's gateway and relay.
+
+        Raises ``ClusterUnreachableError`` when the connection failed or was dropped before any
+        response (the caller tries another cluster): a cluster that dies with requests in
+        flight loses none of them, at the price of at-least-once for those few (the
+        ``x-request-id`` is the same on both tries)."""
+        try:
+            upstream = await self._send_to(gateway_url, request)
+        except UpstreamConnectError as exc:
+            self._on_upstream_error(target, "unreachable")
+            raise ClusterUnreachableError(
+                f"the gateway of cluster {cluster_id} is unreachable: {exc}"
+            ) from exc
+        except UpstreamClosedBeforeAnswer as exc:
+            self._on_upstream_error(target, "unreachable")
+            raise ClusterUnreachableError(
+                f"the gateway of cluster {cluster_id} dropped the connection before answering"
+            ) from exc
+        except UpstreamTimeout as exc:  # slow, not gone: do not run it twice
+            self._on_upstream_error(target, "failed")
+            raise UpstreamError(f"the gateway of cluster {cluster_id} timed out") from exc
+        except UpstreamFailure as exc:
+            self._on_upstream_error(target, "failed")
+            raise UpstreamError(
+                f"the gateway of cluster {cluster_id} failed before answering: {exc}"
+            ) from exc
+        return await self._relay(upstream, f"cluster {cluster_id}", target, request, _nothing)
+
+    def _release_callback(self, replica: ReplicaRoute) -> Callable[[], None]:
+        return lambda: self._picker.release(replica)
+
     async def _send(self, replica: ReplicaRoute, request: UpstreamRequest) -> UpstreamResponse:
+        return await self._send_to(replica.url, request)
+
+    async def _send_to(self, base_url: str, request: UpstreamRequest) -> UpstreamResponse:
         return await self._pool.request(
-            replica.url, request.method, request.path, request.query, request.headers, request.body
+            base_url, request.method, request.path, request.query, request.headers, request.body
         )
 
     async def _relay(
         self,
         upstream: UpstreamResponse,
-        replica: ReplicaRoute,
+        source: str,
         target: Target,
-        request_id: str,
+        request: UpstreamRequest,
+        release: Callable[[], None],
     ) -> Response:
         headers = [
             (name, value)
@@ -155,19 +206,19 @@ class ReplicaProxy:
                 body = await upstream.read()
             except UpstreamFailure as exc:
                 self._on_upstream_error(target, "mid_response")
-                raise UpstreamError(f"replica {replica.id} failed mid-response: {exc}") from exc
+                raise UpstreamError(f"{source} failed mid-response: {exc}") from exc
             finally:
                 upstream.release()
-                self._picker.release(replica)
+                release()
             response = Response(body, status_code=upstream.status)
             response.raw_headers = headers
             return response
         return RelayedStream(
             upstream,
             headers,
-            on_close=lambda: self._picker.release(replica),
+            on_close=release,
             on_failure=lambda: self._on_upstream_error(target, "mid_response"),
-            label=f"request_id={request_id} replica {replica.id}",
+            label=f"request_id={request.request_id} {source}",
         )
 
 

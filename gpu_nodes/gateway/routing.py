@@ -37,17 +37,37 @@ class RoutingSnapshot:
     """An immutable table plus the indexes lookups need."""
 
     table: RoutingTable
+    # Multi-cluster: this gateway's cluster; it picks only replicas there (others are reached
+    # through their cluster's gateway, see global_routing.py).
+    cluster_id: str | None = None
     key_hashes: frozenset[str] = field(init=False)
     ids_by_name: dict[str, str] = field(init=False)
+    _local: dict[tuple[str, str], DeploymentRoute] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.key_hashes = frozenset(self.table.api_key_hashes)
         self.ids_by_name = {route.name: model_id for model_id, route in self.table.models.items()}
+        if self.cluster_id and self.table.clusters:
+            own = {"", self.cluster_id}
+            self._local = {
+                (model_id, dep_id): dep.model_copy(
+                    update={"replicas": [r for r in dep.replicas if r.cluster in own]}
+                )
+                for model_id, model in self.table.models.items()
+                for dep_id, dep in model.deployments.items()
+            }
 
     def key_is_valid(self, key: str) -> bool:
         return hash_api_key(key) in self.key_hashes
 
     def deployment(self, model_id: str, deployment_id: str) -> DeploymentRoute | None:
+        """The deployment with the replicas this gateway may pick (its cluster's)."""
+        if self._local:
+            return self._local.get((model_id, deployment_id))
+        return self.global_deployment(model_id, deployment_id)
+
+    def global_deployment(self, model_id: str, deployment_id: str) -> DeploymentRoute | None:
+        """The deployment with the replicas of every cluster."""
         model = self.table.models.get(model_id)
         return None if model is None else model.deployments.get(deployment_id)
 

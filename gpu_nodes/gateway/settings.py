@@ -38,6 +38,12 @@ class GatewaySettings:
     # name in them (reports of several gateways add up; a restart is a new gateway).
     load_report_interval_s: float = 1.0
     gateway_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # Multi-cluster: the cluster this gateway serves (its replicas, its heartbeats); None
+    # for a single cluster. Requests it cannot serve go to the nearest cluster's gateway.
+    cluster_id: str | None = None
+    heartbeat_interval_s: float = 1.0
+    # A request is forwarded between cluster gateways at most this many times.
+    max_hops: int = 2
 
     def __post_init__(self) -> None:
         if not self.park_timeout_s >= 0:  # also rejects NaN

@@ -57,7 +57,7 @@ class RoutingTableSource:
         if digest == self._digest:
             return
         table = RoutingTable.model_validate_json(raw)
-        self.snapshot = RoutingSnapshot(table)
+        self.snapshot = RoutingSnapshot(table, self._settings.cluster_id)
         self._digest = digest
         # Wake everything parked on the previous version, then start a fresh event.
         self._changed.set()

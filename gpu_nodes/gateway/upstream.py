@@ -11,7 +11,9 @@ them.
 
 Failures come in two kinds, because the proxy treats them differently: ``UpstreamConnectError``
 (nothing was sent: safe to try another replica) and ``UpstreamFailure`` (sent, then the
-connection broke, the parser choked or ``read_timeout_s`` passed without a byte). A connection
+connection broke, the parser choked or ``read_timeout_s`` passed without a byte; its subclass
+``UpstreamClosedBeforeAnswer`` is a connection closed before any response byte, which the proxy
+retries on another cluster's gateway). A connection
 is reused only after a complete response the replica agreed to keep alive; anything else
 (cancelled, failed, half read) closes it. Everything runs on the event loop: no locks.
 """
@@ -52,6 +54,11 @@ class UpstreamFailure(Exception):
 
 class UpstreamTimeout(UpstreamFailure):
     """No byte from the replica for ``read_timeout_s``."""
+
+
+class UpstreamClosedBeforeAnswer(UpstreamFailure):
+    """The connection closed (or was reset) after the request was sent, before any response
+    byte: the peer went away. Forwarding to another cluster's gateway retries on this."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -198,8 +205,12 @@ class UpstreamResponse:
             self._keep_alive = False
             self._wake()
             return
-        when = "mid-response" if self._head_done else "before answering"
-        self.on_failure(UpstreamFailure(f"the replica closed the connection {when}"))
+        if self._head_done:
+            self.on_failure(UpstreamFailure("the replica closed the connection mid-response"))
+        else:
+            self.on_failure(
+                UpstreamClosedBeforeAnswer("the replica closed the connection before answering")
+            )
 
 
 class _Connection(asyncio.Protocol):

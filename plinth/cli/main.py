@@ -318,12 +318,22 @@ def up(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Control plane port.")] = 8800,
     gateway_port: Annotated[int, typer.Option(help="Gateway port.")] = 8801,
+    clusters: Annotated[
+        str | None,
+        typer.Option(
+            help="Run N local clusters (a count, or regions such as eu-west,us-east), each with"
+            " its own replicas and gateway (ports from --gateway-port up)."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole platform on this machine (SQLite, files, local processes)."""
     with expected_errors():
         from plinth.local import run_platform  # heavy: only `up` needs it
+        from plinth.local_clusters import parse_clusters
 
-        run_platform(state_dir or state_dir_from_env(os.environ), host, port, gateway_port)
+        regions = parse_clusters(clusters) if clusters is not None else []
+        state = state_dir or state_dir_from_env(os.environ)
+        run_platform(state, host, port, gateway_port, regions)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 The control plane builds it with these models (``control_plane.domain.routing``) and the
 gateways parse it with the same models (``gpu_nodes.gateway.routing``). Readers ignore fields
-they do not know, so the writer may add one before every gateway is upgraded.
+they do not know, so the writer may add one before every gateway is upgraded. The
+multi-cluster fields (clusters, a replica's cluster and region, a deployment's residency) are
+written only when set.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 TRUSS_PREDICT_PATH = "/v1/models/model:predict"
 
 
+def _unset(value: object) -> bool:
+    """Multi-cluster fields are left out while empty: a single-cluster table is unchanged."""
+    return not value
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -21,6 +28,12 @@ class ReplicaRoute(_Frozen):
     id: str = Field(description="Replica id, unique within the deployment.")
     url: str = Field(description="Base URL of the replica's model server.")
     ready: bool = Field(default=False, description="True when the replica takes traffic.")
+    cluster: str = Field(
+        default="", exclude_if=_unset, description="Cluster running it (multi-cluster only)."
+    )
+    region: str = Field(
+        default="", exclude_if=_unset, description="That cluster's region (multi-cluster only)."
+    )
 
 
 class DeploymentRoute(_Frozen):
@@ -38,6 +51,19 @@ class DeploymentRoute(_Frozen):
         "predict_endpoint).",
     )
     replicas: list[ReplicaRoute] = Field(default_factory=list)
+    residency: str | None = Field(
+        default=None,
+        exclude_if=_unset,
+        description="Only clusters with this residency label may serve it.",
+    )
+    regions: list[str] = Field(
+        default_factory=list, exclude_if=_unset, description="Region lock (empty: any)."
+    )
+    unavailable_reason: str = Field(
+        default="",
+        exclude_if=_unset,
+        description="Why the placement is short of replicas (the 503's reason).",
+    )
 
 
 class ModelRoute(_Frozen):
@@ -48,7 +74,23 @@ class ModelRoute(_Frozen):
     deployments: dict[str, DeploymentRoute] = Field(default_factory=dict)
 
 
+class ClusterRoute(_Frozen):
+    """A cluster as gateways see it: where it is, how to reach its gateway, whether to."""
+
+    region: str = Field(description="Region name.")
+    latitude: float = Field(default=0.0, description="For 'nearest': great-circle distance.")
+    longitude: float = Field(default=0.0)
+    gateway_url: str = Field(default="", description="Base URL of the cluster's gateway.")
+    residency: str | None = Field(default=None, description="The cluster's residency label.")
+    healthy: bool = Field(default=True, description="False: route nothing there.")
+
+
 class RoutingTable(_Frozen):
     version: int = Field(default=0, description="Increases whenever the table changes.")
     api_key_hashes: list[str] = Field(default_factory=list, description="sha256 hex of API keys.")
     models: dict[str, ModelRoute] = Field(default_factory=dict)
+    clusters: dict[str, ClusterRoute] = Field(
+        default_factory=dict,
+        exclude_if=_unset,
+        description="Registered clusters (multi-cluster only), by id.",
+    )

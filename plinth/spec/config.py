@@ -234,6 +234,23 @@ class DockerServer(_Section):
         return value
 
 
+class PlacementSpec(_Section):
+    """Plinth's own section: where the deployment's replicas may run (multi-cluster)."""
+
+    residency: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9-]{0,31}$",
+        description="Only clusters labelled residency=<this> run it or serve its requests "
+        "(e.g. 'eu'); a request is never forwarded outside them.",
+    )
+    regions: list[str] = Field(
+        default_factory=list, description="Region lock: only clusters in these regions."
+    )
+    min_clusters: int = Field(
+        default=1, ge=1, le=16, description="Active-active: spread over at least this many."
+    )
+
+
 EngineKind = Literal["builtin", "vllm", "trt_llm"]
 
 
@@ -353,6 +370,9 @@ class TrussConfig(_Section):
     )
     engine: EngineSpec | None = Field(
         default=None, description="Serve with an LLM engine instead of a Model class (Plinth)."
+    )
+    placement: PlacementSpec | None = Field(
+        default=None, description="Where replicas may run across clusters (Plinth)."
     )
 
     @field_validator("python_version", mode="before")

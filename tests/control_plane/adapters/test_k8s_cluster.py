@@ -266,3 +266,23 @@ def test_cold_start_phases_come_from_the_pods_timestamps() -> None:
     assert pod_to_replica_state(pod, "dep1", 8080).cold_start.model_loaded_at is None  # type: ignore[union-attr]
     del pod["metadata"]["creationTimestamp"]
     assert pod_to_replica_state(pod, "dep1", 8080).cold_start is None
+
+
+def test_pods_waiting_for_a_gpu_are_unschedulable() -> None:
+    unschedulable = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+            }
+        ],
+    }
+    state = pod_to_replica_state({"metadata": {"name": "p"}, "status": unschedulable}, "d", 8080)
+    assert state.phase is ReplicaPhase.STARTING and state.unschedulable
+    assert "Insufficient nvidia.com/gpu" in state.message
+    scheduled = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    state = pod_to_replica_state({"metadata": {"name": "p"}, "status": scheduled}, "d", 8080)
+    assert not state.unschedulable

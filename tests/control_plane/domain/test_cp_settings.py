@@ -92,3 +92,31 @@ def test_tokens_and_keys_stay_out_of_the_repr() -> None:
     )
     assert settings.internal_token == "int_sekrit"
     assert "sekrit" not in repr(settings)
+
+
+def test_multi_cluster_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "PLINTH_CLUSTER": "clusters",
+            "PLINTH_PLACEMENT_HEARTBEAT_TIMEOUT_S": "5",
+            "PLINTH_PLACEMENT_RECOVERY_HOLD_S": "0",
+            "PLINTH_CLUSTER_CALL_TIMEOUT_S": "2.5",
+        }
+    )
+    assert settings.cluster_kind == "clusters"
+    assert settings.placement_heartbeat_timeout_s == 5.0
+    assert settings.placement_recovery_hold_s == 0.0
+    assert settings.cluster_call_timeout_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PLINTH_PLACEMENT_HEARTBEAT_TIMEOUT_S", "0"),
+        ("PLINTH_CLUSTER_CALL_TIMEOUT_S", "-1"),
+        ("PLINTH_PLACEMENT_RECOVERY_HOLD_S", "-1"),
+    ],
+)
+def test_bad_multi_cluster_timings_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: value})
