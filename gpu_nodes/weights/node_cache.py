@@ -60,6 +60,20 @@ class ChunkLocation:
     offset: int
 
 
+def _enable_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch the index to WAL (persistent: done once per file). Changing the journal mode
+    takes an exclusive lock and SQLite may refuse it at once instead of calling the busy
+    handler when another agent opens the same new index at that moment; so retry, bounded."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 class NodeCache:
     def __init__(self, root: Path, *, budget_bytes: int | None = None) -> None:
         self.root = root
@@ -69,7 +83,7 @@ class NodeCache:
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         conn = self._connection()
-        conn.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(conn)
         conn.executescript(_SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:

@@ -34,7 +34,8 @@ READY_TIMEOUT_S = 60.0
 CLIENTS = 4
 BEFORE_S = 2.0  # load before the kill
 AFTER_S = 3.0  # load after the failover window
-MAX_REQUESTS = 5000
+MAX_REQUESTS = 20_000  # bounds the loop; the pause below keeps a slow run well under it
+PAUSE_S = 0.01  # between one client's requests: a steady load, not a flood
 
 
 @dataclass
@@ -151,6 +152,7 @@ class Load:
                 except httpx.HTTPError:
                     status = 0
                 self.results.append((time.monotonic(), status))
+                self.stop.wait(PAUSE_S)
 
     def rate(self, start: float, end: float) -> tuple[float, int]:
         window = [status for at, status in self.results if start <= at < end]
