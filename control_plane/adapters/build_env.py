@@ -120,3 +120,48 @@ def _merged_pip_config(files: list[Path]) -> str:
             for key, value in parser.items(section)
         ]
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+# Where a build container finds the host's pip settings (bind-mounted, never baked in a layer).
+CONTAINER_PIP_CONF = "/etc/pip.conf"
+CONTAINER_PIP_FILES = "/etc/plinth-pip"
+
+
+def container_pip_mounts(pip: PipIndexSettings, work_dir: Path) -> list[str]:
+    """``buildah bud -v`` values that give RUN steps the host's index settings: one pip.conf
+    (the ``PIP_*`` variables folded in; files it names, such as a CA bundle or a constraints
+    file, mounted read-only and the paths rewritten) and each local find-links / file://
+    index directory read-only at its own path."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(pip.config_text)
+    if not parser.has_section("global"):
+        parser.add_section("global")
+    for name, value in pip.variables.items():
+        if name.startswith("PIP_"):
+            parser.set("global", name.removeprefix("PIP_").lower().replace("_", "-"), value)
+    mounts: dict[Path, str] = {}
+    for section in parser.sections():
+        for key, value in parser.items(section):
+            items = value.split()
+            if items and all(Path(item).is_file() for item in items):
+                inside = []
+                for item in items:
+                    host = Path(item).resolve()
+                    target = mounts.setdefault(
+                        host, f"{CONTAINER_PIP_FILES}/{len(mounts)}-{host.name}"
+                    )
+                    inside.append(target)
+                parser.set(section, key, "\n".join(inside))
+    conf = work_dir / "pip.conf"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with conf.open("w") as out:
+        parser.write(out)
+    volumes = [f"{host}:{target}:ro" for host, target in mounts.items()]
+    volumes.append(f"{conf}:{CONTAINER_PIP_CONF}:ro")
+    rewritten = PipIndexSettings({}, conf.read_text())
+    for found in rewritten.find_links_dirs():
+        # A file:// "simple" index links to files beside it (../files/...): mount its parent.
+        directory = found.parent if found.name == "simple" else found
+        if f"{directory}:{directory}:ro" not in volumes:
+            volumes.append(f"{directory}:{directory}:ro")
+    return volumes

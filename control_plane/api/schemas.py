@@ -156,6 +156,8 @@ class DeploymentOut(BaseModel):
     scale_down_at: float | None = None
     autoscaling_settings: AutoscalingOut
     created_at: float
+    # The OCI image the replicas run, by digest; null until built, or when images are off.
+    image: str | None = None
 
 
 class PushOut(BaseModel):
@@ -259,6 +261,7 @@ def deployment_out(
         scale_down_at=dep.retire_at,
         autoscaling_settings=AutoscalingOut(**dep.autoscaling_settings.to_dict()),
         created_at=dep.created_at,
+        image=dep.image,
     )
 
 

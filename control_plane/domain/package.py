@@ -83,4 +83,5 @@ def replica_spec_for(
         memory=config.resources.memory,
         accelerator=config.resources.accelerator,
         predict_concurrency=config.runtime.predict_concurrency,
+        image=deployment.image,
     )

@@ -34,6 +34,9 @@ class ReplicaSpec:
     memory: str = "2Gi"
     accelerator: str | None = None
     predict_concurrency: int = 1
+    # The deployment's OCI image by digest (registry/repo@sha256:...), when images are built:
+    # the container runtime and the Kubernetes driver run it instead of model_dir + python.
+    image: str | None = None
 
 
 @dataclass(frozen=True)
