@@ -19,6 +19,11 @@ from typing import IO, Any
 
 import httpx
 
+from control_plane.adapters._container_replica import (
+    container_command,
+    create_container,
+    remove_container,
+)
 from control_plane.adapters.exceptions import ClusterError
 from control_plane.ports.cluster import ReplicaPhase, ReplicaSpec
 from plinth.contracts.replica_env import ReplicaEnv, ReplicaVar
@@ -51,6 +56,7 @@ class ReplicaProcess:
     restart_at: float | None = None  # monotonic time a dead process is due to restart
     failed_probes: int = 0
     generation: int = 0  # bumped on every (re)start so stale probe results are dropped
+    container: str | None = None  # the container runtime's working container, while it exists
 
     @property
     def url(self) -> str:
@@ -101,15 +107,24 @@ def start_process(replica: ReplicaProcess, spec: ReplicaSpec) -> None:
     replica.port = free_port(replica.host)
     if replica.log_file is None:
         replica.log_file = replica.log_path.open("ab")
-    command = [
-        spec.python, "-m", "gpu_nodes.model_server", "--model-dir", spec.model_dir,
-        "--port", str(replica.port), "--host", replica.host,
-    ]  # fmt: skip
+    if spec.image:  # the container runtime: the image's own model server, in its rootfs
+        replica.container = f"plinth-{replica.replica_id}"
+        create_container(replica.container, spec.image)
+        command = container_command(
+            replica.container, spec, secrets_dir, host=replica.host, port=replica.port
+        )
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    else:
+        command = [
+            spec.python, "-m", "gpu_nodes.model_server", "--model-dir", spec.model_dir,
+            "--port", str(replica.port), "--host", replica.host,
+        ]  # fmt: skip
+        env = replica_env(spec, secrets_dir)
     try:
         replica.proc = subprocess.Popen(
             command,
             cwd=replica.directory,
-            env=replica_env(spec, secrets_dir),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=replica.log_file,
             stderr=subprocess.STDOUT,
@@ -156,6 +171,9 @@ def stop_processes(replicas: list[ReplicaProcess], *, grace_s: float) -> None:
             replica.log_file = None
         # Secret files outlive nothing that needs them.
         shutil.rmtree(replica.directory / "secrets", ignore_errors=True)
+        if replica.container is not None:
+            remove_container(replica.container)
+            replica.container = None
         replica.phase = ReplicaPhase.STOPPED
 
 

@@ -91,7 +91,8 @@ class BuildahImageBuilder:
         pip_cache.mkdir(parents=True, exist_ok=True)
         volumes = container_pip_mounts(self._pip_index, build_dir / "pip")
         volumes.append(f"{pip_cache}:/root/.cache/pip")
-        command = ["buildah", "bud", "--isolation", "chroot", "--layers"]
+        # --force-rm: a failed step leaves no working container behind.
+        command = ["buildah", "bud", "--isolation", "chroot", "--layers", "--force-rm"]
         for volume in volumes:
             command += ["-v", volume]
         command += ["-f", str(context / "Containerfile"), "-t", tag, str(context)]

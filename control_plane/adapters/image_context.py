@@ -31,7 +31,8 @@ IMAGE_VENV = "/opt/plinth/venv"
 IMAGE_PYTHON = f"{IMAGE_VENV}/bin/python"
 IMAGE_RUNTIME_DIR = "/opt/plinth/runtime"
 IMAGE_MODEL_DIR = "/opt/plinth/model"
-IMAGE_SECRETS_DIR = "/var/run/plinth/secrets"
+# Not under /run: buildah mounts a tmpfs there, hiding a bind mount below it.
+IMAGE_SECRETS_DIR = "/opt/plinth/secrets"
 # The Plinth base image serves this Python (Debian bookworm's python3).
 PLINTH_BASE_PYTHON = "py311"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -80,8 +81,7 @@ def render_containerfile(inputs: ImageInputs, runtime_pins: list[str]) -> str:
         f"RUN {IMAGE_PYTHON} -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0],"
         f' "zz-plinth-runtime.pth").write_text("{IMAGE_RUNTIME_DIR}\\n")\'',
         f"COPY package/ {IMAGE_MODEL_DIR}/",
-        "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1"
-        f" PLINTH_SECRETS_DIR={IMAGE_SECRETS_DIR}",
+        f"ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PLINTH_SECRETS_DIR={IMAGE_SECRETS_DIR}",
         f"WORKDIR {IMAGE_MODEL_DIR}",
         "CMD " + json.dumps(model_server_command(port=8080, host="0.0.0.0")),
     ]

@@ -1,0 +1,61 @@
+"""The container runtime of the local driver: a replica runs inside its image's root
+filesystem, pulled back from the registry by digest (the same image a cluster pulls).
+
+``buildah from`` makes a working container of the image (pulled on first use), and
+``buildah run --isolation chroot`` starts the image's model server in it. Chroot isolation
+shares the host's network, so the replica listens on the free loopback port it is given,
+as a process replica does. The secrets directory is bind-mounted read-only; nothing else of
+the host is visible. Each (re)start gets a fresh container, as a pod's restart would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+from control_plane.adapters.base_image import tool_env
+from control_plane.adapters.exceptions import ClusterError
+from control_plane.adapters.image_context import IMAGE_SECRETS_DIR, model_server_command
+from control_plane.ports.cluster import ReplicaSpec
+from plinth.contracts.replica_env import ReplicaVar
+
+PULL_TIMEOUT_S = 600.0
+
+
+def _buildah(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["buildah", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=tool_env(Path(tempfile.gettempdir())),
+        check=False,
+    )
+
+
+def create_container(name: str, image: str) -> None:
+    """A fresh working container ``name`` of ``image`` (pulled by digest when not local)."""
+    remove_container(name)
+    done = _buildah("from", "--tls-verify=false", "--name", name, image, timeout_s=PULL_TIMEOUT_S)
+    if done.returncode != 0:
+        raise ClusterError(f"cannot pull {image}: {done.stderr.strip()[-500:]}")
+
+
+def remove_container(name: str) -> None:
+    _buildah("rm", name)  # absent is fine
+
+
+def container_command(
+    name: str, spec: ReplicaSpec, secrets_dir: Path, *, host: str, port: int
+) -> list[str]:
+    """``buildah run`` of the image's model server with the replica's variables.
+
+    The variables are on the command line (``buildah run`` reads no env file); secrets never
+    are: they are files in the mounted directory."""
+    env = {**spec.env, "PYTHONUNBUFFERED": "1", ReplicaVar.SECRETS_DIR: IMAGE_SECRETS_DIR}
+    command = ["buildah", "run", "--isolation", "chroot"]
+    command += ["-v", f"{secrets_dir}:{IMAGE_SECRETS_DIR}:ro"]
+    for key, value in sorted(env.items()):
+        command += ["--env", f"{key}={value}"]
+    return [*command, name, "--", *model_server_command(port=port, host=host)]
