@@ -15,10 +15,12 @@ from pathlib import Path
 
 import httpx
 
+from plinth.exceptions import PlinthError
+
 REGISTRY_BINARY = "docker-registry"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(PlinthError):
     """The local registry could not be started."""
 
 
