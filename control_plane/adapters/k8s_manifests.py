@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from control_plane.adapters.exceptions import ClusterError
+from control_plane.adapters.image_context import model_server_command
 from control_plane.ports.cluster import ReplicaSpec
 from plinth.accelerators import (
     ACCELERATORS,
@@ -27,7 +28,8 @@ from plinth.accelerators import (
 )
 from plinth.contracts.replica_env import ReplicaEnv
 
-DEFAULT_IMAGE = "ghcr.io/plinth-ai/plinth-model-server:0.1.0"
+# For a spec that names no image (none was built): one registry org everywhere, as infra/.
+DEFAULT_IMAGE = "ghcr.io/plinth-dev/model-server:0.1.0"
 DEPLOYMENT_LABEL = "plinth.dev/deployment-id"
 MODEL_LABEL = "plinth.dev/model-id"
 APP_LABELS = {
@@ -275,12 +277,15 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
         mounts.append({"name": "secrets", "mountPath": opts.secrets_mount_path, "readOnly": True})
     if spec.accelerator:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    # The deployment's own image, by digest; the pod starts the model server that the image
+    # holds, on the package the image holds: nothing from the control plane's filesystem.
+    command = model_server_command(port=port, host="0.0.0.0")
     container: dict[str, Any] = {
         "name": "model-server",
-        "image": spec.env.get(IMAGE_ENV, opts.image),
+        "image": spec.image or spec.env.get(IMAGE_ENV, opts.image),
         "imagePullPolicy": opts.image_pull_policy,
-        "command": ["python", "-m", "gpu_nodes.model_server"],
-        "args": ["--model-dir", spec.model_dir, "--port", str(port), "--host", "0.0.0.0"],
+        "command": command[:3],
+        "args": command[3:],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": env,
         "resources": resources,
