@@ -39,9 +39,16 @@ def tool_env(home: Path) -> dict[str, str]:
     return env
 
 
-def image_exists(reference: str) -> bool:
+def buildah_command(storage_root: Path | None) -> list[str]:
+    """``buildah`` with its image storage under ``storage_root`` (None: the machine's own)."""
+    if storage_root is None:
+        return ["buildah"]
+    return ["buildah", "--root", str(storage_root / "root"), "--runroot", str(storage_root / "run")]
+
+
+def image_exists(reference: str, storage_root: Path | None = None) -> bool:
     done = subprocess.run(
-        ["buildah", "inspect", "--type", "image", reference],
+        [*buildah_command(storage_root), "inspect", "--type", "image", reference],
         capture_output=True,
         env=tool_env(Path(tempfile.gettempdir())),
         check=False,
@@ -52,18 +59,21 @@ def image_exists(reference: str) -> bool:
 class PlinthBaseImage:
     """Makes (once) and names the base image; ``lock_dir`` is shared by all builders."""
 
-    def __init__(self, lock_dir: Path, *, timeout_s: float = 900.0) -> None:
+    def __init__(
+        self, lock_dir: Path, *, timeout_s: float = 900.0, storage_root: Path | None = None
+    ) -> None:
         self._lock_dir = Path(lock_dir)
         self._timeout_s = timeout_s
+        self._storage_root = storage_root
         self.reference = base_image_tag()
 
     def ensure(self, log: Callable[[str], None]) -> str:
         """The base image's reference, building it first if this machine has none."""
-        if image_exists(self.reference):
+        if image_exists(self.reference, self._storage_root):
             return self.reference
         lock = self._lock_dir / "plinth-base.lock"
         with exclusive_lock(lock, timeout_s=self._timeout_s + 60):
-            if image_exists(self.reference):
+            if image_exists(self.reference, self._storage_root):
                 return self.reference
             with tempfile.TemporaryDirectory(prefix="plinth-base-") as tmp:
                 self._build(Path(tmp), log)
@@ -75,23 +85,25 @@ class PlinthBaseImage:
         log(f"building the Plinth base image {self.reference} (mmdebstrap {SUITE})")
         include = ",".join(PACKAGES)
         name = f"plinth-base-{os.getpid()}"
+        buildah = buildah_command(self._storage_root)
         config = ["--env", f"PATH={SYSTEM_PATH}", "--env", "LANG=C.UTF-8"]
         steps = [
             ["mmdebstrap", "--variant=apt", f"--include={include}", SUITE, str(rootfs)],
-            ["buildah", "from", "--name", name, "scratch"],
-            ["buildah", "add", name, str(rootfs), "/"],
-            ["buildah", "config", *config, name],
-            ["buildah", "commit", "--rm", name, self.reference],
+            [*buildah, "from", "--name", name, "scratch"],
+            [*buildah, "add", name, str(rootfs), "/"],
+            [*buildah, "config", *config, name],
+            [*buildah, "commit", "--rm", name, self.reference],
         ]
         try:
             for step in steps:
                 run = run_streaming(step, env=env, log=log, timeout_s=self._timeout_s)
                 if run.returncode != 0 or run.timed_out:
                     why = "timed out" if run.timed_out else f"exit {run.returncode}"
-                    raise BuildError(f"base image: {step[0]} {step[1]} failed ({why})", run.tail)
+                    what = " ".join(a for a in step[:4] if not a.startswith("/"))
+                    raise BuildError(f"base image: {what} failed ({why})", run.tail)
         finally:
             subprocess.run(
-                ["buildah", "rm", name],
+                [*buildah, "rm", name],
                 capture_output=True,
                 env=env,
                 check=False,

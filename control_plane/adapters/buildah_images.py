@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from control_plane.adapters._streaming import run_streaming
-from control_plane.adapters.base_image import PlinthBaseImage, tool_env
+from control_plane.adapters.base_image import PlinthBaseImage, buildah_command, tool_env
 from control_plane.adapters.build_env import PipIndexSettings, container_pip_mounts
 from control_plane.adapters.exceptions import BuildError
 from control_plane.adapters.image_context import ImageInputs, tar_context, write_context
@@ -40,6 +40,7 @@ class BuildahImageBuilder:
         pip_index: PipIndexSettings | None = None,
         tls_verify: bool = False,
         timeout_s: float = 3600.0,
+        storage_root: Path | None = None,  # None: the machine's image storage (shared cache)
     ) -> None:
         self.registry = registry  # host:port
         self._work_dir = Path(work_dir)
@@ -47,7 +48,8 @@ class BuildahImageBuilder:
         self._pip_index = pip_index or PipIndexSettings.from_host()
         self._tls_verify = tls_verify
         self._timeout_s = timeout_s
-        self._base = PlinthBaseImage(self._cache_dir / ".locks")
+        self._buildah = buildah_command(storage_root)
+        self._base = PlinthBaseImage(self._cache_dir / ".locks", storage_root=storage_root)
         self._runtimes = {engine: ModelRuntime(engine) for engine in (False, True)}
 
     def prepare_context(self, request: ImageRequest, work_dir: Path) -> Path:
@@ -92,7 +94,7 @@ class BuildahImageBuilder:
         volumes = container_pip_mounts(self._pip_index, build_dir / "pip")
         volumes.append(f"{pip_cache}:/root/.cache/pip")
         # --force-rm: a failed step leaves no working container behind.
-        command = ["buildah", "bud", "--isolation", "chroot", "--layers", "--force-rm"]
+        command = [*self._buildah, "bud", "--isolation", "chroot", "--layers", "--force-rm"]
         for volume in volumes:
             command += ["-v", volume]
         command += ["-f", str(context / "Containerfile"), "-t", tag, str(context)]
@@ -120,7 +122,7 @@ class BuildahImageBuilder:
         destination = f"{self.registry}/{request.repository}:{request.deployment_id}"
         log(f"pushing {destination}")
         command = [
-            "buildah", "push", f"--tls-verify={str(self._tls_verify).lower()}",
+            *self._buildah, "push", f"--tls-verify={str(self._tls_verify).lower()}",
             "--digestfile", str(digest_file), tag, f"docker://{destination}",
         ]  # fmt: skip
         run = run_streaming(
