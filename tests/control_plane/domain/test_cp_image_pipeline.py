@@ -67,6 +67,8 @@ def test_image_build_records_the_digest_and_stores_the_context(platform: Platfor
     assert dep.python == ""
     assert platform.blobs.head(context_key(dep_id)) is not None
     assert any(line.startswith("image ") for line in read_build_log(platform.blobs, dep_id))
+    platform.deletion.delete_deployment(model_id, dep_id, force=True)
+    assert platform.blobs.head(context_key(dep_id)) is None
 
 
 def test_failing_build_command_fails_the_deployment_naming_the_step(platform: Platform) -> None:
