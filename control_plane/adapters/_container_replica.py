@@ -21,6 +21,12 @@ from control_plane.ports.cluster import ReplicaSpec
 from plinth.contracts.replica_env import ReplicaVar
 
 PULL_TIMEOUT_S = 600.0
+# Host directories a replica's weights live in (the node cache shared by every replica of the
+# machine, the replica's own mount root and status dir): mounted at the same paths, so the
+# variables that name them mean the same inside the container.
+WEIGHTS_DIR_VARIABLES = (
+    ReplicaVar.WEIGHTS_CACHE_DIR, ReplicaVar.WEIGHTS_MOUNT_ROOT, ReplicaVar.WEIGHTS_STATUS_DIR,
+)  # fmt: skip
 
 
 def _buildah(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -47,7 +53,7 @@ def remove_container(name: str) -> None:
 
 
 def container_command(
-    name: str, spec: ReplicaSpec, secrets_dir: Path, *, host: str, port: int
+    name: str, spec: ReplicaSpec, replica_dir: Path, *, host: str, port: int
 ) -> list[str]:
     """``buildah run`` of the image's model server with the replica's variables.
 
@@ -55,7 +61,14 @@ def container_command(
     are: they are files in the mounted directory."""
     env = {**spec.env, "PYTHONUNBUFFERED": "1", ReplicaVar.SECRETS_DIR: IMAGE_SECRETS_DIR}
     command = ["buildah", "run", "--isolation", "chroot"]
-    command += ["-v", f"{secrets_dir}:{IMAGE_SECRETS_DIR}:ro"]
+    command += ["-v", f"{replica_dir / 'secrets'}:{IMAGE_SECRETS_DIR}:ro"]
+    for variable in WEIGHTS_DIR_VARIABLES:
+        if spec.env.get(variable):
+            # Relative paths mean the replica's directory (a process replica's cwd).
+            host_dir = (replica_dir / spec.env[variable]).resolve()
+            host_dir.mkdir(parents=True, exist_ok=True)
+            command += ["-v", f"{host_dir}:{host_dir}"]
+            env[variable] = str(host_dir)
     for key, value in sorted(env.items()):
         command += ["--env", f"{key}={value}"]
     return [*command, name, "--", *model_server_command(port=port, host=host)]

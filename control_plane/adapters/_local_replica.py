@@ -111,7 +111,7 @@ def start_process(replica: ReplicaProcess, spec: ReplicaSpec) -> None:
         replica.container = f"plinth-{replica.replica_id}"
         create_container(replica.container, spec.image)
         command = container_command(
-            replica.container, spec, secrets_dir, host=replica.host, port=replica.port
+            replica.container, spec, replica.directory, host=replica.host, port=replica.port
         )
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     else:

@@ -137,6 +137,22 @@ def test_streaming_example_streams_from_its_image(
     assert len(chunks) >= 2, "the response arrived in one piece: not streamed"
 
 
+def test_weights_reach_a_container_replica(
+    platform: LocalPlatform, cli: Cli, api: httpx.Client, tmp_path: Path
+) -> None:
+    source = Path("/tmp/plinth-example-weights")  # what examples/with-weights names
+    source.mkdir(parents=True, exist_ok=True)
+    (source / "notes.txt").write_text("hello from the weights\n")
+    out = cli("push", str(EXAMPLES / "with-weights"), "--promote")
+    assert "ACTIVE" in out.stdout, out.stdout
+    model_id, dep = _production(api, "with-weights")
+    _assert_runs_its_image(platform, dep, model_id)
+    answer = _predict(platform, model_id, {"file": "notes.txt"})
+    assert answer.status_code == 200, answer.text
+    notes = answer.json()["files"]["/app/model_cache/example/notes.txt"]
+    assert notes["head"] == "hello from the weights\n"
+
+
 def test_system_packages_and_build_commands_are_in_the_image(
     platform: LocalPlatform, cli: Cli, api: httpx.Client, tmp_path: Path
 ) -> None:
