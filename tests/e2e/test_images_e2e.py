@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gpu_nodes.engine.tiny_model import TinyModelSpec, ensure_tiny_model
 from plinth.local import LocalPlatform, start_platform
 from tests.e2e.conftest import Cli
 from tests.support.images import missing_image_tools, shared_image_cache
@@ -167,6 +169,31 @@ def test_system_packages_and_build_commands_are_in_the_image(
     assert "ACTIVE" in out.stdout, out.stdout
     model_id, dep = _production(api, "with-apt")
     _assert_runs_its_image(platform, dep, model_id)
+    assert f"image:          {dep['image']}" in out.stdout
     answer = _predict(platform, model_id, {"x": 21})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"jq": "42", "built": "built-by-a-step"}
+
+
+@pytest.mark.slow  # the engine's runtime (torch, transformers) makes a large image
+@pytest.mark.timeout(1500)
+def test_tiny_llm_serves_openai_from_its_image(
+    platform: LocalPlatform, cli: Cli, api: httpx.Client, tmp_path: Path
+) -> None:
+    package = tmp_path / "tiny-llm"
+    shutil.copytree(EXAMPLES / "tiny-llm", package, ignore=shutil.ignore_patterns("weights"))
+    ensure_tiny_model(package / "weights", TinyModelSpec(train_steps=0))
+    out = cli("push", str(package), "--promote")
+    assert "ACTIVE" in out.stdout, out.stdout
+    model_id, dep = _production(api, "tiny-llm")
+    _assert_runs_its_image(platform, dep, model_id)
+    ep = platform.endpoints
+    body = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    resp = httpx.post(
+        f"{ep.gateway_url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Api-Key {ep.api_key}"},
+        timeout=120,
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["choices"][0]["message"]["role"] == "assistant"
