@@ -40,6 +40,13 @@ def _buildah(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess
     )
 
 
+def pull_image(image: str) -> None:
+    """Fetch ``image`` by digest into local storage (a no-op when it is already there)."""
+    done = _buildah("pull", "--tls-verify=false", "--quiet", image, timeout_s=PULL_TIMEOUT_S)
+    if done.returncode != 0:
+        raise ClusterError(f"cannot pull {image}: {done.stderr.strip()[-500:]}")
+
+
 def create_container(name: str, image: str) -> None:
     """A fresh working container ``name`` of ``image`` (pulled by digest when not local)."""
     remove_container(name)
