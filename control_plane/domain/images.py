@@ -37,8 +37,7 @@ def check_buildable(config: TrussConfig) -> None:
     python = config.base_image.get("python_executable_path")
     if python is not None and (not isinstance(python, str) or not python.startswith("/")):
         raise ValidationFailed(
-            "config.base_image.python_executable_path: must be an absolute path "
-            f"(got {python!r})"
+            f"config.base_image.python_executable_path: must be an absolute path (got {python!r})"
         )
 
 
