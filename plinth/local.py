@@ -278,13 +278,17 @@ def banner_console(**options: Any) -> Console:
     return Console(soft_wrap=True, **options)
 
 
-def print_banner(console: Console, state_dir: Path, ep: LocalEndpoints) -> None:
+def print_banner(
+    console: Console, state_dir: Path, ep: LocalEndpoints, *, registry: str | None = None
+) -> None:
     """Where everything is. The console soft-wraps: no URL is ever broken across lines."""
     console.print(f"[bold green]Plinth is up[/] (state in {state_dir})")
     console.print(
         f"  control plane  {ep.control_plane_url}   (API docs: {ep.control_plane_url}/docs)"
     )
     console.print(f"  gateway        {ep.gateway_url}")
+    if registry is not None:
+        console.print(f"  registry       {registry}   (--runtime container: replicas run images)")
     console.print(f"  API key        {ep.api_key}")
     console.print(
         "  next: plinth init my-model && plinth push my-model --promote    (Ctrl-C stops)"
@@ -318,7 +322,8 @@ def run_platform(
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    print_banner(console, platform.state_dir, platform.endpoints)
+    registry = f"127.0.0.1:{registry_port}" if platform.registry is not None else None
+    print_banner(console, platform.state_dir, platform.endpoints, registry=registry)
     reported_exit = False
     while not stopping:
         time.sleep(0.5)
