@@ -30,10 +30,13 @@ if TYPE_CHECKING:
 
 from plinth.async_worker_process import SupervisedWorker
 from plinth.exceptions import PlinthError
+from plinth.local_registry import start_registry
 from plinth.state_lock import StateDirLock, acquire_state_dir_lock
 from plinth.user_config import LOCAL_REMOTE, save_remote
 
 STARTUP_TIMEOUT_S = 60.0
+RUNTIMES = ("process", "container")
+DEFAULT_REGISTRY_PORT = 8802
 STOP_GRACE_S = 15.0
 
 
@@ -55,6 +58,8 @@ class LocalPlatform:
     gateway: subprocess.Popen[bytes]
     lock: StateDirLock
     async_worker: SupervisedWorker | None = None
+    # The loopback OCI registry of --runtime container (None with the process runtime).
+    registry: subprocess.Popen[bytes] | None = None
 
     def stop(self) -> None:
         """Async worker and gateway first (no new traffic), then the control plane (which
@@ -64,11 +69,15 @@ class LocalPlatform:
                 self.async_worker.stop()
             for proc in (self.gateway, self.control_plane):
                 _terminate(proc)
+            if self.registry is not None:
+                _terminate(self.registry)
         finally:
             self.lock.release()
 
     def pids(self) -> dict[str, int]:
         pids = {"control_plane": self.control_plane.pid, "gateway": self.gateway.pid}
+        if self.registry is not None:
+            pids["registry"] = self.registry.pid
         if self.async_worker is not None:
             pids["async_worker"] = self.async_worker.proc.pid
         return pids
@@ -123,17 +132,38 @@ def start_platform(
     host: str = "127.0.0.1",
     control_plane_port: int = 8800,
     gateway_port: int = 8801,
+    *,
+    runtime: str = "process",
+    registry_port: int = DEFAULT_REGISTRY_PORT,
 ) -> LocalPlatform:
     """Start the control plane and the gateway; return once both answer.
 
+    With ``runtime="container"`` a loopback registry starts first, every deployment is built
+    as an image pushed there, and replicas run from their images.
     Raises StateDirBusyError at once when another instance serves ``state_dir``.
     """
+    if runtime not in RUNTIMES:
+        raise PlinthError(f"--runtime {runtime!r} must be one of {', '.join(RUNTIMES)}")
     state_dir = state_dir.resolve()
     cp_url = f"http://{host}:{control_plane_port}"
     lock = acquire_state_dir_lock(state_dir, cp_url)
     try:
-        check_ports_free(host, {"--port": control_plane_port, "--gateway-port": gateway_port})
-        return _start_locked(state_dir, lock, host, control_plane_port, gateway_port)
+        ports = {"--port": control_plane_port, "--gateway-port": gateway_port}
+        if runtime == "container":
+            ports["--registry-port"] = registry_port
+        check_ports_free(host, ports)
+        registry = None
+        if runtime == "container":
+            registry = start_registry(state_dir, registry_port, state_dir / "logs/registry.log")
+            lock.record(cp_url, f"http://{host}:{gateway_port}", [registry.pid])
+        try:
+            return _start_locked(
+                state_dir, lock, host, control_plane_port, gateway_port, registry, registry_port
+            )
+        except BaseException:
+            if registry is not None:
+                _terminate(registry)
+            raise
     except BaseException:
         lock.release()
         raise
@@ -159,7 +189,13 @@ def check_ports_free(host: str, ports_by_flag: dict[str, int]) -> None:
 
 
 def _start_locked(
-    state_dir: Path, lock: StateDirLock, host: str, control_plane_port: int, gateway_port: int
+    state_dir: Path,
+    lock: StateDirLock,
+    host: str,
+    control_plane_port: int,
+    gateway_port: int,
+    registry: subprocess.Popen[bytes] | None = None,
+    registry_port: int = DEFAULT_REGISTRY_PORT,
 ) -> LocalPlatform:
     api_key = _load_or_create_secret(state_dir / "admin_api_key", "pl_")
     internal_token = _load_or_create_secret(state_dir / "internal_token", "int_")
@@ -175,9 +211,12 @@ def _start_locked(
         PLINTH_BOOTSTRAP_API_KEY=api_key,
         PYTHONUNBUFFERED="1",
     )
+    extra = [registry.pid] if registry is not None else []
+    if registry is not None:
+        env.update(PLINTH_RUNTIME="container", PLINTH_REGISTRY=f"127.0.0.1:{registry_port}")
     logs = state_dir / "logs"
     cp = _spawn([sys.executable, "-m", "control_plane"], env, logs / "control_plane.log")
-    lock.record(cp_url, gw_url, [cp.pid])
+    lock.record(cp_url, gw_url, [*extra, cp.pid])
     try:
         _wait_healthy(f"{cp_url}/healthz", cp, "control plane", logs / "control_plane.log")
         # The internal token reaches the gateway through the inherited PLINTH_INTERNAL_TOKEN,
@@ -188,19 +227,24 @@ def _start_locked(
             "--cache-file", str(state_dir / "gateway_routing.json"),
         ]  # fmt: skip
         gw = _spawn(gw_args, env, logs / "gateway.log")
-        lock.record(cp_url, gw_url, [cp.pid, gw.pid])
+        lock.record(cp_url, gw_url, [*extra, cp.pid, gw.pid])
     except BaseException:
         _terminate(cp)
         raise
     platform = LocalPlatform(
-        state_dir, LocalEndpoints(cp_url, gw_url, api_key, internal_token), cp, gw, lock
+        state_dir,
+        LocalEndpoints(cp_url, gw_url, api_key, internal_token),
+        cp,
+        gw,
+        lock,
+        registry=registry,
     )
     try:
         _wait_healthy(f"{gw_url}/healthz", gw, "gateway", logs / "gateway.log")
         platform.async_worker = SupervisedWorker(
             env,
             logs / "async_worker.log",
-            on_spawn=lambda pid: lock.record(cp_url, gw_url, [cp.pid, gw.pid, pid]),
+            on_spawn=lambda pid: lock.record(cp_url, gw_url, [*extra, cp.pid, gw.pid, pid]),
         )
     except BaseException:
         platform.stop()
@@ -234,23 +278,42 @@ def banner_console(**options: Any) -> Console:
     return Console(soft_wrap=True, **options)
 
 
-def print_banner(console: Console, state_dir: Path, ep: LocalEndpoints) -> None:
+def print_banner(
+    console: Console, state_dir: Path, ep: LocalEndpoints, *, registry: str | None = None
+) -> None:
     """Where everything is. The console soft-wraps: no URL is ever broken across lines."""
     console.print(f"[bold green]Plinth is up[/] (state in {state_dir})")
     console.print(
         f"  control plane  {ep.control_plane_url}   (API docs: {ep.control_plane_url}/docs)"
     )
     console.print(f"  gateway        {ep.gateway_url}")
+    if registry is not None:
+        console.print(f"  registry       {registry}   (--runtime container: replicas run images)")
     console.print(f"  API key        {ep.api_key}")
     console.print(
         "  next: plinth init my-model && plinth push my-model --promote    (Ctrl-C stops)"
     )
 
 
-def run_platform(state_dir: Path, host: str, control_plane_port: int, gateway_port: int) -> None:
+def run_platform(
+    state_dir: Path,
+    host: str,
+    control_plane_port: int,
+    gateway_port: int,
+    *,
+    runtime: str = "process",
+    registry_port: int = DEFAULT_REGISTRY_PORT,
+) -> None:
     """Foreground `plinth up`: start, print where things are, supervise until a signal."""
     console = banner_console()
-    platform = start_platform(state_dir, host, control_plane_port, gateway_port)
+    platform = start_platform(
+        state_dir,
+        host,
+        control_plane_port,
+        gateway_port,
+        runtime=runtime,
+        registry_port=registry_port,
+    )
     stopping = False
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -259,7 +322,8 @@ def run_platform(state_dir: Path, host: str, control_plane_port: int, gateway_po
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    print_banner(console, platform.state_dir, platform.endpoints)
+    registry = f"127.0.0.1:{registry_port}" if platform.registry is not None else None
+    print_banner(console, platform.state_dir, platform.endpoints, registry=registry)
     reported_exit = False
     while not stopping:
         time.sleep(0.5)

@@ -318,12 +318,30 @@ def up(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Control plane port.")] = 8800,
     gateway_port: Annotated[int, typer.Option(help="Gateway port.")] = 8801,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="How replicas run: 'process' (a venv per requirements, fast) or 'container' "
+            "(each deployment built as an OCI image, pushed to a loopback registry by digest, "
+            "run from the image)."
+        ),
+    ] = "process",
+    registry_port: Annotated[
+        int, typer.Option(help="Port of the loopback image registry (--runtime container).")
+    ] = 8802,
 ) -> None:
     """Run the whole platform on this machine (SQLite, files, local processes)."""
     with expected_errors():
         from plinth.local import run_platform  # heavy: only `up` needs it
 
-        run_platform(state_dir or state_dir_from_env(os.environ), host, port, gateway_port)
+        run_platform(
+            state_dir or state_dir_from_env(os.environ),
+            host,
+            port,
+            gateway_port,
+            runtime=runtime,
+            registry_port=registry_port,
+        )
 
 
 if __name__ == "__main__":
