@@ -370,3 +370,15 @@ def test_every_example_runs_its_image_by_digest_with_no_host_path(example: str) 
     assert container["image"] == f"registry.example:5000/plinth/models/modimg01@{DIGEST}"
     rendered = json.dumps(manifests)
     assert "/var/lib/plinth" not in rendered and "hostPath" not in rendered
+
+
+def test_a_custom_server_with_an_image_keeps_its_command() -> None:
+    server = CustomServer("serve --port 8000", 8000, "/ready", "/live")
+    image = f"registry.example:5000/plinth/models/m1@{DIGEST}"
+    spec = ReplicaSpec("dep-ci", "m1", "", "", image=image, custom_server=server)
+    [container] = _by_kind(render_manifests(spec, 1))["Deployment"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["image"] == image
+    assert container["command"] == ["/bin/sh", "-c", "serve --port 8000"]
+    assert "args" not in container and "lifecycle" not in container

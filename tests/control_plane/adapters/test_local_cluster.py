@@ -333,3 +333,14 @@ def test_custom_server_on_port_and_fixed_port_runs_one_replica_at_a_time(
     assert states[0].url == f"http://127.0.0.1:{fixed_port}"
     assert f"server_port {fixed_port} is in use on 127.0.0.1" in states[1].message
     assert "$PORT" in states[1].message and states[1].phase is not ReplicaPhase.READY
+
+
+def test_a_custom_server_with_an_image_runs_its_own_command_in_the_container() -> None:
+    from control_plane.adapters._container_replica import container_command
+
+    server = CustomServer("serve --port $PORT", 8000, "/ready", "/live")
+    spec = ReplicaSpec("dep-c", "m-1", "", "", image="r/m@sha256:ab", custom_server=server)
+    command = container_command("plinth-r", spec, Path("/tmp/r"), host="127.0.0.1", port=4321)
+    assert command[-4:] == ["--", "/bin/sh", "-c", "serve --port $PORT"]
+    assert "--env" in command and "PORT=4321" in command and "HOST=127.0.0.1" in command
+    assert "gpu_nodes.model_server" not in " ".join(command)
