@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench docs clean
+.PHONY: demo test lint format bench docs clean image-tools
+# Debian packages the image builder needs (docs/images.md): installed when missing, as root.
+IMAGE_TOOLS := buildah podman docker-registry mmdebstrap
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +15,21 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-demo: $(STAMP)
+image-tools:
+	@missing=""; for tool in $(IMAGE_TOOLS); do \
+	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "note: image tools missing:$$missing (apt-get install them as root); image tests skip"; \
+	  fi; \
+	fi
+
+demo: $(STAMP) image-tools
 	$(BIN)/python -m plinth.demo
 
-test: $(STAMP)
+test: $(STAMP) image-tools
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
@@ -42,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/autoscale.py
 	$(BIN)/python bench/mcm.py
 	$(BIN)/python bench/async.py
+	$(BIN)/python bench/builder.py
 
 clean:
 	rm -rf $(VENV) .plinth

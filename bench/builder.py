@@ -1,6 +1,8 @@
-"""Environment builder benchmark: cold build, cache hit, and the install strategies.
+"""Builder benchmark: the venv builder (cold build, cache hit, install strategies) and the
+image builder (first vs second build with the same requirements, image size vs its inputs,
+replica cold start from the image vs from the venv; see bench/builder_images.py).
 
-    .venv/bin/python bench/builder.py [--rounds N] [--requirement REQ]
+    .venv/bin/python bench/builder.py [--rounds N] [--requirement REQ] [--no-images]
 
 Baselines measured in the same run: a venv created *with* pip (ensurepip) that installs
 with its own pip, and the platform pip installing with ``--prefix``. The builder uses
@@ -78,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requirement", default="text-unidecode==1.3")
+    parser.add_argument("--no-images", action="store_true", help="skip the image builder part")
     args = parser.parse_args()
     req, rounds = args.requirement, args.rounds
 
@@ -114,6 +117,11 @@ def main() -> None:
     for name, times in rows:
         median_ms, min_ms = statistics.median(times) * 1e3, min(times) * 1e3
         print(f"{name:<52} {median_ms:>10.2f} {min_ms:>10.2f}")
+    if not args.no_images:
+        from builder_images import run_image_bench  # bench/ is on sys.path as the script's dir
+
+        print()
+        run_image_bench()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ QUEUE_KINDS = ("sqlite", "sqs")
 CLUSTER_KINDS = ("local", "kubernetes", "none", "clusters")
 SECRETS_KEK_KINDS = ("local", "aws-kms")
 K8S_AUTH_KINDS = ("eks", "gke", "none")
+RUNTIME_KINDS = ("process", "container")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,13 @@ class Settings:
     placement_heartbeat_timeout_s: float = 30.0
     placement_recovery_hold_s: float = 120.0
     cluster_call_timeout_s: float = 5.0
+    # How local replicas run: ``process`` (a venv per requirements, the fast default) or
+    # ``container`` (every deployment built as an OCI image, pushed to ``registry`` by digest,
+    # and run from the image pulled back; docs/images.md).
+    runtime: str = "process"
+    registry: str | None = None  # host:port of the OCI registry images are pushed to
+    # Shared pip download cache and the base image's lock (default: <state dir>/image-cache).
+    image_cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
         _check_choice("PLINTH_STORE", self.store_kind, STORE_KINDS)
@@ -109,6 +117,9 @@ class Settings:
         _check_choice("PLINTH_CLUSTER", self.cluster_kind, CLUSTER_KINDS)
         _check_choice("PLINTH_SECRETS_KEK", self.secrets_kek, SECRETS_KEK_KINDS)
         _check_choice("PLINTH_K8S_AUTH", self.k8s_auth, K8S_AUTH_KINDS)
+        _check_choice("PLINTH_RUNTIME", self.runtime, RUNTIME_KINDS)
+        if self.runtime == "container" and not self.registry:
+            raise SettingsError("PLINTH_RUNTIME=container needs PLINTH_REGISTRY (host:port)")
         if self.reconcile_interval_s <= 0:
             raise SettingsError("PLINTH_RECONCILE_INTERVAL_S must be > 0")
         if self.build_poll_interval_s <= 0:
@@ -189,6 +200,7 @@ class Settings:
             secrets_kms_key_id=reader.optional("PLINTH_SECRETS_KMS_KEY_ID"),
             **_async_settings(reader, defaults),
             **_placement_settings(reader, defaults),
+            **_image_settings(reader, defaults),
         )
 
     @property
@@ -198,6 +210,15 @@ class Settings:
     @property
     def secrets_key_file(self) -> Path:
         return self.state_dir / "secrets.kek"
+
+
+def _image_settings(reader: _EnvReader, defaults: Settings) -> dict[str, Any]:
+    cache = reader.optional("PLINTH_IMAGE_CACHE_DIR")
+    return {
+        "runtime": reader.text("PLINTH_RUNTIME", defaults.runtime),
+        "registry": reader.optional("PLINTH_REGISTRY"),
+        "image_cache_dir": Path(cache) if cache else None,
+    }
 
 
 def _async_settings(reader: _EnvReader, defaults: Settings) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from control_plane.domain.secrets import SecretService
 from control_plane.exceptions import AdapterUnavailable, SettingsError
 from control_plane.ports.blob import BlobStore
 from control_plane.ports.cluster import ClusterDriver
+from control_plane.ports.images import ImageBuilder
 from control_plane.ports.load_reports import LoadReportStore
 from control_plane.ports.queue import Queue
 from control_plane.ports.secret_keys import DataKey, KeyEncryptionKeys
@@ -147,6 +148,19 @@ class Platform:
 
             return EnvironmentBuilder(self.settings.state_dir / "envs")
 
+    @property
+    def builds_images(self) -> bool:
+        return self.settings.runtime == "container"
+
+    @cached_property
+    def image_builder(self) -> ImageBuilder:
+        with self._build_lock:
+            from control_plane.adapters.buildah_images import BuildahImageBuilder
+
+            cache = self.settings.image_cache_dir or self.settings.state_dir / "image-cache"
+            registry = self.settings.registry or ""  # Settings refuses container without it
+            return BuildahImageBuilder(registry, self.settings.state_dir / "image-builds", cache)
+
     @cached_property
     def load_reports(self) -> LoadReportStore:
         with self._build_lock:
@@ -185,7 +199,12 @@ class Platform:
     @cached_property
     def deployments(self) -> DeploymentService:
         return DeploymentService(
-            self.repo, self.archives, self.queue, self.clock, runtime=replica_runtime(self.settings)
+            self.repo,
+            self.archives,
+            self.queue,
+            self.clock,
+            builds_images=self.builds_images,
+            runtime=replica_runtime(self.settings),
         )
 
     @cached_property
@@ -235,6 +254,7 @@ class Platform:
             secret_values=self.secrets.values_for,
             mirror_weights=mirror_for_build,
             metrics=self.metrics,
+            image_builder=(lambda: self.image_builder) if self.builds_images else None,
         )
 
     @cached_property

@@ -32,10 +32,13 @@ if TYPE_CHECKING:
 from plinth.async_worker_process import SupervisedWorker
 from plinth.exceptions import PlinthError
 from plinth.local_clusters import LOCAL_PLACEMENT_ENV, LocalRegion, register_clusters
+from plinth.local_registry import start_registry
 from plinth.state_lock import StateDirLock, acquire_state_dir_lock
 from plinth.user_config import LOCAL_REMOTE, save_remote
 
 STARTUP_TIMEOUT_S = 60.0
+RUNTIMES = ("process", "container")
+DEFAULT_REGISTRY_PORT = 8802
 STOP_GRACE_S = 15.0
 
 
@@ -60,6 +63,8 @@ class LocalPlatform:
     # `--clusters`: the gateways of the clusters after the first (which is ``gateway``).
     cluster_gateways: list[subprocess.Popen[bytes]] = field(default_factory=list)
     clusters: dict[str, str] = field(default_factory=dict)  # cluster id -> gateway URL
+    # The loopback OCI registry of --runtime container (None with the process runtime).
+    registry: subprocess.Popen[bytes] | None = None
 
     def stop(self) -> None:
         """Async worker and gateway first (no new traffic), then the control plane (which
@@ -69,6 +74,8 @@ class LocalPlatform:
                 self.async_worker.stop()
             for proc in (*self.cluster_gateways, self.gateway, self.control_plane):
                 _terminate(proc)
+            if self.registry is not None:
+                _terminate(self.registry)
         finally:
             self.lock.release()
 
@@ -76,6 +83,8 @@ class LocalPlatform:
         pids = {"control_plane": self.control_plane.pid, "gateway": self.gateway.pid}
         for i, proc in enumerate(self.cluster_gateways, start=2):
             pids[f"gateway_{i}"] = proc.pid
+        if self.registry is not None:
+            pids["registry"] = self.registry.pid
         if self.async_worker is not None:
             pids["async_worker"] = self.async_worker.proc.pid
         return pids
@@ -131,13 +140,20 @@ def start_platform(
     control_plane_port: int = 8800,
     gateway_port: int = 8801,
     clusters: Sequence[LocalRegion] = (),
+    *,
+    runtime: str = "process",
+    registry_port: int = DEFAULT_REGISTRY_PORT,
 ) -> LocalPlatform:
     """Start the control plane and the gateway; return once both answer.
 
     With ``clusters`` (``plinth up --clusters``) each local cluster gets its own gateway, on
-    ``gateway_port``, ``gateway_port + 1``, ... Raises StateDirBusyError at once when another
-    instance serves ``state_dir``.
+    ``gateway_port``, ``gateway_port + 1``, ... With ``runtime="container"`` a loopback
+    registry starts first, every deployment is built as an image pushed there, and replicas
+    run from their images. Raises StateDirBusyError at once when another instance serves
+    ``state_dir``.
     """
+    if runtime not in RUNTIMES:
+        raise PlinthError(f"--runtime {runtime!r} must be one of {', '.join(RUNTIMES)}")
     state_dir = state_dir.resolve()
     cp_url = f"http://{host}:{control_plane_port}"
     lock = acquire_state_dir_lock(state_dir, cp_url)
@@ -145,8 +161,27 @@ def start_platform(
         ports = {"--port": control_plane_port, "--gateway-port": gateway_port}
         for i in range(1, len(clusters)):
             ports[f"--gateway-port (+{i}, cluster {clusters[i].cluster_id})"] = gateway_port + i
+        if runtime == "container":
+            ports["--registry-port"] = registry_port
         check_ports_free(host, ports)
-        return _start_locked(state_dir, lock, host, control_plane_port, gateway_port, clusters)
+        registry = None
+        if runtime == "container":
+            registry = start_registry(state_dir, registry_port, state_dir / "logs/registry.log")
+            lock.record(cp_url, f"http://{host}:{gateway_port}", [registry.pid])
+        try:
+            return _start_locked(
+                state_dir,
+                lock,
+                host,
+                (control_plane_port, gateway_port),
+                clusters,
+                registry,
+                registry_port,
+            )
+        except BaseException:
+            if registry is not None:
+                _terminate(registry)
+            raise
     except BaseException:
         lock.release()
         raise
@@ -175,10 +210,12 @@ def _start_locked(
     state_dir: Path,
     lock: StateDirLock,
     host: str,
-    control_plane_port: int,
-    gateway_port: int,
+    ports: tuple[int, int],  # control plane, first gateway
     clusters: Sequence[LocalRegion],
+    registry: subprocess.Popen[bytes] | None = None,
+    registry_port: int = DEFAULT_REGISTRY_PORT,
 ) -> LocalPlatform:
+    control_plane_port, gateway_port = ports
     api_key = _load_or_create_secret(state_dir / "admin_api_key", "pl_")
     internal_token = _load_or_create_secret(state_dir / "internal_token", "int_")
     cp_url = f"http://{host}:{control_plane_port}"
@@ -189,26 +226,34 @@ def _start_locked(
     gateway_urls = {
         region.cluster_id: f"http://{host}:{gateway_port + i}" for i, region in enumerate(clusters)
     }
+    extra = [registry.pid] if registry is not None else []
+    if registry is not None:
+        env.update(PLINTH_RUNTIME="container", PLINTH_REGISTRY=f"127.0.0.1:{registry_port}")
     logs = state_dir / "logs"
     cp = _spawn([sys.executable, "-m", "control_plane"], env, logs / "control_plane.log")
-    lock.record(cp_url, gw_url, [cp.pid])
+    lock.record(cp_url, gw_url, [*extra, cp.pid])
     try:
         _wait_healthy(f"{cp_url}/healthz", cp, "control plane", logs / "control_plane.log")
         first = clusters[0].cluster_id if clusters else None
         gw_args = _gateway_args(cp_url, host, gateway_port, state_dir, first)
         gw = _spawn(gw_args, env, logs / "gateway.log")
-        lock.record(cp_url, gw_url, [cp.pid, gw.pid])
+        lock.record(cp_url, gw_url, [*extra, cp.pid, gw.pid])
     except BaseException:
         _terminate(cp)
         raise
     platform = LocalPlatform(
-        state_dir, LocalEndpoints(cp_url, gw_url, api_key, internal_token), cp, gw, lock
+        state_dir,
+        LocalEndpoints(cp_url, gw_url, api_key, internal_token),
+        cp,
+        gw,
+        lock,
+        registry=registry,
     )
     platform.clusters = gateway_urls
 
     def record_pids(*more: int) -> None:
         gateways = [p.pid for p in platform.cluster_gateways]
-        lock.record(cp_url, gw_url, [cp.pid, gw.pid, *gateways, *more])
+        lock.record(cp_url, gw_url, [*extra, cp.pid, gw.pid, *gateways, *more])
 
     try:
         _start_cluster_gateways(platform, env, host, clusters[1:], gateway_port + 1, record_pids)
@@ -306,7 +351,12 @@ def banner_console(**options: Any) -> Console:
 
 
 def print_banner(
-    console: Console, state_dir: Path, ep: LocalEndpoints, clusters: dict[str, str] | None = None
+    console: Console,
+    state_dir: Path,
+    ep: LocalEndpoints,
+    clusters: dict[str, str] | None = None,
+    *,
+    registry: str | None = None,
 ) -> None:
     """Where everything is. The console soft-wraps: no URL is ever broken across lines."""
     console.print(f"[bold green]Plinth is up[/] (state in {state_dir})")
@@ -316,6 +366,8 @@ def print_banner(
     console.print(f"  gateway        {ep.gateway_url}")
     for cluster_id, url in (clusters or {}).items():
         console.print(f"  cluster        {cluster_id}: gateway {url}")
+    if registry is not None:
+        console.print(f"  registry       {registry}   (--runtime container: replicas run images)")
     console.print(f"  API key        {ep.api_key}")
     console.print(
         "  next: plinth init my-model && plinth push my-model --promote    (Ctrl-C stops)"
@@ -328,10 +380,21 @@ def run_platform(
     control_plane_port: int,
     gateway_port: int,
     clusters: Sequence[LocalRegion] = (),
+    *,
+    runtime: str = "process",
+    registry_port: int = DEFAULT_REGISTRY_PORT,
 ) -> None:
     """Foreground `plinth up`: start, print where things are, supervise until a signal."""
     console = banner_console()
-    platform = start_platform(state_dir, host, control_plane_port, gateway_port, clusters)
+    platform = start_platform(
+        state_dir,
+        host,
+        control_plane_port,
+        gateway_port,
+        clusters,
+        runtime=runtime,
+        registry_port=registry_port,
+    )
     stopping = False
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -340,7 +403,10 @@ def run_platform(
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    print_banner(console, platform.state_dir, platform.endpoints, platform.clusters)
+    registry = f"127.0.0.1:{registry_port}" if platform.registry is not None else None
+    print_banner(
+        console, platform.state_dir, platform.endpoints, platform.clusters, registry=registry
+    )
     reported_exit = False
     while not stopping:
         time.sleep(0.5)

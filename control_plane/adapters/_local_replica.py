@@ -20,6 +20,11 @@ from typing import IO, Any
 
 import httpx
 
+from control_plane.adapters._container_replica import (
+    container_command,
+    create_container,
+    remove_container,
+)
 from control_plane.adapters.exceptions import ClusterError
 from control_plane.adapters.model_runtime import refresh_runtime
 from control_plane.ports.cluster import CustomServer, ReplicaPhase, ReplicaSpec
@@ -56,6 +61,7 @@ class ReplicaProcess:
     draining_since: float | None = None  # monotonic time it was chosen for removal
     scheduled_at: float = 0.0  # epoch time of the current process's start (cold start phases)
     phase_times: dict[str, float] = field(default_factory=dict)  # the server's cold_start
+    container: str | None = None  # the container runtime's working container, while it exists
 
     @property
     def url(self) -> str:
@@ -156,15 +162,25 @@ def start_process(replica: ReplicaProcess, spec: ReplicaSpec) -> None:
     replica.port = server_port_for(spec.custom_server, replica.host)
     if replica.log_file is None:
         replica.log_file = replica.log_path.open("ab")
-    # An environment built by an earlier platform version links that version's runtime.
-    if spec.python and refresh_runtime(Path(spec.python).parent.parent):
-        note(replica, "relinked the environment's model-server runtime (the platform changed)")
-    command, cwd = _command(replica, spec)
+    if spec.image:  # the container runtime: the image's own server, in its rootfs
+        replica.container = f"plinth-{replica.replica_id}"
+        create_container(replica.container, spec.image)
+        command = container_command(
+            replica.container, spec, replica.directory, host=replica.host, port=replica.port
+        )
+        cwd = replica.directory
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    else:
+        # An environment built by an earlier platform version links that version's runtime.
+        if spec.python and refresh_runtime(Path(spec.python).parent.parent):
+            note(replica, "relinked the environment's model-server runtime (the platform changed)")
+        command, cwd = _command(replica, spec)
+        env = _process_env(replica, spec, secrets_dir)
     try:
         replica.proc = subprocess.Popen(
             command,
             cwd=cwd,
-            env=_process_env(replica, spec, secrets_dir),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=replica.log_file,
             stderr=subprocess.STDOUT,
@@ -213,6 +229,9 @@ def stop_processes(replicas: list[ReplicaProcess], *, grace_s: float) -> None:
             replica.log_file = None
         # Secret files outlive nothing that needs them.
         shutil.rmtree(replica.directory / "secrets", ignore_errors=True)
+        if replica.container is not None:
+            remove_container(replica.container)
+            replica.container = None
         replica.phase = ReplicaPhase.STOPPED
 
 

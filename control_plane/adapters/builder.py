@@ -19,6 +19,7 @@ import collections
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import venv
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from control_plane.adapters.build_cache import (
     normalise_requirements,
     requirements_hash,
 )
+from control_plane.adapters.build_env import PipIndexSettings, clean_build_env
 from control_plane.adapters.exceptions import BuildError
 from control_plane.adapters.model_runtime import (
     RUNTIME_DIR,
@@ -63,8 +65,11 @@ class EnvironmentBuilder:
         *,
         pip_timeout_s: float = 1800.0,
         platform_python: Path | None = None,
+        pip_index: PipIndexSettings | None = None,
     ) -> None:
         self._cache_dir = Path(cache_dir)
+        # pip runs with a clean environment (no platform secrets): only these index settings.
+        self._pip_index = pip_index or PipIndexSettings.from_host()
         self._pip_timeout_s = pip_timeout_s
         self._platform_python = Path(platform_python or sys.executable)
         # Found once per builder: the closure is read from installed metadata.
@@ -139,6 +144,11 @@ class EnvironmentBuilder:
             "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
             "-r", str(req_file),
         ]  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="plinth-build-home-") as home:
+            env = clean_build_env(Path(home), self._pip_index, extra_path=[venv_python.parent])
+            self._run_pip(command, env, log)
+
+    def _run_pip(self, command: list[str], env: dict[str, str], log: Callable[[str], None]) -> None:
         tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         proc = subprocess.Popen(
             command,
@@ -147,6 +157,7 @@ class EnvironmentBuilder:
             stdin=subprocess.DEVNULL,
             text=True,
             errors="replace",
+            env=env,
         )
         timed_out = threading.Event()
 

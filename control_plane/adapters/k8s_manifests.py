@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from control_plane.adapters.exceptions import ClusterError
+from control_plane.adapters.image_context import IMAGE_PYTHON, model_server_command
 from control_plane.ports.cluster import CustomServer, ReplicaSpec
 from plinth.accelerators import (
     ACCELERATORS,
@@ -28,6 +29,7 @@ from plinth.accelerators import (
 from plinth.contracts.images import MODEL_SERVER_IMAGE
 from plinth.contracts.replica_env import ReplicaEnv, ReplicaVar
 
+# For a spec that names no image (none was built): one registry org everywhere, as infra/.
 DEFAULT_IMAGE = MODEL_SERVER_IMAGE
 DEPLOYMENT_LABEL = "plinth.dev/deployment-id"
 MODEL_LABEL = "plinth.dev/model-id"
@@ -303,12 +305,15 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
         mounts.append({"name": "secrets", "mountPath": opts.secrets_mount_path, "readOnly": True})
     if spec.accelerator:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    # The deployment's own image, by digest; the pod starts the model server that the image
+    # holds, on the package the image holds: nothing from the control plane's filesystem.
+    command = model_server_command(port=port, host="0.0.0.0")
     container: dict[str, Any] = {
         "name": "model-server",
-        "image": spec.env.get(IMAGE_ENV, opts.image),
+        "image": spec.image or spec.env.get(IMAGE_ENV, opts.image),
         "imagePullPolicy": opts.image_pull_policy,
-        "command": ["python", "-m", "gpu_nodes.model_server"],
-        "args": ["--model-dir", spec.model_dir, "--port", str(port), "--host", "0.0.0.0"],
+        "command": command[:3],
+        "args": command[3:],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": env,
         "resources": resources,
@@ -327,9 +332,10 @@ def _container(spec: ReplicaSpec, opts: KubernetesOptions) -> dict[str, Any]:
 
 
 def _drain_command(opts: KubernetesOptions) -> list[str]:
-    """The preStop hook: wait until the server has nothing in flight (bounded)."""
+    """The preStop hook: wait until the server has nothing in flight (bounded). The image's
+    interpreter, as its model server's: ``python`` on the image's PATH may lack gpu_nodes."""
     return [
-        "python", "-m", "gpu_nodes.model_server.drain", "--port", str(opts.container_port),
+        IMAGE_PYTHON, "-m", "gpu_nodes.model_server.drain", "--port", str(opts.container_port),
         "--settle", str(opts.drain_settle_s), "--timeout", str(opts.drain_timeout_s),
     ]  # fmt: skip
 

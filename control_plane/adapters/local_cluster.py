@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from control_plane.adapters._container_replica import pull_image
 from control_plane.adapters._local_drain import DrainPolicy, in_flight, removal_order
 from control_plane.adapters._local_replica import (
     ReplicaProcess,
@@ -108,6 +109,10 @@ class LocalProcessDriver:
         if self._stop.is_set():
             raise ClusterError(f"cluster driver {self.name!r} is closed")
         busy = self._busy_if_scaling_down(spec.deployment_id, replicas)
+        if spec.image and replicas > 0:
+            # A first pull may take a while: not under the lock the supervisor and
+            # replicas() need. Starting a container from a pulled image is quick.
+            pull_image(spec.image)
         with self._lock:
             deployment = self._deployments.setdefault(spec.deployment_id, _Deployment(spec))
             deployment.spec = spec

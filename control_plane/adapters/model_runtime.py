@@ -61,7 +61,7 @@ class ModelRuntime:
             f"{canonicalize_name(d.metadata['Name'])}=={d.version}@{d.locate_file('')}"
             for d in self.distributions
         )
-        parts += [str(_package_dir(name)) for name in PLATFORM_PACKAGES]
+        parts += [str(package_dir(name)) for name in PLATFORM_PACKAGES]
         return hashlib.sha256(json.dumps([self.engine, parts]).encode()).hexdigest()
 
     def link_into(self, runtime_dir: Path) -> int:
@@ -72,7 +72,7 @@ class ModelRuntime:
             for name in _top_level_entries(dist.files or ()):
                 targets.setdefault(name, Path(str(dist.locate_file(name))))
         for package in PLATFORM_PACKAGES:
-            targets[package] = _package_dir(package)
+            targets[package] = package_dir(package)
         for name, target in targets.items():
             if target.exists():
                 (runtime_dir / name).symlink_to(target)
@@ -132,7 +132,7 @@ def refresh_runtime(venv_dir: Path) -> bool:
     return True
 
 
-def _package_dir(name: str) -> Path:
+def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.origin:
         raise RuntimeError(f"platform package {name!r} is not installed next to the control plane")

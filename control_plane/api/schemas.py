@@ -183,6 +183,8 @@ class DeploymentOut(BaseModel):
     cold_start: ColdStartOut | None = Field(
         default=None, description="The last replica start's phases; null before the first."
     )
+    # The OCI image the replicas run, by digest; null until built, or when images are off.
+    image: str | None = None
 
 
 class PushOut(BaseModel):
@@ -291,6 +293,7 @@ def deployment_out(
         scale_down_at=dep.retire_at,
         autoscaling_settings=AutoscalingOut(**dep.autoscaling_settings.to_dict()),
         created_at=dep.created_at,
+        image=dep.image,
     )
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from control_plane.domain import lifecycle
 from control_plane.domain.archives import archive_key
 from control_plane.domain.build_log import build_log_key
+from control_plane.domain.images import context_key
 from control_plane.domain.records import DeploymentRecord, DeploymentStatus, EnvironmentRecord
 from control_plane.domain.repository import Repository
 from control_plane.exceptions import Conflict
@@ -80,6 +81,7 @@ class DeletionService:
             shutil.rmtree(self._builds_dir / deployment_id, ignore_errors=True)
         self._repo.delete_deployment(model_id, deployment_id)
         self._blobs.delete(build_log_key(deployment_id))
+        self._blobs.delete(context_key(deployment_id))  # its image build context, if any
         return DeletedDeployment(
             model_id=model_id,
             deployment_id=deployment_id,

@@ -9,6 +9,7 @@ from typing import Any
 
 from control_plane.domain import lifecycle
 from control_plane.domain.archives import ArchiveService, check_sha256
+from control_plane.domain.images import check_buildable
 from control_plane.domain.package import validate_config
 from control_plane.domain.records import (
     DEFAULT_ENVIRONMENTS,
@@ -51,12 +52,16 @@ class DeploymentService:
         queue: Queue,
         clock: Callable[[], float],
         runtime: str = PROCESS_RUNTIME,
+        *,
+        builds_images: bool = False,
     ) -> None:
         self._repo = repo
         self._archives = archives
         self._queue = queue
         self._clock = clock
         self._runtime = runtime  # what runs replicas: which config fields it cannot honour
+        # Images are built: a config no image can be built for is refused at push.
+        self._builds_images = builds_images
 
     def config_warnings(self, config: dict[str, Any]) -> list[str]:
         """Config fields this platform's runtime records but cannot honour (a push warns)."""
@@ -68,7 +73,9 @@ class DeploymentService:
         if not MODEL_NAME_PATTERN.match(request.model_name):
             raise ValidationFailed(f"model_name: {request.model_name!r} must be {MODEL_NAME_RULE}")
         check_sha256(request.archive_sha256)
-        validate_config(request.config)
+        config = validate_config(request.config)
+        if self._builds_images:
+            check_buildable(config)
         if self._archives.size_of(request.archive_sha256) is None:
             raise NotFound(
                 f"archive {request.archive_sha256} has not been uploaded "

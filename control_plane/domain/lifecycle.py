@@ -102,12 +102,14 @@ def finish_build(
     model_dir: str,
     python: str,
     weights_manifests: list[str],
+    image: str | None = None,
 ) -> bool:
     """BUILDING -> DEPLOYING with the replicas to start. False if the build already ended."""
     if dep.status != S.BUILDING:
         return False
     dep.model_dir = model_dir
     dep.python = python
+    dep.image = image
     dep.weights_manifests = weights_manifests
     dep.desired_replicas = dep.autoscaling_settings.replicas_when_up()
     _move(dep, S.DEPLOYING, now)

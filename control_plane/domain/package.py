@@ -121,6 +121,7 @@ def replica_spec_for(
         accelerator=config.resources.accelerator,
         predict_concurrency=config.runtime.predict_concurrency,
         custom_server=_custom_server(config),
+        image=deployment.image,
     )
 
 

@@ -21,6 +21,7 @@ from control_plane.domain import lifecycle
 from control_plane.domain.archives import archive_key
 from control_plane.domain.build_log import BuildLogWriter
 from control_plane.domain.deployments import BUILD_QUEUE
+from control_plane.domain.images import context_key, image_request_for
 from control_plane.domain.package import (
     requirements_of,
     serves_openai_api,
@@ -31,6 +32,7 @@ from control_plane.domain.records import DeploymentRecord, DeploymentStatus
 from control_plane.domain.repository import Repository
 from control_plane.exceptions import BuildFailed, NotFound
 from control_plane.ports.blob import BlobStore
+from control_plane.ports.images import ImageBuilder
 from control_plane.ports.metrics import NoMetrics, PlatformMetrics
 from control_plane.ports.queue import Message, Queue
 from plinth.contracts.exceptions import WeightsError
@@ -58,6 +60,14 @@ class EnvironmentBuilderLike(Protocol):
     def build(
         self, requirements: list[str], *, log: Callable[[str], None], engine: bool = False
     ) -> BuiltEnvironmentLike: ...
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    model_dir: Path
+    python: str  # the venv's interpreter; "" when the replicas run the image
+    manifests: list[str]
+    image: str | None = None  # registry/repo@sha256:... when images are built
 
 
 @dataclass(frozen=True)
@@ -107,8 +117,12 @@ class BuildWorker:
         secret_values: Callable[[list[str]], dict[str, str]] | None = None,
         mirror_weights: WeightsMirror | None = None,
         metrics: PlatformMetrics | None = None,
+        image_builder: Callable[[], ImageBuilder] | None = None,
     ) -> None:
         self._repo = repo
+        # Set: every deployment becomes an OCI image (built, pushed, recorded by digest)
+        # instead of a venv on this machine.
+        self._image_builder = image_builder
         self._metrics = metrics or NoMetrics()
         # Injected (control_plane.weights.build.mirror_for_build): the mirror reads S3, GCS and
         # Hugging Face through adapters, which the domain does not import.
@@ -177,7 +191,7 @@ class BuildWorker:
         started = self._clock()
         outcome = "failed"
         try:
-            model_dir, python, manifests = self._build_steps(dep, log)
+            output = self._build_steps(dep, log)
         except BuildFailed as exc:
             last_line = exc.output_tail[-1] if exc.output_tail else ""
             self._fail(dep, log, f"{exc} {last_line}".strip())
@@ -187,7 +201,7 @@ class BuildWorker:
             logger.exception("build of %s failed unexpectedly", dep.id)
             self._fail(dep, log, f"internal error: {type(exc).__name__}: {exc}")
         else:
-            self._built(dep, model_dir, python, manifests)
+            self._built(dep, output)
             outcome = "succeeded"
             replicas = dep.autoscaling_settings.replicas_when_up()
             log(f"build finished; deploying {replicas} replica(s)")
@@ -195,9 +209,7 @@ class BuildWorker:
             log.close()
             self._metrics.build_finished(self._clock() - started, outcome)
 
-    def _build_steps(
-        self, dep: DeploymentRecord, log: Callable[[str], None]
-    ) -> tuple[Path, Path, list[str]]:
+    def _build_steps(self, dep: DeploymentRecord, log: Callable[[str], None]) -> BuildOutput:
         work_dir = self._builds_dir / dep.id
         src = work_dir / "src"
         if work_dir.exists():  # a previous attempt died half-way
@@ -213,22 +225,29 @@ class BuildWorker:
         requirements = requirements_of(config, src)
         # Before the environment: a bad weights source fails the deploy in seconds.
         manifests = self._mirror_weights(config.weights, self._blobs, self._secret_values, log)
+        if self._image_builder is not None:
+            request = image_request_for(dep, config, src, requirements)
+            builder = self._image_builder()
+            context = builder.prepare_context(request, work_dir)
+            self._blobs.put_file(context_key(dep.id), context)
+            log(f"building image, {len(requirements)} requirement(s); {context_key(dep.id)}")
+            image = builder.build_and_push(context, request, log)
+            return BuildOutput(src, "", manifests, image)
         log(f"building Python environment ({len(requirements)} requirement(s))")
         built = self._builder().build(requirements, log=log, engine=config.engine is not None)
-        return src, Path(built.python), manifests
+        return BuildOutput(src, str(built.python), manifests)
 
-    def _built(
-        self, dep: DeploymentRecord, model_dir: Path, python: Path, manifests: list[str]
-    ) -> None:
-        openai_api = serves_openai_api(validate_config(dep.config), model_dir)
+    def _built(self, dep: DeploymentRecord, output: BuildOutput) -> None:
+        openai_api = serves_openai_api(validate_config(dep.config), output.model_dir)
 
         def change(record: DeploymentRecord) -> bool:
             finished = lifecycle.finish_build(
                 record,
                 self._clock(),
-                model_dir=str(model_dir),
-                python=str(python),
-                weights_manifests=manifests,
+                model_dir=str(output.model_dir),
+                python=output.python,
+                weights_manifests=output.manifests,
+                image=output.image,
             )
             if finished:
                 record.openai_api = openai_api

@@ -144,6 +144,8 @@ class DeploymentRecord:
     autoscaling_settings: AutoscalingSettings = field(default_factory=AutoscalingSettings)
     model_dir: str | None = None
     python: str | None = None
+    # The deployment's OCI image, by digest (registry/repo@sha256:...), when images are built.
+    image: str | None = None
     status_message: str = ""
     # Manifest ids of the mirrored ``weights:`` entries (set by the build), in config order.
     weights_manifests: list[str] = field(default_factory=list)

@@ -48,6 +48,9 @@ class ReplicaSpec:
     accelerator: str | None = None
     predict_concurrency: int = 1
     custom_server: CustomServer | None = None
+    # The deployment's OCI image by digest (registry/repo@sha256:...), when images are built:
+    # the container runtime and the Kubernetes driver run it instead of model_dir + python.
+    image: str | None = None
 
 
 @dataclass(frozen=True)

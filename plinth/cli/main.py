@@ -325,6 +325,17 @@ def up(
             " its own replicas and gateway (ports from --gateway-port up)."
         ),
     ] = None,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="How replicas run: 'process' (a venv per requirements, fast) or 'container' "
+            "(each deployment built as an OCI image, pushed to a loopback registry by digest, "
+            "run from the image)."
+        ),
+    ] = "process",
+    registry_port: Annotated[
+        int, typer.Option(help="Port of the loopback image registry (--runtime container).")
+    ] = 8802,
 ) -> None:
     """Run the whole platform on this machine (SQLite, files, local processes)."""
     with expected_errors():
@@ -332,8 +343,15 @@ def up(
         from plinth.local_clusters import parse_clusters
 
         regions = parse_clusters(clusters) if clusters is not None else []
-        state = state_dir or state_dir_from_env(os.environ)
-        run_platform(state, host, port, gateway_port, regions)
+        run_platform(
+            state_dir or state_dir_from_env(os.environ),
+            host,
+            port,
+            gateway_port,
+            regions,
+            runtime=runtime,
+            registry_port=registry_port,
+        )
 
 
 if __name__ == "__main__":

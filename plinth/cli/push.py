@@ -171,6 +171,8 @@ def _deploy(
         if deployment.get("status") == "FAILED":
             _print_failure(client, model_id, deployment, console)
             return 1
+        if deployment.get("image"):  # built as an OCI image (plinth up --runtime container)
+            console.print(f"image:          {escape(str(deployment['image']))}")
     environment = _target_environment(options)
     env_url = predict_url(target.gateway_url, model_id, environment=environment)
     dep_url = predict_url(target.gateway_url, model_id, deployment_id=deployment_id)

@@ -17,3 +17,14 @@ def test_banner_urls_stay_whole_in_a_narrow_terminal() -> None:
     lines = out.getvalue().splitlines()
     assert any(f"{cp}/docs" in line for line in lines)
     assert any("pl_" + "k" * 40 in line for line in lines)
+
+
+def test_banner_names_the_registry_of_the_container_runtime() -> None:
+    out = io.StringIO()
+    ep = LocalEndpoints("http://127.0.0.1:1", "http://127.0.0.1:2", "pl_k", "int_x")
+    print_banner(banner_console(file=out, color_system=None), Path("/s"), ep)
+    assert "registry" not in out.getvalue()
+    print_banner(
+        banner_console(file=out, color_system=None), Path("/s"), ep, registry="127.0.0.1:8802"
+    )
+    assert "registry       127.0.0.1:8802" in out.getvalue()

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
 from control_plane.adapters.exceptions import ClusterError
+from control_plane.adapters.image_context import IMAGE_PYTHON
 from control_plane.adapters.k8s_manifests import (
     KubernetesOptions,
     label_value,
@@ -18,7 +21,10 @@ from control_plane.adapters.k8s_manifests import (
     parse_accelerator,
     render_manifests,
 )
+from control_plane.domain.package import replica_spec_for
+from control_plane.domain.records import DeploymentRecord, DeploymentStatus
 from control_plane.ports.cluster import CustomServer, ReplicaSpec
+from plinth.spec.loader import load_config
 
 K8S_VERSION = "1.30.0"
 
@@ -102,8 +108,11 @@ def test_probes_command_and_service() -> None:
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models/model", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/", "port": "http"}
-    assert container["command"] == ["python", "-m", "gpu_nodes.model_server"]
-    assert container["args"] == ["--model-dir", "/srv/model", "--port", "8080", "--host", "0.0.0.0"]
+    # The image's own model server on the image's own package: no control-plane path.
+    assert container["command"] == ["/opt/plinth/venv/bin/python", "-m", "gpu_nodes.model_server"]
+    assert container["args"] == [
+        "--model-dir", "/opt/plinth/model", "--port", "8080", "--host", "0.0.0.0",
+    ]  # fmt: skip
     assert container["image"] == "img:1"
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     assert "nodeSelector" not in deployment["spec"]["template"]["spec"]
@@ -295,7 +304,7 @@ def test_removed_pods_drain_through_a_bounded_pre_stop_hook() -> None:
     pod_spec = deployment["spec"]["template"]["spec"]
     [container] = pod_spec["containers"]
     assert container["lifecycle"]["preStop"]["exec"]["command"] == [
-        "python", "-m", "gpu_nodes.model_server.drain", "--port", "8080",
+        IMAGE_PYTHON, "-m", "gpu_nodes.model_server.drain", "--port", "8080",
         "--settle", "4", "--timeout", "45",
     ]  # fmt: skip
     # The hook's time and the server's own shutdown both fit in the grace period.
@@ -329,3 +338,47 @@ def test_custom_server_runs_its_command_on_its_port_with_its_probes() -> None:
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert "prometheus.io/scrape" not in annotations  # it serves no Plinth /metrics
     assert "lifecycle" not in container  # no Plinth drain hook in the user's image
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "example", sorted(p.name for p in EXAMPLES.iterdir() if (p / "config.yaml").is_file())
+)
+def test_every_example_runs_its_image_by_digest_with_no_host_path(example: str) -> None:
+    config = load_config(EXAMPLES / example).to_dict()
+    record = DeploymentRecord(
+        id="depimg01",
+        model_id="modimg01",
+        name="d",
+        status=DeploymentStatus.DEPLOYING,
+        created_at=0.0,
+        status_changed_at=0.0,
+        archive_sha256="0" * 64,
+        config=config,
+        model_dir="/var/lib/plinth/builds/depimg01/src",  # where the builder extracted it
+        image=f"registry.example:5000/plinth/models/modimg01@{DIGEST}",
+    )
+    spec = replica_spec_for(record, lambda names: {n: "v" for n in names})
+    manifests = render_manifests(spec, 1, KubernetesOptions(namespace="models"))
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    deployment = _by_kind(manifests)["Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"registry.example:5000/plinth/models/modimg01@{DIGEST}"
+    rendered = json.dumps(manifests)
+    assert "/var/lib/plinth" not in rendered and "hostPath" not in rendered
+
+
+def test_a_custom_server_with_an_image_keeps_its_command() -> None:
+    server = CustomServer("serve --port 8000", 8000, "/ready", "/live")
+    image = f"registry.example:5000/plinth/models/m1@{DIGEST}"
+    spec = ReplicaSpec("dep-ci", "m1", "", "", image=image, custom_server=server)
+    [container] = _by_kind(render_manifests(spec, 1))["Deployment"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["image"] == image
+    assert container["command"] == ["/bin/sh", "-c", "serve --port 8000"]
+    assert "args" not in container and "lifecycle" not in container

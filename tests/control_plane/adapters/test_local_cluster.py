@@ -1,7 +1,11 @@
-"""LocalProcessDriver against the real model server (``python -m gpu_nodes.model_server``)."""
+"""LocalProcessDriver against the real model server, in both local runtimes: ``process`` (the
+package's venv) and ``container`` (an image built from the package, pushed to a loopback
+registry and run from the image pulled back by digest). The two images are built once per
+module; with the base image cached that adds about a minute."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import stat
@@ -25,6 +29,8 @@ from control_plane.ports.cluster import (
     ReplicaSpec,
     ReplicaState,
 )
+from control_plane.ports.images import ImageRequest
+from tests.support.images import local_registry, missing_image_tools, shared_image_cache
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +86,54 @@ def _spec(model_dir: Path, deployment_id: str = "dep-1", **kw: object) -> Replic
     )
 
 
+SpecFor = Callable[..., ReplicaSpec]
+
+
+class _ImageCache:
+    """Images of the test packages, built on first use (one per model code)."""
+
+    def __init__(self, registry: str, work_dir: Path) -> None:
+        from control_plane.adapters.buildah_images import BuildahImageBuilder
+
+        self._builder = BuildahImageBuilder(registry, work_dir / "builds", shared_image_cache())
+        self._work_dir = work_dir
+        self._built: dict[str, str] = {}
+
+    def image_of(self, model_dir: Path) -> str:
+        code = (model_dir / "model" / "model.py").read_bytes()
+        key = hashlib.sha256(code).hexdigest()[:8]
+        if key not in self._built:
+            request = ImageRequest(f"dep{key}", "mdriver", model_dir)
+            work = self._work_dir / key
+            work.mkdir(parents=True)
+            context = self._builder.prepare_context(request, work)
+            self._built[key] = self._builder.build_and_push(context, request, lambda _: None)
+        return self._built[key]
+
+
+@pytest.fixture(scope="module")
+def image_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_ImageCache]:
+    if missing_image_tools():
+        pytest.skip(f"image tools missing: {missing_image_tools()}")
+    root = tmp_path_factory.mktemp("images")
+    with local_registry(root / "registry") as registry:
+        yield _ImageCache(registry, root)
+
+
+@pytest.fixture(params=["process", "container"])
+def spec_for(request: pytest.FixtureRequest) -> SpecFor:
+    """``_spec`` in the runtime under test (container: the package's image, no host paths)."""
+    if request.param == "process":
+        return _spec
+    cache: _ImageCache = request.getfixturevalue("image_cache")
+
+    def container_spec(model_dir: Path, deployment_id: str = "dep-1", **kw: object) -> ReplicaSpec:
+        image = cache.image_of(model_dir)
+        return ReplicaSpec(deployment_id, "m-1", "", "", image=image, **kw)  # type: ignore[arg-type]
+
+    return container_spec
+
+
 def _wait_for(
     driver: ClusterDriver,
     deployment_id: str,
@@ -129,10 +183,14 @@ def echo_package(tmp_path: Path) -> Path:
 
 
 def test_two_replicas_ready_with_env_and_secrets(
-    driver: LocalProcessDriver, echo_package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spec_for: SpecFor,
+    driver: LocalProcessDriver,
+    echo_package: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PLINTH_TEST_CONTROL_PLANE_SECRET", "must-not-leak")
-    spec = _spec(echo_package, env={"GREETING": "hi"}, secrets={"hf_token": "s3cr3t"})
+    spec = spec_for(echo_package, env={"GREETING": "hi"}, secrets={"hf_token": "s3cr3t"})
     driver.scale(spec, 2)
     states = _wait_for(driver, "dep-1", _all_ready(2))
     assert len({s.url for s in states}) == 2 and all(s.restarts == 0 for s in states)
@@ -150,8 +208,10 @@ def test_two_replicas_ready_with_env_and_secrets(
     assert not any("s3cr3t" in line for line in logs)
 
 
-def test_killed_replica_is_restarted(driver: LocalProcessDriver, echo_package: Path) -> None:
-    spec = _spec(echo_package, secrets={"hf_token": "t"})
+def test_killed_replica_is_restarted(
+    spec_for: SpecFor, driver: LocalProcessDriver, echo_package: Path
+) -> None:
+    spec = spec_for(echo_package, secrets={"hf_token": "t"})
     driver.scale(spec, 2)
     states = _wait_for(driver, "dep-1", _all_ready(2))
     victim_pid = _server_pids(states[:1])[0]
@@ -163,13 +223,15 @@ def test_killed_replica_is_restarted(driver: LocalProcessDriver, echo_package: P
     new_pid = _server_pids(after[:1])[0]
     assert new_pid != victim_pid and not psutil.pid_exists(victim_pid)
     logs = driver.logs("dep-1")
-    assert f"[{states[0].replica_id}] [plinth] process exited with code -9" in "\n".join(logs)
+    # A container replica's process is buildah run, which reports its child's death itself.
+    code = "-9" if spec.image is None else ""
+    assert f"[{states[0].replica_id}] [plinth] process exited with code {code}" in "\n".join(logs)
 
 
 def test_scale_down_drains_newest_idle_first_then_to_zero(
-    driver: LocalProcessDriver, echo_package: Path, tmp_path: Path
+    spec_for: SpecFor, driver: LocalProcessDriver, echo_package: Path, tmp_path: Path
 ) -> None:
-    spec = _spec(echo_package, secrets={"hf_token": "t"})
+    spec = spec_for(echo_package, secrets={"hf_token": "t"})
     driver.scale(spec, 2)
     states = _wait_for(driver, "dep-1", _all_ready(2))
     pids = _server_pids(states)
@@ -191,8 +253,10 @@ def test_scale_down_drains_newest_idle_first_then_to_zero(
     assert f"[{states[0].replica_id}] " in retired and f"[{states[1].replica_id}] " in retired
 
 
-def test_load_failure_is_reported_as_failed(driver: LocalProcessDriver, tmp_path: Path) -> None:
-    spec = _spec(_package(tmp_path / "broken", BROKEN_LOAD_MODEL), deployment_id="dep-bad")
+def test_load_failure_is_reported_as_failed(
+    spec_for: SpecFor, driver: LocalProcessDriver, tmp_path: Path
+) -> None:
+    spec = spec_for(_package(tmp_path / "broken", BROKEN_LOAD_MODEL), deployment_id="dep-bad")
     driver.scale(spec, 1)
     [state] = _wait_for(driver, "dep-bad", lambda ss: ss[0].phase is ReplicaPhase.FAILED)
     assert "weights are missing" in state.message and state.restarts == 0
@@ -274,3 +338,14 @@ def test_custom_server_on_port_and_fixed_port_runs_one_replica_at_a_time(
     assert ready.url == f"http://127.0.0.1:{fixed_port}"
     assert f"server_port {fixed_port} is in use on 127.0.0.1" in waiting.message
     assert "$PORT" in waiting.message
+
+
+def test_a_custom_server_with_an_image_runs_its_own_command_in_the_container() -> None:
+    from control_plane.adapters._container_replica import container_command
+
+    server = CustomServer("serve --port $PORT", 8000, "/ready", "/live")
+    spec = ReplicaSpec("dep-c", "m-1", "", "", image="r/m@sha256:ab", custom_server=server)
+    command = container_command("plinth-r", spec, Path("/tmp/r"), host="127.0.0.1", port=4321)
+    assert command[-4:] == ["--", "/bin/sh", "-c", "serve --port $PORT"]
+    assert "--env" in command and "PORT=4321" in command and "HOST=127.0.0.1" in command
+    assert "gpu_nodes.model_server" not in " ".join(command)

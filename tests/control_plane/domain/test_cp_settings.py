@@ -120,3 +120,20 @@ def test_multi_cluster_settings_are_read() -> None:
 def test_bad_multi_cluster_timings_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_container_runtime_needs_a_registry_and_reads_its_settings(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="PLINTH_REGISTRY"):
+        Settings(runtime="container")
+    with pytest.raises(SettingsError, match="PLINTH_RUNTIME"):
+        Settings(runtime="docker")
+    settings = Settings.from_env(
+        {
+            "PLINTH_RUNTIME": "container",
+            "PLINTH_REGISTRY": "127.0.0.1:8802",
+            "PLINTH_IMAGE_CACHE_DIR": str(tmp_path),
+        }
+    )
+    assert (settings.runtime, settings.registry) == ("container", "127.0.0.1:8802")
+    assert settings.image_cache_dir == tmp_path
+    assert Settings.from_env({}).runtime == "process"
