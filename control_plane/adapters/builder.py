@@ -15,17 +15,15 @@ last, so a half-built or failed environment is never mistaken for a cached one.
 
 from __future__ import annotations
 
-import collections
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import venv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from control_plane.adapters._streaming import run_streaming
 from control_plane.adapters.build_cache import (
     exclusive_lock,
     normalise_requirements,
@@ -45,7 +43,6 @@ __all__ = ["BuildError", "BuiltEnvironment", "EnvironmentBuilder"]
 
 _MARKER = ".plinth-built"
 _PTH_NAME = "zz-plinth-runtime.pth"
-_TAIL_LINES = 40
 
 
 @dataclass(frozen=True)
@@ -149,37 +146,9 @@ class EnvironmentBuilder:
             self._run_pip(command, env, log)
 
     def _run_pip(self, command: list[str], env: dict[str, str], log: Callable[[str], None]) -> None:
-        tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        proc = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            env=env,
-        )
-        timed_out = threading.Event()
-
-        def kill_on_timeout() -> None:
-            timed_out.set()
-            proc.kill()
-
-        watchdog = threading.Timer(self._pip_timeout_s, kill_on_timeout)
-        watchdog.start()
-        try:
-            for line in proc.stdout or ():
-                line = line.rstrip("\n")
-                tail.append(line)
-                log(line)
-            returncode = proc.wait()
-        finally:
-            watchdog.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if timed_out.is_set():
-            raise BuildError(f"pip install ran past {self._pip_timeout_s:.0f}s", list(tail))
-        if returncode != 0:
-            last = next((t for t in reversed(tail) if t.strip()), "")
-            raise BuildError(f"pip install failed (exit {returncode}): {last}", list(tail))
+        run = run_streaming(command, env=env, log=log, timeout_s=self._pip_timeout_s)
+        if run.timed_out:
+            raise BuildError(f"pip install ran past {self._pip_timeout_s:.0f}s", run.tail)
+        if run.returncode != 0:
+            last = next((t for t in reversed(run.tail) if t.strip()), "")
+            raise BuildError(f"pip install failed (exit {run.returncode}): {last}", run.tail)
